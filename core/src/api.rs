@@ -1,0 +1,32 @@
+//! The JSON API's model, shared by the host, `duet status` and the web UI.
+
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+
+use crate::{MachineState, PairReport, Reason, TimestampMs};
+
+/// What `GET /api/v1/status` returns: the pair as one agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct Status {
+    /// Both Status columns, once the first tick ran.
+    pub pair: Option<PairReport>,
+    /// The failover machine's last decision ("why is this agent Offline?").
+    pub decision: Option<DecisionSummary>,
+    /// Which core answered the last tick.
+    pub core: String,
+}
+
+/// The last decision of the failover machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct DecisionSummary {
+    /// The host's tick number.
+    pub tick: u64,
+    /// When it was taken.
+    pub at: TimestampMs,
+    /// The state after it.
+    pub state: MachineState,
+    /// Why.
+    pub reason: Reason,
+}

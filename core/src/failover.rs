@@ -1,0 +1,491 @@
+//! The failover state machine: `step(state, input, now) -> decision`.
+//!
+//! One exhaustive `match` over the state; each arm names the rule it implements (the rules are
+//! those of "Failover behaviour" in DESIGN.md). Every decision carries a machine-readable reason.
+
+use crate::{
+    Action, Answer, BuddyView, Command, Decision, Event, FailoverState, HeartbeatKind, Hook, Input,
+    MachineState, Mode, OperatorCommand, Reason, ReasonCode, Severity, TimestampMs, VipResult,
+};
+
+/// One step of the state machine.
+pub fn step(state: &MachineState, input: &Input, now: TimestampMs) -> Decision {
+    let view = View::of(input);
+    // Rule: a mode change applies in every state, at once, and moves nothing else.
+    if let Some(OperatorCommand {
+        by,
+        command: Command::SetMode(mode),
+    }) = &input.command
+    {
+        let mut next = *state;
+        next.mode = *mode;
+        let text = format!("mode set to {} by {by}", mode_label(*mode));
+        return Decision {
+            state: next,
+            actions: vec![Action::Log(format!(
+                "Failover Mode => {}",
+                mode_label(*mode)
+            ))],
+            reason: Reason {
+                code: ReasonCode::Operator,
+                text,
+            },
+        };
+    }
+    let d = Step {
+        state: *state,
+        actions: Vec::new(),
+        input,
+        view,
+        now,
+    };
+    match state.state {
+        FailoverState::Offline => d.offline(),
+        FailoverState::PreparingToGoOnline => d.preparing(),
+        FailoverState::GoingOnline => d.going_online(),
+        FailoverState::Online => d.online(),
+        FailoverState::GoingOffline => d.going_offline(),
+    }
+}
+
+/// What the heartbeats say, derived once per step.
+struct View {
+    /// Every agent heartbeat exceeded its allowed failures and the sync connection is down.
+    buddy_dead: bool,
+    /// Every inverted heartbeat exceeded its allowed failures.
+    isolated: bool,
+}
+
+impl View {
+    fn of(input: &Input) -> View {
+        let all_exceeded = |kind: HeartbeatKind| {
+            let mut paths = input
+                .heartbeats
+                .iter()
+                .filter(|h| h.kind == kind)
+                .peekable();
+            paths.peek().is_some() && paths.all(|h| h.exceeded())
+        };
+        // Pings prove a path, not the process: they never keep a dead buddy alive.
+        View {
+            buddy_dead: all_exceeded(HeartbeatKind::Agent) && !input.sync_up,
+            isolated: all_exceeded(HeartbeatKind::Inverted),
+        }
+    }
+}
+
+struct Step<'a> {
+    state: MachineState,
+    actions: Vec<Action>,
+    input: &'a Input,
+    view: View,
+    now: TimestampMs,
+}
+
+impl Step<'_> {
+    fn offline(mut self) -> Decision {
+        let me = &self.input.agent;
+        if let Some(cmd) = &self.input.command {
+            match cmd.command {
+                // Rule: force online — the operator vouches that the buddy is dead.
+                Command::ForceOnline => {
+                    let text = format!("forced online by {}", cmd.by);
+                    return self.prepare(ReasonCode::Operator, text);
+                }
+                // Rule: a switch asked of the backup is a planned handover towards it.
+                Command::Switch => {
+                    let text = format!("switch requested by {}", cmd.by);
+                    return self.prepare(ReasonCode::Operator, text);
+                }
+                Command::SetMode(_) => {}
+            }
+        }
+        if self.input.offline_request {
+            // Rule: a request to go offline is answered even when already offline (idempotent).
+            self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+        }
+        if self.view.buddy_dead {
+            // Rule: takeover only when all agent heartbeats fail and sync is down, unless isolated.
+            if self.view.isolated {
+                return self.stay(
+                    ReasonCode::Isolated,
+                    "all inverted heartbeats fail: this agent is the isolated one",
+                );
+            }
+            // Rule: at start, give a buddy never heard from a bounded time to show up, so two
+            // agents starting together meet in the tie-break instead of both claiming.
+            let wait = self.input.config.startup_wait_ms;
+            if self.input.buddy.is_none() && self.now < self.input.started_at.saturating_add(wait) {
+                let text = format!(
+                    "starting up: waiting up to {} s for the buddy before taking over",
+                    wait / 1000
+                );
+                return self.stay(ReasonCode::StartingUp, &text);
+            }
+            if self.state.mode == Mode::Manual {
+                return self.stay(
+                    ReasonCode::ManualMode,
+                    "the buddy looks dead, but manual mode: an operator decides",
+                );
+            }
+            if self.recent_switch() {
+                // Rule: no automatic switch within min_switch_interval of the previous one.
+                let text = "all heartbeat paths are failing, but the last switch was too recent. Preventing ping-pong.";
+                return self.stay(ReasonCode::PingPongGuard, text);
+            }
+            return self.prepare(
+                ReasonCode::BuddyDead,
+                "all agent heartbeats fail and the sync connection is down".into(),
+            );
+        }
+        match &self.input.buddy {
+            // Rule: neither agent is Online and both are alive: the deterministic tie-break
+            // (priority, then name) picks one; an isolated buddy cannot serve, so we go.
+            Some(buddy) if buddy.state == FailoverState::Offline && !self.view.isolated => {
+                if wins_tie_break(me, self.input.config.priority, buddy) {
+                    let text = format!(
+                        "neither agent is online; {me} wins the tie-break over {}",
+                        buddy.name
+                    );
+                    self.prepare(ReasonCode::StartupTieBreak, text)
+                } else if buddy.isolated {
+                    let text = format!("neither agent is online and {} is isolated", buddy.name);
+                    self.prepare(ReasonCode::StartupTieBreak, text)
+                } else {
+                    let text =
+                        format!("neither agent is online; {} wins the tie-break", buddy.name);
+                    self.stay(ReasonCode::LostTieBreak, &text)
+                }
+            }
+            Some(buddy) => {
+                let text = format!("{} is alive and {}", buddy.name, buddy.state.label());
+                self.stay(ReasonCode::BuddyAlive, &text)
+            }
+            None => self.stay(
+                ReasonCode::BuddyAlive,
+                "heartbeats reach the buddy; waiting for its status report",
+            ),
+        }
+    }
+
+    fn preparing(mut self) -> Decision {
+        let me = self.input.agent.clone();
+        match &self.input.answer {
+            // Rule: the buddy agreed to go offline: acquire the VIP (or be online without one).
+            Some(Answer::Accepted) => {
+                return self.claim(ReasonCode::BuddyAnswer, "the buddy agreed to go offline");
+            }
+            // Rule: a refusal is logged with its reason and we stay Offline.
+            Some(Answer::Refused(why)) => {
+                let buddy = self.buddy_name();
+                self.actions.push(Action::Log(format!(
+                    "Failed setting state for '{buddy}' to Offline: {why}"
+                )));
+                let text = format!("{buddy} refused to go offline: {why}");
+                return self.go(FailoverState::Offline, ReasonCode::BuddyAnswer, text);
+            }
+            None => {}
+        }
+        if self.input.offline_request {
+            // Rule (seed 002): both prepare and ask each other; the tie-break decides at once.
+            let buddy_wins = self
+                .input
+                .buddy
+                .as_ref()
+                .is_some_and(|b| !wins_tie_break(&me, self.input.config.priority, b));
+            if buddy_wins {
+                self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+                let text = format!(
+                    "both agents asked to go online; {} wins the tie-break",
+                    self.buddy_name()
+                );
+                return self.go(FailoverState::Offline, ReasonCode::LostTieBreak, text);
+            }
+            let why = format!("{me} is going online and wins the tie-break");
+            self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
+        }
+        if self.view.buddy_dead {
+            // Rule: nobody can answer for a dead buddy: proceed without waiting.
+            return self.claim(
+                ReasonCode::BuddyDead,
+                "the buddy is dead: no answer to wait for",
+            );
+        }
+        if self.timed_out(self.input.config.prepare_timeout_ms) {
+            return self.go(
+                FailoverState::Offline,
+                ReasonCode::Timeout,
+                "no answer from the buddy in time".into(),
+            );
+        }
+        self.stay(ReasonCode::Steady, "waiting for the buddy's answer")
+    }
+
+    fn going_online(mut self) -> Decision {
+        match &self.input.vip {
+            Some(VipResult::Acquired) => {
+                self.actions.push(Action::RunHook(Hook::VipAcquired));
+                self.online_now(ReasonCode::Vip, "virtual IP acquired".into())
+            }
+            Some(VipResult::Failed(why)) => {
+                let why = why.clone();
+                self.fault(
+                    format!("cannot acquire the virtual IP: {why}"),
+                    ReasonCode::Vip,
+                )
+            }
+            Some(VipResult::Released) | None if !self.input.config.vip_enabled => {
+                self.online_now(ReasonCode::Vip, "no virtual IP to acquire".into())
+            }
+            Some(VipResult::Released) | None => {
+                if self.timed_out(self.input.config.going_online_timeout_ms) {
+                    self.fault(
+                        "the virtual IP was not acquired in time".into(),
+                        ReasonCode::Timeout,
+                    )
+                } else {
+                    self.stay(ReasonCode::Steady, "acquiring the virtual IP")
+                }
+            }
+        }
+    }
+
+    fn online(mut self) -> Decision {
+        let me = self.input.agent.clone();
+        let healthy_buddy = (!self.view.buddy_dead)
+            .then_some(self.input.buddy.as_ref())
+            .flatten()
+            .filter(|b| !b.isolated);
+        if self.input.offline_request {
+            // Rule: we are isolated — the buddy is better placed: accept.
+            if self.view.isolated {
+                self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+                return self.step_down(
+                    ReasonCode::BuddyRequest,
+                    "the buddy asked and this agent is isolated".into(),
+                );
+            }
+            match healthy_buddy {
+                // Rule: the ping-pong guard refuses a request too soon after a switch, saying why.
+                Some(_) if self.recent_switch() => {
+                    let why = "switched too recently. Preventing ping-pong.".to_string();
+                    self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
+                }
+                // Rule: a healthy buddy's request (operator switch or force) is honoured.
+                Some(_) => {
+                    self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+                    return self.step_down(
+                        ReasonCode::BuddyRequest,
+                        "the buddy asked to go online".into(),
+                    );
+                }
+                None => {
+                    let why = "the requesting agent is isolated".to_string();
+                    self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
+                }
+            }
+        }
+        if let Some(cmd) = &self.input.command {
+            let by = cmd.by.clone();
+            match cmd.command {
+                // Rule: planned handover, at once, without waiting for heartbeat timeouts.
+                Command::Switch if healthy_buddy.is_some() => {
+                    self.actions.push(Action::HandOver);
+                    return self
+                        .step_down(ReasonCode::Operator, format!("switch requested by {by}"));
+                }
+                Command::Switch => {
+                    return self.stay(
+                        ReasonCode::Operator,
+                        "switch refused: no healthy buddy to hand over to",
+                    );
+                }
+                Command::ForceOnline | Command::SetMode(_) => {}
+            }
+        }
+        if let Some(buddy) = &self.input.buddy
+            && !self.view.buddy_dead
+            && buddy.state == FailoverState::Online
+            && !wins_tie_break(&me, self.input.config.priority, buddy)
+        {
+            // Rule: both Online and back in contact: the tie-break's loser goes Offline (not a fail-back).
+            let text = format!("both agents online; {} wins the tie-break", buddy.name);
+            return self.step_down(ReasonCode::LostTieBreak, text);
+        }
+        if self.state.mode == Mode::Automatic {
+            if self.view.isolated {
+                // Rule: step down when isolated and the buddy is unreachable or not isolated itself;
+                // when both lose the outside target, nobody moves.
+                let buddy_isolated =
+                    self.input.buddy.as_ref().is_some_and(|b| b.isolated) && !self.view.buddy_dead;
+                if !buddy_isolated {
+                    return self.step_down(
+                        ReasonCode::Isolated,
+                        "all inverted heartbeats fail: this agent is isolated".into(),
+                    );
+                }
+                return self.stay(
+                    ReasonCode::Isolated,
+                    "both agents lost their outside targets: nobody moves",
+                );
+            }
+            if let Some(trigger) = self.input.triggers.first() {
+                // Rule: a switch trigger hands over to a healthy buddy.
+                if healthy_buddy.is_some() {
+                    let text = format!("switch trigger {trigger} fails");
+                    self.actions.push(Action::HandOver);
+                    return self.step_down(ReasonCode::SwitchTrigger, text);
+                }
+                let text =
+                    format!("switch trigger {trigger} fails, but no healthy buddy to hand over to");
+                return self.stay(ReasonCode::SwitchTrigger, &text);
+            }
+        }
+        self.stay(ReasonCode::Steady, "online")
+    }
+
+    fn going_offline(mut self) -> Decision {
+        match &self.input.vip {
+            Some(VipResult::Released) => {
+                self.actions.push(Action::RunHook(Hook::VipReleased));
+                self.go(
+                    FailoverState::Offline,
+                    ReasonCode::Vip,
+                    "virtual IP released".into(),
+                )
+            }
+            _ if !self.input.config.vip_enabled => self.go(
+                FailoverState::Offline,
+                ReasonCode::Steady,
+                "no virtual IP to release".into(),
+            ),
+            _ if self.timed_out(self.input.config.going_offline_timeout_ms) => {
+                self.actions.push(Action::Raise(Event {
+                    severity: Severity::Error,
+                    code: "vip-release-timeout".into(),
+                    message: "the virtual IP was not released in time".into(),
+                }));
+                self.go(
+                    FailoverState::Offline,
+                    ReasonCode::Timeout,
+                    "the virtual IP was not released in time".into(),
+                )
+            }
+            _ => self.stay(ReasonCode::Steady, "releasing the virtual IP"),
+        }
+    }
+
+    // --- helpers -------------------------------------------------------------------------
+
+    /// Start going online: ask the buddy to go offline first.
+    fn prepare(mut self, code: ReasonCode, text: String) -> Decision {
+        self.state.last_switch = Some(self.now);
+        let missing = if code == ReasonCode::BuddyDead {
+            " (agent appears to be missing)"
+        } else {
+            ""
+        };
+        let agent = &self.input.agent;
+        self.actions.push(Action::Log(format!(
+            "Notifying buddy agent to go offline ({agent} wants to go online){missing} ..."
+        )));
+        self.actions.push(Action::AskBuddyOffline);
+        self.go(FailoverState::PreparingToGoOnline, code, text)
+    }
+
+    /// Going online: through Going online when a VIP is managed, else straight to Online.
+    fn claim(mut self, code: ReasonCode, text: &str) -> Decision {
+        if self.input.config.vip_enabled {
+            self.actions.push(Action::AcquireVip);
+            self.go(FailoverState::GoingOnline, code, text.into())
+        } else {
+            self.online_now(code, text.into())
+        }
+    }
+
+    fn online_now(mut self, code: ReasonCode, text: String) -> Decision {
+        self.actions.push(Action::RunHook(Hook::Online));
+        self.actions.push(Action::Raise(Event {
+            severity: Severity::Warning,
+            code: "online".into(),
+            message: format!("{} is now Online: {text}", self.input.agent),
+        }));
+        self.go(FailoverState::Online, code, text)
+    }
+
+    fn step_down(mut self, code: ReasonCode, text: String) -> Decision {
+        self.state.last_switch = Some(self.now);
+        if self.input.config.vip_enabled {
+            self.actions.push(Action::ReleaseVip);
+        }
+        self.actions.push(Action::RunHook(Hook::Offline));
+        self.go(FailoverState::GoingOffline, code, text)
+    }
+
+    fn fault(mut self, text: String, code: ReasonCode) -> Decision {
+        self.actions.push(Action::ReleaseVip);
+        self.actions.push(Action::RunHook(Hook::Fault));
+        self.actions.push(Action::Raise(Event {
+            severity: Severity::Error,
+            code: "going-online-failed".into(),
+            message: text.clone(),
+        }));
+        self.go(FailoverState::Offline, code, text)
+    }
+
+    fn recent_switch(&self) -> bool {
+        self.state
+            .last_switch
+            .is_some_and(|t| self.now.saturating_sub(t) < self.input.config.min_switch_interval_ms)
+    }
+
+    fn timed_out(&self, limit_ms: u64) -> bool {
+        self.now.saturating_sub(self.state.since) > limit_ms
+    }
+
+    fn buddy_name(&self) -> String {
+        self.input
+            .buddy
+            .as_ref()
+            .map_or_else(|| "buddy".to_string(), |b| b.name.clone())
+    }
+
+    fn go(mut self, to: FailoverState, code: ReasonCode, text: String) -> Decision {
+        if to != self.state.state {
+            self.state.state = to;
+            self.state.since = self.now;
+            self.actions
+                .insert(0, Action::Log(format!("Failover Status => {}", to.label())));
+            if matches!(to, FailoverState::Online | FailoverState::Offline) {
+                self.actions.push(Action::Persist(to));
+            }
+        }
+        Decision {
+            state: self.state,
+            actions: self.actions,
+            reason: Reason { code, text },
+        }
+    }
+
+    fn stay(self, code: ReasonCode, text: &str) -> Decision {
+        Decision {
+            state: self.state,
+            actions: self.actions,
+            reason: Reason {
+                code,
+                text: text.into(),
+            },
+        }
+    }
+}
+
+fn wins_tie_break(me: &str, my_priority: u32, buddy: &BuddyView) -> bool {
+    (my_priority, std::cmp::Reverse(me)) > (buddy.priority, std::cmp::Reverse(buddy.name.as_str()))
+}
+
+fn mode_label(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Automatic => "Automatic",
+        Mode::Manual => "Manual",
+    }
+}

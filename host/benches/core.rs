@@ -1,0 +1,68 @@
+//! evaluate and step per call: native duet-core vs core.wasm through the host's runtime.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use duet_core::{
+    Check, FailoverState, Heartbeat, HeartbeatKind, Input, MachineState, Mode, Observations,
+    RulesConfig,
+};
+use duet_host::runtime::{CoreOrigin, CoreRuntime, Limits};
+
+fn heartbeats() -> Vec<Heartbeat> {
+    let hb = |id: &str, kind, failures| Heartbeat {
+        id: id.into(),
+        kind,
+        target: "10.0.0.2".into(),
+        ok: failures == 0,
+        failures,
+        max_failures: 3,
+        last_success: Some(1_700_000_000_000),
+        reason: (failures > 0).then(|| "timed out".to_string()),
+        rtt_us: Some(180),
+    };
+    vec![
+        hb("corp", HeartbeatKind::Agent, 0),
+        hb("acq", HeartbeatKind::Agent, 1),
+        hb("gw", HeartbeatKind::Inverted, 0),
+        hb("ping", HeartbeatKind::Ping, 0),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = CoreRuntime::new(Limits::default()).expect("core runtime");
+    let now = 1_700_000_100_000;
+    let obs = Observations {
+        agent: "agent-a".into(),
+        buddy: "agent-b".into(),
+        started_at: now - 60_000,
+        state: FailoverState::Online,
+        mode: Mode::Automatic,
+        configuration: Check::Ok,
+        heartbeats: heartbeats(),
+        sync: Check::Ok,
+        database: Check::Ok,
+        nats: Check::Failing("no responders".into()),
+        rte_count: 0,
+        probes: Vec::new(),
+    };
+    let config = RulesConfig::default();
+    let state = MachineState::new(FailoverState::Offline, Mode::Automatic, now - 30_000);
+    let mut input = Input::quiet("agent-a");
+    input.heartbeats = heartbeats();
+    assert_eq!(rt.step(&state, &input, now).by, CoreOrigin::Embedded);
+
+    let mut g = c.benchmark_group("evaluate");
+    g.bench_function("native", |b| {
+        b.iter(|| duet_core::rules::evaluate(&obs, None, &config, now))
+    });
+    g.bench_function("wasm", |b| b.iter(|| rt.evaluate(&obs, None, &config, now)));
+    g.finish();
+    let mut g = c.benchmark_group("step");
+    g.bench_function("native", |b| {
+        b.iter(|| duet_core::failover::step(&state, &input, now))
+    });
+    g.bench_function("wasm", |b| b.iter(|| rt.step(&state, &input, now)));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,548 @@
+//! The agent: probes run on their own schedules and write what they saw; the tick loop hands it
+//! to the core (`failover.step`, then `rules.evaluate`), carries out the decision and publishes
+//! the status. The loop never waits on the network: probes and the peer exchange run apart.
+//!
+//! The peer exchange of this first cut is state-based: each agent serves a [`PeerReport`]
+//! (state, report, its go-offline request and its answer to the buddy's request) and polls the
+//! buddy's as its agent heartbeat. Requests and answers are therefore asynchronous, idempotent
+//! (tagged with a request id) and never block either side.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use duet_core::api::{DecisionSummary, Status};
+use duet_core::{
+    Action, Answer, BuddyView, Check, Decision, FailoverState, Heartbeat, HeartbeatKind, Input,
+    MachineState, Observations, ReceivedReport, Report, TimestampMs,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, HeartbeatConfig};
+use crate::lock;
+use crate::runtime::{CoreOrigin, CoreRuntime, Limits};
+
+/// What an agent tells its buddy (served at `GET /api/v1/peer`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub agent: String,
+    pub priority: u32,
+    pub state: FailoverState,
+    /// All inverted heartbeats fail.
+    pub isolated: bool,
+    /// This agent's own Status column.
+    pub report: Report,
+    /// Id of this agent's pending request that the buddy go offline.
+    pub request: Option<u64>,
+    /// This agent's answer to the buddy's request with that id.
+    pub answer: Option<(u64, Answer)>,
+}
+
+/// One tick's outcome, for observers (tests, tools).
+#[derive(Debug, Clone)]
+pub struct TickRecord {
+    pub tick: u64,
+    pub decision: Decision,
+    /// The core that answered `failover.step` on this tick.
+    pub by: CoreOrigin,
+    /// A loaded core that failed on this tick's step, and why.
+    pub failed: Option<(CoreOrigin, String)>,
+}
+
+/// What happened to the core file.
+#[derive(Debug, Clone)]
+pub enum CoreEvent {
+    /// A new core was validated and now answers.
+    Installed(CoreOrigin),
+    /// A changed file was refused; the previous core keeps answering.
+    Rejected(CoreOrigin, String),
+}
+
+/// Optional hooks into a running agent.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Receives every tick's decision.
+    pub ticks: Option<mpsc::UnboundedSender<TickRecord>>,
+    /// Use this runtime instead of creating one (tests share one compiled engine).
+    pub runtime: Option<Arc<CoreRuntime>>,
+    /// Receives every load or refusal of the core file.
+    pub core_events: Option<mpsc::UnboundedSender<CoreEvent>>,
+    /// Receives the API's bound address once it listens.
+    pub bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+}
+
+/// State shared between the tick loop, the probes and the API.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub started_at: TimestampMs,
+    heartbeats: Mutex<Vec<Heartbeat>>,
+    buddy: Mutex<Option<(PeerReport, TimestampMs)>>,
+    pub peer: watch::Sender<PeerReport>,
+    pub status: watch::Sender<Status>,
+    changed: Notify,
+}
+
+/// Runs an agent until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let runtime = match options.runtime {
+        Some(rt) => rt,
+        None => {
+            let limits = Limits {
+                deadline: config.core.deadline,
+                memory_bytes: config.core.memory_limit_bytes,
+            };
+            Arc::new(
+                tokio::task::spawn_blocking(move || CoreRuntime::new(limits))
+                    .await
+                    .context("core runtime task failed")??,
+            )
+        }
+    };
+    let now = now_ms();
+    let heartbeats = config.heartbeats.iter().map(initial_heartbeat).collect();
+    let first = PeerReport {
+        agent: config.agent.name.clone(),
+        priority: config.agent.priority,
+        state: FailoverState::Offline,
+        isolated: false,
+        report: Report {
+            agent: config.agent.name.clone(),
+            generated_at: now,
+            state: Some(FailoverState::Offline),
+            led: duet_core::Led::Transparent,
+            rows: Vec::new(),
+        },
+        request: None,
+        answer: None,
+    };
+    let shared = Arc::new(Shared {
+        started_at: now,
+        heartbeats: Mutex::new(heartbeats),
+        buddy: Mutex::new(None),
+        peer: watch::Sender::new(first),
+        status: watch::Sender::new(Status::default()),
+        changed: Notify::new(),
+        config,
+    });
+
+    let listener = tokio::net::TcpListener::bind(shared.config.api.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "failed to listen on {} (api.listen)",
+                shared.config.api.listen
+            )
+        })?;
+    let bound = listener
+        .local_addr()
+        .context("failed to read the API's address")?;
+    tracing::info!(agent = %shared.config.agent.name, api = %bound, "duet agent started");
+    if let Some(tx) = options.bound {
+        let _ = tx.send(bound);
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::api::serve(
+        listener,
+        shared.clone(),
+        shutdown.clone(),
+    ));
+    for (i, hb) in shared.config.heartbeats.iter().enumerate() {
+        if hb.kind == HeartbeatKind::Agent {
+            tasks.spawn(agent_heartbeat(
+                shared.clone(),
+                i,
+                hb.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+    if let Some(path) = shared.config.core.path.clone() {
+        tasks.spawn(watch_core_file(
+            runtime.clone(),
+            path,
+            shared.config.core.watch_interval,
+            options.core_events,
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(tick_loop(shared, runtime, options.ticks, shutdown.clone()));
+
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "agent task failed; shutting down");
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn initial_heartbeat(hb: &HeartbeatConfig) -> Heartbeat {
+    Heartbeat {
+        id: hb.id.clone(),
+        kind: hb.kind,
+        target: hb.target.clone(),
+        ok: false,
+        failures: 0,
+        max_failures: hb.max_failures,
+        last_success: None,
+        reason: Some("no attempt yet".into()),
+        rtt_us: None,
+    }
+}
+
+/// Milliseconds since the Unix epoch by the system clock.
+pub fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Bookkeeping of the go-offline requests between the agents.
+#[derive(Default)]
+struct Requests {
+    /// Our pending request that the buddy go offline.
+    outgoing: Option<u64>,
+    /// The buddy's request we last answered, and the answer.
+    answered: Option<(u64, Answer)>,
+}
+
+async fn tick_loop(
+    shared: Arc<Shared>,
+    runtime: Arc<CoreRuntime>,
+    observer: Option<mpsc::UnboundedSender<TickRecord>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let config = &shared.config;
+    let mut machine =
+        MachineState::new(FailoverState::Offline, config.agent.mode, shared.started_at);
+    let mut requests = Requests::default();
+    let mut log = FailoverLog::new(config.log.failover_log.clone(), config.agent.name.clone());
+    let mut interval = tokio::time::interval(config.core.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = 0u64;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+            () = shared.changed.notified() => {}
+        }
+        tick += 1;
+        let now = now_ms();
+        let heartbeats = lock(&shared.heartbeats).clone();
+        let buddy = lock(&shared.buddy)
+            .clone()
+            .filter(|(_, at)| now.saturating_sub(*at) <= millis(config.status.buddy_timeout));
+
+        let incoming = buddy
+            .as_ref()
+            .and_then(|(p, _)| p.request)
+            .filter(|id| requests.answered.as_ref().is_none_or(|(a, _)| a != id));
+        let answer = match (
+            requests.outgoing,
+            buddy.as_ref().and_then(|(p, _)| p.answer.clone()),
+        ) {
+            (Some(ours), Some((id, a))) if id == ours => Some(a),
+            _ => None,
+        };
+        let input = Input {
+            agent: config.agent.name.clone(),
+            started_at: shared.started_at,
+            config: config.failover(),
+            heartbeats: heartbeats.clone(),
+            sync_up: false,
+            buddy: buddy.as_ref().map(|(p, at)| BuddyView {
+                name: p.agent.clone(),
+                priority: p.priority,
+                state: p.state,
+                isolated: p.isolated,
+                received_at: *at,
+            }),
+            command: None,
+            offline_request: incoming.is_some(),
+            answer: answer.clone(),
+            triggers: Vec::new(),
+            vip: None,
+        };
+        let rt = runtime.clone();
+        let before = machine;
+        let decided = tokio::task::spawn_blocking(move || rt.step(&before, &input, now))
+            .await
+            .context("core call task failed")?;
+        let decision = decided.value.clone();
+
+        for action in &decision.actions {
+            match action {
+                Action::Log(line) => log.write(now, "INF", line).await,
+                Action::Raise(event) => {
+                    let level = match event.severity {
+                        duet_core::Severity::Info => "INF",
+                        duet_core::Severity::Warning => "WRN",
+                        duet_core::Severity::Error | duet_core::Severity::Critical => "ERR",
+                    };
+                    log.write(now, level, &format!("[{}] {}", event.code, event.message))
+                        .await;
+                }
+                Action::AskBuddyOffline => requests.outgoing = Some(now),
+                Action::AnswerBuddy(a) => {
+                    if let Some(id) = incoming {
+                        requests.answered = Some((id, a.clone()));
+                    }
+                }
+                Action::HandOver => {
+                    log.write(
+                        now,
+                        "INF",
+                        &format!("Handing over to {}", config.buddy.name),
+                    )
+                    .await
+                }
+                // No virtual IP, hooks or remembered state in this build: the core is configured
+                // with vip_enabled = false, and persistence arrives with the peer link.
+                Action::AcquireVip
+                | Action::ReleaseVip
+                | Action::Persist(_)
+                | Action::RunHook(_) => {
+                    tracing::debug!(?action, "action not carried out by this build");
+                }
+            }
+        }
+        // A request lives while we prepare and until its answer is used.
+        if answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
+            requests.outgoing = None;
+        }
+        machine = decision.state;
+
+        let observations = Observations {
+            agent: config.agent.name.clone(),
+            buddy: config.buddy.name.clone(),
+            started_at: shared.started_at,
+            state: machine.state,
+            mode: machine.mode,
+            configuration: Check::Ok,
+            heartbeats,
+            sync: Check::NotConfigured,
+            database: Check::NotConfigured,
+            nats: Check::NotConfigured,
+            rte_count: 0,
+            probes: Vec::new(),
+        };
+        let received = buddy.as_ref().map(|(p, at)| ReceivedReport {
+            report: p.report.clone(),
+            received_at: *at,
+        });
+        let rt = runtime.clone();
+        let rules = config.rules();
+        let pair = tokio::task::spawn_blocking(move || {
+            rt.evaluate(&observations, received.as_ref(), &rules, now)
+        })
+        .await
+        .context("core call task failed")?;
+
+        let isolated = false;
+        shared.peer.send_replace(PeerReport {
+            agent: config.agent.name.clone(),
+            priority: config.agent.priority,
+            state: machine.state,
+            isolated,
+            report: pair.value.local.clone(),
+            request: requests.outgoing,
+            answer: requests.answered.clone(),
+        });
+        shared.status.send_replace(Status {
+            pair: Some(pair.value),
+            decision: Some(DecisionSummary {
+                tick,
+                at: now,
+                state: machine,
+                reason: decision.reason.clone(),
+            }),
+            core: decided.by.to_string(),
+        });
+        if let Some(tx) = &observer {
+            let _ = tx.send(TickRecord {
+                tick,
+                decision,
+                by: decided.by,
+                failed: decided.failed,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The agent heartbeat of this first cut: fetch the buddy's peer report over HTTP.
+async fn agent_heartbeat(
+    shared: Arc<Shared>,
+    index: usize,
+    hb: HeartbeatConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut builder = reqwest::Client::builder().timeout(hb.timeout).no_proxy();
+    if let Some(source) = hb.source {
+        builder = builder.local_address(source);
+    }
+    let client = builder
+        .build()
+        .context("failed to build the heartbeat's HTTP client")?;
+    let url = format!("http://{}/api/v1/peer", hb.target);
+    let mut interval = tokio::time::interval(hb.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let started = std::time::Instant::now();
+        let result = fetch_peer(&client, &url).await;
+        let now = now_ms();
+        let changed = {
+            let mut all = lock(&shared.heartbeats);
+            let state = &mut all[index];
+            let was_ok = state.ok;
+            match &result {
+                Ok(_) => {
+                    state.ok = true;
+                    state.failures = 0;
+                    state.last_success = Some(now);
+                    state.reason = None;
+                    state.rtt_us =
+                        Some(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+                }
+                Err(why) => {
+                    state.ok = false;
+                    state.failures = state.failures.saturating_add(1);
+                    state.reason = Some(why.clone());
+                }
+            }
+            was_ok != state.ok
+        };
+        if let Ok(peer) = result {
+            *lock(&shared.buddy) = Some((peer, now));
+        }
+        if changed {
+            shared.changed.notify_one();
+        }
+    }
+}
+
+async fn fetch_peer(client: &reqwest::Client, url: &str) -> Result<PeerReport, String> {
+    let response = client.get(url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            "timed out: the buddy's duet did not answer".to_string()
+        } else if e.is_connect() {
+            "connection refused: the buddy's duet is not listening".to_string()
+        } else {
+            format!("request failed: {e}")
+        }
+    })?;
+    if !response.status().is_success() {
+        return Err(format!("the buddy answered HTTP {}", response.status()));
+    }
+    response
+        .json::<PeerReport>()
+        .await
+        .map_err(|e| format!("the buddy sent an unreadable report: {e}"))
+}
+
+/// Loads the core file at start and whenever it changes; a broken file keeps the old core.
+async fn watch_core_file(
+    runtime: Arc<CoreRuntime>,
+    path: PathBuf,
+    every: Duration,
+    events: Option<mpsc::UnboundedSender<CoreEvent>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut seen: Option<(u64, Option<SystemTime>)> = None;
+    let mut interval = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let stamp = match tokio::fs::metadata(&path).await {
+            Ok(m) => (m.len(), m.modified().ok()),
+            Err(e) => {
+                if seen.is_some() {
+                    tracing::warn!(path = %path.display(), error = %e, "core file is gone; keeping {}", runtime.active());
+                    seen = None;
+                }
+                continue;
+            }
+        };
+        if seen == Some(stamp) {
+            continue;
+        }
+        seen = Some(stamp);
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "failed to read the core file; keeping {}", runtime.active());
+                continue;
+            }
+        };
+        let rt = runtime.clone();
+        let origin = CoreOrigin::File(path.clone());
+        let loaded = tokio::task::spawn_blocking(move || rt.load(&bytes, origin))
+            .await
+            .context("core compile task failed")?;
+        let event = match loaded {
+            Ok(core) => {
+                runtime.install(core);
+                CoreEvent::Installed(CoreOrigin::File(path.clone()))
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "core file rejected; keeping {}", runtime.active());
+                CoreEvent::Rejected(CoreOrigin::File(path.clone()), e.to_string())
+            }
+        };
+        if let Some(tx) = &events {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+/// The failover log file: one timestamped line per transition and request.
+struct FailoverLog {
+    path: Option<PathBuf>,
+    agent: String,
+}
+
+impl FailoverLog {
+    fn new(path: Option<PathBuf>, agent: String) -> Self {
+        FailoverLog { path, agent }
+    }
+
+    async fn write(&mut self, now: TimestampMs, level: &str, message: &str) {
+        tracing::info!(target: "duet::failover", level, "{message}");
+        let Some(path) = &self.path else { return };
+        let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now));
+        let line = format!("{at}|{}|{level}|{message}\n", self.agent);
+        let written = async {
+            use tokio::io::AsyncWriteExt as _;
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?;
+            f.write_all(line.as_bytes()).await
+        };
+        if let Err(e) = written.await {
+            tracing::error!(path = %path.display(), error = %e, "failed to write the failover log");
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,616 @@
+//! The configuration file: TOML, parsed into raw types (serde, unknown keys refused), then
+//! validated into [`Config`]. Every error names the key path (`heartbeat[1].interval: ...`).
+//! `examples/duet.toml` documents each key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use duet_core::{FailoverConfig, HeartbeatKind, Mode, RulesConfig};
+use serde::Deserialize;
+
+/// One configuration mistake and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Key path, e.g. `heartbeat[1].interval`.
+    pub path: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// All the mistakes found in one file (validation does not stop at the first).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub buddy: BuddyConfig,
+    pub api: ApiConfig,
+    pub core: CoreConfig,
+    pub status: StatusConfig,
+    pub failover: FailoverTimes,
+    pub heartbeats: Vec<HeartbeatConfig>,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    pub priority: u32,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuddyConfig {
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// A core.wasm to load instead of the embedded one; watched for changes.
+    pub path: Option<PathBuf>,
+    pub deadline: Duration,
+    pub memory_limit_bytes: usize,
+    pub tick: Duration,
+    pub watch_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StatusConfig {
+    pub buddy_timeout: Duration,
+    pub startup_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FailoverTimes {
+    pub prepare_timeout: Duration,
+    pub going_online_timeout: Duration,
+    pub going_offline_timeout: Duration,
+    pub min_switch_interval: Duration,
+    pub startup_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub id: String,
+    pub kind: HeartbeatKind,
+    /// For `agent`: the buddy's duet address (`host:port`); for `ping`/`inverted`: an IP.
+    pub target: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_failures: u32,
+    pub source: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The failover log file (one line per transition and request); none: log only to stderr.
+    pub failover_log: Option<PathBuf>,
+}
+
+impl Config {
+    /// The status rules' settings.
+    pub fn rules(&self) -> RulesConfig {
+        RulesConfig {
+            startup_grace_ms: millis(self.status.startup_grace),
+            buddy_timeout_ms: millis(self.status.buddy_timeout),
+            vip_enabled: false,
+        }
+    }
+
+    /// The state machine's settings.
+    pub fn failover(&self) -> FailoverConfig {
+        FailoverConfig {
+            priority: self.agent.priority,
+            vip_enabled: false,
+            prepare_timeout_ms: millis(self.failover.prepare_timeout),
+            going_online_timeout_ms: millis(self.failover.going_online_timeout),
+            going_offline_timeout_ms: millis(self.failover.going_offline_timeout),
+            min_switch_interval_ms: millis(self.failover.min_switch_interval),
+            startup_wait_ms: millis(self.failover.startup_wait),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads and validates a configuration file; relative paths are taken from its folder.
+pub fn load(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base)
+        .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))
+}
+
+/// Parses and validates configuration text; relative paths are taken from `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig =
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let path = e.path().to_string();
+            // At the top level (syntax errors, missing sections) the full text carries the line.
+            let (path, message) = if path == "." {
+                (
+                    "(top level)".to_string(),
+                    e.inner().to_string().trim().replace('\n', " "),
+                )
+            } else {
+                (path, e.inner().message().to_string())
+            };
+            ConfigErrors(vec![ConfigError { path, message }])
+        })?;
+    validate(raw, base)
+}
+
+// --- raw, as written -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    agent: RawAgent,
+    buddy: RawBuddy,
+    api: RawApi,
+    #[serde(default)]
+    core: RawCore,
+    #[serde(default)]
+    status: RawStatus,
+    #[serde(default)]
+    failover: RawFailover,
+    #[serde(default, rename = "heartbeat")]
+    heartbeats: Vec<RawHeartbeat>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    #[serde(default = "default_priority")]
+    priority: u32,
+    #[serde(default)]
+    mode: RawMode,
+}
+
+fn default_priority() -> u32 {
+    100
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawMode {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuddy {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCore {
+    path: Option<PathBuf>,
+    deadline: Option<String>,
+    memory_limit_mib: Option<u32>,
+    tick: Option<String>,
+    watch_interval: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    buddy_timeout: Option<String>,
+    startup_grace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    prepare_timeout: Option<String>,
+    going_online_timeout: Option<String>,
+    going_offline_timeout: Option<String>,
+    min_switch_interval: Option<String>,
+    startup_wait: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    id: Option<String>,
+    kind: RawKind,
+    target: String,
+    interval: Option<String>,
+    timeout: Option<String>,
+    max_failures: Option<u32>,
+    source: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawKind {
+    Agent,
+    Ping,
+    Inverted,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    failover_log: Option<PathBuf>,
+}
+
+// --- validation ----------------------------------------------------------------------------
+
+struct Checker {
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A duration such as "250ms", "5s" or "2m", within [min, max].
+    fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if d < min || d > max => {
+                self.error(
+                    path,
+                    format!(
+                        "{text} is out of range: expected between {} and {}",
+                        fmt(min),
+                        fmt(max)
+                    ),
+                );
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.error(
+                    path,
+                    format!(
+                        "\"{text}\" is not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"2m\""
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn name(&mut self, path: &str, value: &str) {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !ok {
+            self.error(path, format!("\"{value}\" is not a valid name: 1 to 64 characters of letters, digits, '-', '_' or '.'"));
+        }
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+const MS: Duration = Duration::from_millis(1);
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut c = Checker { errors: Vec::new() };
+
+    c.name("agent.name", &raw.agent.name);
+    c.name("buddy.name", &raw.buddy.name);
+    if raw.agent.name == raw.buddy.name {
+        c.error(
+            "buddy.name",
+            format!(
+                "the buddy must have another name than this agent (both are \"{}\")",
+                raw.agent.name
+            ),
+        );
+    }
+    let listen = match raw.api.listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            c.error(
+                "api.listen",
+                format!(
+                    "\"{}\" is not an address:port such as \"127.0.0.1:7101\"",
+                    raw.api.listen
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+
+    let tick = c.duration(
+        "core.tick",
+        raw.core.tick.as_deref(),
+        Duration::from_millis(250),
+        10 * MS,
+        Duration::from_secs(10),
+    );
+    let deadline = c.duration(
+        "core.deadline",
+        raw.core.deadline.as_deref(),
+        Duration::from_millis(100),
+        MS,
+        Duration::from_secs(10),
+    );
+    let memory_mib = raw.core.memory_limit_mib.unwrap_or(64);
+    if !(1..=4096).contains(&memory_mib) {
+        c.error(
+            "core.memory_limit_mib",
+            format!("{memory_mib} is out of range: expected 1 to 4096"),
+        );
+    }
+    let watch_interval = c.duration(
+        "core.watch_interval",
+        raw.core.watch_interval.as_deref(),
+        Duration::from_millis(500),
+        10 * MS,
+        Duration::from_secs(60),
+    );
+
+    let status = StatusConfig {
+        buddy_timeout: c.duration(
+            "status.buddy_timeout",
+            raw.status.buddy_timeout.as_deref(),
+            Duration::from_secs(10),
+            100 * MS,
+            HOUR,
+        ),
+        startup_grace: c.duration(
+            "status.startup_grace",
+            raw.status.startup_grace.as_deref(),
+            Duration::from_secs(5),
+            Duration::ZERO,
+            HOUR,
+        ),
+    };
+    let failover = FailoverTimes {
+        prepare_timeout: c.duration(
+            "failover.prepare_timeout",
+            raw.failover.prepare_timeout.as_deref(),
+            Duration::from_secs(10),
+            10 * MS,
+            HOUR,
+        ),
+        going_online_timeout: c.duration(
+            "failover.going_online_timeout",
+            raw.failover.going_online_timeout.as_deref(),
+            Duration::from_secs(30),
+            10 * MS,
+            HOUR,
+        ),
+        going_offline_timeout: c.duration(
+            "failover.going_offline_timeout",
+            raw.failover.going_offline_timeout.as_deref(),
+            Duration::from_secs(10),
+            10 * MS,
+            HOUR,
+        ),
+        min_switch_interval: c.duration(
+            "failover.min_switch_interval",
+            raw.failover.min_switch_interval.as_deref(),
+            Duration::from_secs(30),
+            Duration::ZERO,
+            HOUR,
+        ),
+        startup_wait: c.duration(
+            "failover.startup_wait",
+            raw.failover.startup_wait.as_deref(),
+            Duration::from_secs(10),
+            Duration::ZERO,
+            HOUR,
+        ),
+    };
+
+    let mut heartbeats = Vec::new();
+    for (i, hb) in raw.heartbeats.iter().enumerate() {
+        let at = |key: &str| format!("heartbeat[{i}].{key}");
+        let id = hb.id.clone().unwrap_or_else(|| format!("hb{i}"));
+        if hb.id.is_some() {
+            c.name(&at("id"), &id);
+        }
+        if heartbeats.iter().any(|h: &HeartbeatConfig| h.id == id) {
+            c.error(at("id"), format!("\"{id}\" is used by another heartbeat"));
+        }
+        let kind = match hb.kind {
+            RawKind::Agent => HeartbeatKind::Agent,
+            RawKind::Ping => HeartbeatKind::Ping,
+            RawKind::Inverted => HeartbeatKind::Inverted,
+        };
+        match kind {
+            HeartbeatKind::Agent => {
+                if hb.target.parse::<SocketAddr>().is_err() {
+                    c.error(
+                        at("target"),
+                        format!(
+                            "\"{}\" is not the buddy's duet address (address:port)",
+                            hb.target
+                        ),
+                    );
+                }
+            }
+            HeartbeatKind::Ping | HeartbeatKind::Inverted => {
+                if hb.target.parse::<IpAddr>().is_err() {
+                    c.error(
+                        at("target"),
+                        format!("\"{}\" is not an IP address", hb.target),
+                    );
+                }
+                c.error(at("kind"), "ICMP heartbeats (ping, inverted) are not supported by this build yet; use kind = \"agent\"");
+            }
+        }
+        let interval = c.duration(
+            &at("interval"),
+            hb.interval.as_deref(),
+            Duration::from_secs(1),
+            10 * MS,
+            Duration::from_secs(600),
+        );
+        let timeout = c.duration(
+            &at("timeout"),
+            hb.timeout.as_deref(),
+            interval.min(Duration::from_millis(500)),
+            MS,
+            Duration::from_secs(600),
+        );
+        if timeout > interval {
+            c.error(
+                at("timeout"),
+                format!(
+                    "{} is longer than the interval ({}): attempts would overlap",
+                    fmt(timeout),
+                    fmt(interval)
+                ),
+            );
+        }
+        let source = hb
+            .source
+            .as_deref()
+            .and_then(|s| match s.parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    c.error(at("source"), format!("\"{s}\" is not an IP address"));
+                    None
+                }
+            });
+        heartbeats.push(HeartbeatConfig {
+            id,
+            kind,
+            target: hb.target.clone(),
+            interval,
+            timeout,
+            max_failures: hb.max_failures.unwrap_or(3),
+            source,
+        });
+    }
+    if !heartbeats.iter().any(|h| h.kind == HeartbeatKind::Agent) {
+        c.error("heartbeat", "at least one heartbeat with kind = \"agent\" is required: without one, no agent can tell whether its buddy is alive");
+    }
+    for (i, inv) in heartbeats
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.kind == HeartbeatKind::Inverted)
+    {
+        if heartbeats
+            .iter()
+            .any(|h| h.kind != HeartbeatKind::Inverted && same_host(&h.target, &inv.target))
+        {
+            c.error(format!("heartbeat[{i}].target"), format!("inverted heartbeat to {} has the same target as a normal heartbeat: both agents could never go online", inv.target));
+        }
+    }
+
+    if !c.errors.is_empty() {
+        return Err(ConfigErrors(c.errors));
+    }
+    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    Ok(Config {
+        agent: AgentConfig {
+            name: raw.agent.name,
+            priority: raw.agent.priority,
+            mode: match raw.agent.mode {
+                RawMode::Automatic => Mode::Automatic,
+                RawMode::Manual => Mode::Manual,
+            },
+        },
+        buddy: BuddyConfig {
+            name: raw.buddy.name,
+        },
+        api: ApiConfig { listen },
+        core: CoreConfig {
+            path: raw.core.path.map(rel),
+            deadline,
+            memory_limit_bytes: (memory_mib as usize) << 20,
+            tick,
+            watch_interval,
+        },
+        status,
+        failover,
+        heartbeats,
+        log: LogConfig {
+            failover_log: raw.log.failover_log.map(rel),
+        },
+    })
+}
+
+/// Whether two heartbeat targets name the same host (`ip` or `ip:port`).
+fn same_host(a: &str, b: &str) -> bool {
+    let host = |t: &str| {
+        t.parse::<SocketAddr>()
+            .map(|s| s.ip().to_string())
+            .unwrap_or_else(|_| t.to_string())
+    };
+    host(a) == host(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [agent]
+        name = "a"
+        [buddy]
+        name = "b"
+        [api]
+        listen = "127.0.0.1:7101"
+        [[heartbeat]]
+        kind = "agent"
+        target = "127.0.0.1:7102"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.core.tick, Duration::from_millis(250));
+        assert_eq!(c.status.buddy_timeout, Duration::from_secs(10));
+        assert_eq!(c.heartbeats[0].max_failures, 3);
+        assert_eq!(c.heartbeats[0].id, "hb0");
+    }
+
+    #[test]
+    fn all_errors_are_reported_not_just_the_first() {
+        let text = MINIMAL
+            .replace("127.0.0.1:7101", "nowhere")
+            .replace("name = \"b\"", "name = \"a\"");
+        let errs = parse(&text, Path::new(".")).expect_err("invalid").0;
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["buddy.name", "api.listen"]);
+    }
+}

@@ -1,0 +1,140 @@
+//! `duet`: the native host of a duet failover pair. Thin: parse the command line, set up
+//! logging, hand over to `duet_host`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "duet",
+    version,
+    about = "A failover pair manager: one agent Online, its buddy an Offline backup."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run this agent.
+    Run {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Load this core.wasm instead of the embedded one (overrides core.path).
+        #[arg(long)]
+        core: Option<PathBuf>,
+    },
+    /// Validate a configuration file and exit (0 valid, 1 invalid).
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Show the Status window of an agent (exit 0 all green, 1 a problem, 2 unreachable).
+    Status {
+        /// The agent's API address; by default `api.listen` of --config.
+        #[arg(long)]
+        api: Option<SocketAddr>,
+        /// The configuration file whose agent to ask.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DUET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("duet: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("duet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Cmd) -> anyhow::Result<u8> {
+    match cmd {
+        Cmd::Run { config, core } => {
+            let mut config = duet_host::config::load(&config)?;
+            if let Some(core) = core {
+                config.core.path = Some(core);
+            }
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                on_signal.cancel();
+            });
+            duet_host::run(config, duet_host::agent::RunOptions::default(), shutdown).await?;
+            Ok(0)
+        }
+        Cmd::CheckConfig { file } => match duet_host::config::load(&file) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                Ok(1)
+            }
+        },
+        Cmd::Status { api, config, json } => {
+            let api = match (api, config) {
+                (Some(api), _) => api,
+                (None, Some(path)) => duet_host::config::load(&path)?.api.listen,
+                (None, None) => anyhow::bail!("say which agent: --api ADDRESS or --config FILE"),
+            };
+            let code = duet_host::status_cli::run(api, json).await;
+            u8::try_from(code).context("exit code out of range")
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

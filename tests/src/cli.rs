@@ -1,0 +1,275 @@
+//! The `duet` binary: `check-config`, `--version`, and a real two-agent pair on loopback.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{duet_bin, free_port, workspace};
+
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("duet.toml");
+    std::fs::write(&file, text).expect("write config");
+    let out = Command::new(duet_bin())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .expect("run duet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn example() -> String {
+    std::fs::read_to_string(workspace().join("docs/duet.example.toml"))
+        .expect("docs/duet.example.toml")
+}
+
+#[test]
+fn check_config_accepts_the_documented_example() {
+    let file = workspace().join("docs/duet.example.toml");
+    let out = Command::new(duet_bin())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .expect("run duet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_config_rejects_mistakes_naming_the_key_path() {
+    let cases: [(&str, String, &str); 9] = [
+        (
+            "unknown key",
+            example().replace(
+                "mode = \"automatic\"",
+                "mode = \"automatic\"\ncolour = \"red\"",
+            ),
+            "agent: unknown field `colour`",
+        ),
+        (
+            "wrong type",
+            example().replace("priority = 100", "priority = \"high\""),
+            "agent.priority: invalid type",
+        ),
+        (
+            "bad duration",
+            example().replace("interval = \"1s\"", "interval = \"fast\""),
+            "heartbeat[0].interval: \"fast\" is not a duration",
+        ),
+        (
+            "timeout over interval",
+            example().replace("timeout = \"500ms\"", "timeout = \"2s\""),
+            "heartbeat[0].timeout: 2s is longer than the interval",
+        ),
+        (
+            "no agent heartbeat",
+            example().replace("kind = \"agent\"", "kind = \"ping\""),
+            "heartbeat: at least one heartbeat with kind = \"agent\"",
+        ),
+        (
+            "same names",
+            example().replace("name = \"agent-b\"", "name = \"agent-a\""),
+            "buddy.name: the buddy must have another name",
+        ),
+        (
+            "bad address",
+            example().replace("listen = \"127.0.0.1:7101\"", "listen = \"localhost\""),
+            "api.listen: \"localhost\" is not an address:port",
+        ),
+        (
+            "out of range",
+            example().replace("memory_limit_mib = 64", "memory_limit_mib = 0"),
+            "core.memory_limit_mib: 0 is out of range",
+        ),
+        (
+            "missing section",
+            example().replace("[buddy]\nname = \"agent-b\"", ""),
+            "missing field `buddy`",
+        ),
+    ];
+    for (kind, text, expected) in cases {
+        let (code, stderr) = check_config(&text);
+        assert_eq!(code, 1, "{kind}: exit code; stderr: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{kind}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = Command::new(duet_bin())
+        .arg("--version")
+        .output()
+        .expect("run duet");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("duet {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Kills the agent processes even when the test fails.
+struct Agents(Vec<Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn agent_config(
+    dir: &Path,
+    name: &str,
+    buddy: &str,
+    priority: u32,
+    port: u16,
+    buddy_port: u16,
+) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+        [agent]
+        name = "{name}"
+        priority = {priority}
+        [buddy]
+        name = "{buddy}"
+        [api]
+        listen = "127.0.0.1:{port}"
+        [failover]
+        startup_wait = "3s"
+        [status]
+        startup_grace = "1s"
+        buddy_timeout = "3s"
+        [[heartbeat]]
+        kind = "agent"
+        target = "127.0.0.1:{buddy_port}"
+        interval = "200ms"
+        timeout = "150ms"
+        [log]
+        failover_log = "{name}-failover.log"
+        "#
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn status(port: u16, json: bool) -> (i32, String) {
+    let mut cmd = Command::new(duet_bin());
+    cmd.args(["status", "--api", &format!("127.0.0.1:{port}")]);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().expect("run duet status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn two_agents_on_loopback_elect_exactly_one_online_and_report_green() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (free_port(), free_port());
+    let a = agent_config(dir.path(), "agent-a", "agent-b", 200, pa, pb);
+    let b = agent_config(dir.path(), "agent-b", "agent-a", 100, pb, pa);
+    let spawn = |cfg: &Path| {
+        Command::new(duet_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn duet")
+    };
+    let mut agents = Agents(vec![spawn(&a), spawn(&b)]);
+
+    // Poll with a deadline: both green, agent-a (higher priority) Online, agent-b Offline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let states = loop {
+        let (ca, ja) = status(pa, true);
+        let (cb, jb) = status(pb, true);
+        let state_of = |json: &str| {
+            serde_json::from_str::<duet_core::api::Status>(json)
+                .ok()
+                .and_then(|s| s.decision)
+                .map(|d| d.state.state)
+        };
+        let states = (state_of(&ja), state_of(&jb));
+        if ca == 0
+            && cb == 0
+            && states
+                == (
+                    Some(duet_core::FailoverState::Online),
+                    Some(duet_core::FailoverState::Offline),
+                )
+        {
+            break states;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pair did not settle: a={ca} {states:?}\n{ja}\n{jb}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(states.0, Some(duet_core::FailoverState::Online));
+
+    // The terminal view shows both columns and the reason of the last decision.
+    let (code, text) = status(pb, false);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("agent-a") && text.contains("agent-b") && text.contains("Heartbeat"),
+        "{text}"
+    );
+    assert!(text.contains("last decision"), "{text}");
+
+    // The failover log of the winner has the transitions, in the reference's words.
+    let log =
+        std::fs::read_to_string(dir.path().join("agent-a-failover.log")).expect("failover log");
+    assert!(
+        log.contains("Failover Status => Preparing to go online"),
+        "{log}"
+    );
+    assert!(log.contains("Failover Status => Online"), "{log}");
+
+    // Kill the Online agent: the backup's status turns red with the buddy Unreachable (exit 1),
+    // and it takes over once its heartbeats exceed their allowed failures.
+    let mut online = agents.0.remove(0);
+    online.kill().expect("kill agent-a");
+    online.wait().expect("reap agent-a");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, json) = status(pb, true);
+        let s: duet_core::api::Status = serde_json::from_str(&json).expect("status json");
+        let online =
+            s.decision.as_ref().map(|d| d.state.state) == Some(duet_core::FailoverState::Online);
+        let unreachable = s
+            .pair
+            .as_ref()
+            .is_some_and(|p| p.buddy.rows.iter().any(|r| r.value == "Unreachable"));
+        if online && unreachable {
+            assert_eq!(code, 1, "a red LED gives exit code 1");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backup did not take over: {json}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // An agent whose API does not answer: exit code 2.
+    let (code, _) = status(pa, false);
+    assert_eq!(code, 2);
+}

@@ -1,0 +1,21 @@
+//! duet-tests: cross-crate tests, one test binary with a module per area.
+//!
+//! - `scenarios`: `tests/scenarios/<name>/` through native duet-core and core.wasm (identical
+//!   outputs, compared with `expected.json`; `BLESS=1` rewrites it).
+//! - `differential`: 10,000 generated inputs per interface, native vs core.wasm.
+//! - `core_runtime`: refusing non-core components, deadlines, fallback.
+//! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
+//! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
+
+pub mod support;
+
+#[cfg(test)]
+mod cli;
+#[cfg(test)]
+mod core_runtime;
+#[cfg(test)]
+mod differential;
+#[cfg(test)]
+mod hot_swap;
+#[cfg(test)]
+mod scenarios;

@@ -1,0 +1,137 @@
+//! `cargo xtask demo`: two agents on loopback (no virtual IP), each with its web UI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+struct Agent {
+    name: &'static str,
+    port: u16,
+}
+
+const AGENTS: [Agent; 2] = [
+    Agent {
+        name: "agent-a",
+        port: 7101,
+    },
+    Agent {
+        name: "agent-b",
+        port: 7102,
+    },
+];
+
+/// Stops the agents when the demo ends, however it ends.
+struct Running(Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
+    crate::setup()?;
+    crate::run(crate::cargo(root).args(["build", "--locked", "-p", "duet-host", "--bin", "duet"]))?;
+    let duet = root.join("target/debug/duet");
+    let dir = root.join("target/demo");
+    std::fs::create_dir_all(&dir).context("failed to create target/demo")?;
+
+    let mut running = Running(Vec::new());
+    for (i, agent) in AGENTS.iter().enumerate() {
+        let buddy = &AGENTS[1 - i];
+        let config = write_config(&dir, agent, buddy, if i == 0 { 200 } else { 100 })?;
+        let log = std::fs::File::create(dir.join(format!("{}.log", agent.name)))
+            .context("failed to create the agent's log")?;
+        let child = Command::new(&duet)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("failed to start {}", duet.display()))?;
+        running.0.push(child);
+    }
+
+    // Both APIs answer and exactly one agent is Online, within a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let states: Vec<Option<String>> = AGENTS.iter().map(|a| state_of(&duet, a.port)).collect();
+        let online = states
+            .iter()
+            .filter(|s| s.as_deref() == Some("online"))
+            .count();
+        if states.iter().all(Option::is_some) && online == 1 {
+            break;
+        }
+        for child in &mut running.0 {
+            if let Some(status) = child.try_wait()? {
+                bail!("an agent exited ({status}); see {}", dir.display());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the demo pair did not settle in 60 s (states {states:?}); logs in {}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for agent in &AGENTS {
+        println!(
+            "{}: web UI http://127.0.0.1:{}/  (API /api/v1/status)",
+            agent.name, agent.port
+        );
+    }
+    if check {
+        println!("demo: both agents answer on their API, exactly one is Online");
+        return Ok(());
+    }
+    println!(
+        "demo pair running; logs and failover logs in {}. Ctrl-C stops it.",
+        dir.display()
+    );
+    for child in &mut running.0 {
+        child.wait()?;
+    }
+    Ok(())
+}
+
+fn write_config(
+    dir: &Path,
+    agent: &Agent,
+    buddy: &Agent,
+    priority: u32,
+) -> anyhow::Result<PathBuf> {
+    let text = format!(
+        "# Written by `cargo xtask demo`.\n\
+         [agent]\nname = \"{}\"\npriority = {priority}\n\n\
+         [buddy]\nname = \"{}\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{}\"\n\n\
+         [failover]\nstartup_wait = \"5s\"\n\n\
+         [[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"500ms\"\n\n\
+         [log]\nfailover_log = \"{}-failover.log\"\n",
+        agent.name, buddy.name, agent.port, buddy.port, agent.name
+    );
+    let path = dir.join(format!("{}.toml", agent.name));
+    std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
+
+/// The agent's failover state from `duet status --json`, or none if it does not answer.
+fn state_of(duet: &Path, port: u16) -> Option<String> {
+    let out = Command::new(duet)
+        .args(["status", "--json", "--api", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    status
+        .pointer("/decision/state/state")?
+        .as_str()
+        .map(str::to_string)
+}

@@ -1,0 +1,101 @@
+//! `cargo xtask`: the project's two commands and their helpers.
+//!
+//! - `cargo xtask demo [--check]`: build everything and run a demo pair on loopback; `--check`
+//!   waits until both agents answer and exactly one is Online, then stops (used by `test`).
+//! - `cargo xtask test`: install what is missing, check formatting, build, run every test.
+//! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`.
+//!
+//! Every step is idempotent: what is installed already is left alone.
+
+mod bench;
+mod demo;
+// Shared with the build scripts, which build some guests themselves.
+#[allow(dead_code)]
+mod guest;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+const WASM_TARGETS: [&str; 2] = ["wasm32-wasip2", "wasm32-unknown-unknown"];
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root),
+        Some("demo") => demo::run(&root, args.iter().any(|a| a == "--check")),
+        Some("bench") => bench::run(&root),
+        _ => bail!("usage: cargo xtask <demo [--check] | test | bench>"),
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ lives in the workspace")
+        .to_path_buf()
+}
+
+/// Installs what the build needs and this machine lacks: the Rust wasm targets.
+pub fn setup() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    let missing: Vec<&str> = WASM_TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if !missing.is_empty() {
+        run(Command::new("rustup")
+            .args(["target", "add"])
+            .args(&missing))?;
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    setup()?;
+    run(cargo(root).args(["fmt", "--all", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    // The CLI tests run the `duet` binary: build it in the same profile first.
+    run(cargo(root).args(["build", "--locked", "--bins"]))?;
+    run(cargo(root).args(["test", "--locked"]))?;
+    demo::run(root, true)?;
+    println!("xtask test: all passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo` in the workspace root.
+pub fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its standard output.
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
