@@ -24,12 +24,12 @@ fn main() {
         &workspace,
         &target,
         "wasm32-wasip2",
-        &["duet-test-hang-core", "duet-plugin-hello"],
+        &["duet-test-hostile-core", "duet-plugin-hello"],
     )
     .unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "cargo:rustc-env=DUET_TEST_HANG_CORE={}",
-        dir.join("duet_test_hang_core.wasm").display()
+        "cargo:rustc-env=DUET_TEST_HOSTILE_CORE={}",
+        dir.join("duet_test_hostile_core.wasm").display()
     );
     println!(
         "cargo:rustc-env=DUET_TEST_HELLO_PLUGIN={}",

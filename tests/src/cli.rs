@@ -50,7 +50,7 @@ fn check_config_rejects_mistakes_naming_the_key_path() {
                 "mode = \"automatic\"",
                 "mode = \"automatic\"\ncolour = \"red\"",
             ),
-            "agent: unknown field `colour`",
+            "agent.colour: unknown field `colour`",
         ),
         (
             "wrong type",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use duet_core::{FailoverState, Input, MachineState, Mode};
 use duet_host::runtime::{CoreOrigin, CoreRuntime, EMBEDDED_CORE, Limits, LoadError};
 
-use crate::support::{HANG_CORE, HELLO_PLUGIN, runtime};
+use crate::support::{HELLO_PLUGIN, HOSTILE_CORE, runtime};
 
 #[test]
 fn refuses_component_without_core_exports() {
@@ -56,12 +56,12 @@ fn looping_core_is_cut_at_its_deadline_and_the_embedded_core_answers() {
         memory_bytes: 16 << 20,
     })
     .expect("runtime");
-    let hang = std::fs::read(HANG_CORE).expect("hang core");
+    let hostile = std::fs::read(HOSTILE_CORE).expect("hostile core");
     rt.install(
-        rt.load(&hang, CoreOrigin::File(HANG_CORE.into()))
-            .expect("the hang core is a valid core"),
+        rt.load(&hostile, CoreOrigin::File(HOSTILE_CORE.into()))
+            .expect("the hostile core is a valid core"),
     );
-    assert_eq!(rt.active(), CoreOrigin::File(HANG_CORE.into()));
+    assert_eq!(rt.active(), CoreOrigin::File(HOSTILE_CORE.into()));
 
     let state = MachineState::new(FailoverState::Offline, Mode::Automatic, 0);
     let input = Input::quiet("a");
@@ -71,10 +71,53 @@ fn looping_core_is_cut_at_its_deadline_and_the_embedded_core_answers() {
         answered.value,
         duet_core::failover::step(&state, &input, 1_000)
     );
-    let (failed, why) = answered.failed.expect("the hang core failed this call");
-    assert_eq!(failed, CoreOrigin::File(HANG_CORE.into()));
+    let (failed, why) = answered.failed.expect("the hostile core failed this call");
+    assert_eq!(failed, CoreOrigin::File(HOSTILE_CORE.into()));
     assert!(why.contains("deadline"), "{why}");
     // The failed core was replaced: later calls go straight to the embedded one.
     assert_eq!(rt.active(), CoreOrigin::Embedded);
     assert!(rt.step(&state, &input, 1_001).failed.is_none());
+}
+
+#[test]
+fn core_growing_past_its_memory_limit_is_stopped_and_the_embedded_core_answers() {
+    let rt = CoreRuntime::new(Limits {
+        deadline: Duration::from_secs(5),
+        memory_bytes: 16 << 20,
+    })
+    .expect("runtime");
+    let hostile = std::fs::read(HOSTILE_CORE).expect("hostile core");
+    rt.install(
+        rt.load(&hostile, CoreOrigin::File(HOSTILE_CORE.into()))
+            .expect("the hostile core is a valid core"),
+    );
+
+    let obs = duet_core::Observations {
+        agent: "a".into(),
+        buddy: "b".into(),
+        started_at: 0,
+        state: FailoverState::Offline,
+        mode: Mode::Automatic,
+        configuration: duet_core::Check::Ok,
+        heartbeats: Vec::new(),
+        sync: duet_core::Check::NotConfigured,
+        database: duet_core::Check::NotConfigured,
+        nats: duet_core::Check::NotConfigured,
+        rte_count: 0,
+        probes: Vec::new(),
+    };
+    let config = duet_core::RulesConfig::default();
+    let answered = rt.evaluate(&obs, None, &config, 60_000);
+    assert_eq!(answered.by, CoreOrigin::Embedded);
+    assert_eq!(
+        answered.value,
+        duet_core::rules::evaluate(&obs, None, &config, 60_000)
+    );
+    let (failed, why) = answered.failed.expect("the hostile core failed this call");
+    assert_eq!(failed, CoreOrigin::File(HOSTILE_CORE.into()));
+    assert!(
+        !why.contains("deadline"),
+        "stopped by the memory limit, not the 5 s deadline: {why}"
+    );
+    assert_eq!(rt.active(), CoreOrigin::Embedded);
 }

@@ -8,7 +8,7 @@ use duet_host::runtime::{CoreOrigin, EMBEDDED_CORE};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{HANG_CORE, free_port, runtime};
+use crate::support::{HOSTILE_CORE, free_port};
 
 /// Generous bound for anything to happen; the test counts ticks, this only stops a hang.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -72,6 +72,7 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
         path = "{}"
         tick = "20ms"
         watch_interval = "10ms"
+        deadline = "100ms"
         [[heartbeat]]
         kind = "agent"
         target = "127.0.0.1:{}"
@@ -86,7 +87,7 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
     let options = RunOptions {
         ticks: Some(tick_tx),
         core_events: Some(event_tx),
-        runtime: Some(runtime()),
+        runtime: None,
         bound: None,
     };
     let agent = tokio::spawn(duet_host::run(config, options, shutdown.clone()));
@@ -119,7 +120,10 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
     );
 
     // 3. A core that loops forever: cut at its deadline, the embedded core answers that tick.
-    replace(&core_path, &std::fs::read(HANG_CORE).expect("hang core"));
+    replace(
+        &core_path,
+        &std::fs::read(HOSTILE_CORE).expect("hostile core"),
+    );
     assert!(matches!(event(&mut events).await, CoreEvent::Installed(o) if o == file));
     let cut = ticks
         .until("the looping core was cut", |t| t.failed.is_some())

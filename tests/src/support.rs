@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use duet_host::runtime::{CoreRuntime, Limits};
 
-/// A core component whose every call loops forever.
-pub const HANG_CORE: &str = env!("DUET_TEST_HANG_CORE");
+/// A core component whose `step` loops forever and whose `evaluate` grows memory without bound.
+pub const HOSTILE_CORE: &str = env!("DUET_TEST_HOSTILE_CORE");
 /// The trivial example probe plugin (a component that is not a core).
 pub const HELLO_PLUGIN: &str = env!("DUET_TEST_HELLO_PLUGIN");
 
@@ -19,7 +19,8 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// One core runtime per test process: compiling the embedded core is the slow part.
+/// One core runtime per test process: compiling the embedded core is the slow part. Tests that
+/// install a core must make a runtime of their own.
 pub fn runtime() -> Arc<CoreRuntime> {
     static RT: OnceLock<Arc<CoreRuntime>> = OnceLock::new();
     RT.get_or_init(|| {
