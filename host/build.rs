@@ -4,50 +4,45 @@
 #[path = "../xtask/src/guest.rs"]
 mod guest;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn main() {
-    let manifest =
-        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest
-        .parent()
-        .expect("host/ lives in the workspace")
-        .to_path_buf();
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let target = guest::nested_target_dir(&out_dir);
-    for watched in [
+    let env = guest::build_env(&[
         "wit",
         "core/src",
         "core/Cargo.toml",
         "core/component",
         "web",
         "Cargo.lock",
-    ] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(watched).display()
-        );
-    }
+    ]);
 
     let wasm = guest::build(
-        &workspace,
-        &target,
+        &env.workspace,
+        &env.target,
         "wasm32-wasip2",
         &["duet-core-component"],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let core = out_dir.join("core.wasm");
+    let core = env.out_dir.join("core.wasm");
     std::fs::copy(wasm.join("duet_core_component.wasm"), &core)
         .expect("copy core.wasm into OUT_DIR");
     println!("cargo:rustc-env=DUET_EMBEDDED_CORE={}", core.display());
 
-    let wasm = guest::build(&workspace, &target, "wasm32-unknown-unknown", &["duet-web"])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let web = out_dir.join("web");
+    let wasm = guest::build(
+        &env.workspace,
+        &env.target,
+        "wasm32-unknown-unknown",
+        &["duet-web"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let web = env.out_dir.join("web");
     bindgen(&wasm.join("duet-web.wasm"), &web);
     for asset in ["index.html", "style.css"] {
-        std::fs::copy(workspace.join("web/assets").join(asset), web.join(asset))
-            .unwrap_or_else(|e| panic!("copy web/assets/{asset}: {e}"));
+        std::fs::copy(
+            env.workspace.join("web/assets").join(asset),
+            web.join(asset),
+        )
+        .unwrap_or_else(|e| panic!("copy web/assets/{asset}: {e}"));
     }
     println!("cargo:rustc-env=DUET_WEB_DIR={}", web.display());
 }

@@ -139,10 +139,22 @@ impl Step<'_> {
             );
         }
         match &self.input.buddy {
+            // Rule: the buddy hands over (planned switch, isolation, trigger): take over at once.
+            Some(buddy) if buddy.state == FailoverState::GoingOffline && !self.view.isolated => {
+                let text = format!("{} is going offline: taking over", buddy.name);
+                self.prepare(ReasonCode::BuddyRequest, text)
+            }
             // Rule: neither agent is Online and both are alive: the deterministic tie-break
             // (priority, then name) picks one; an isolated buddy cannot serve, so we go.
             Some(buddy) if buddy.state == FailoverState::Offline && !self.view.isolated => {
-                if wins_tie_break(me, self.input.config.priority, buddy) {
+                if self.recent_switch() {
+                    // Rule: the agent that just stepped down does not reclaim (no fail-back).
+                    let text = format!(
+                        "this agent switched recently; leaving {} to take over. Preventing ping-pong.",
+                        buddy.name
+                    );
+                    self.stay(ReasonCode::PingPongGuard, &text)
+                } else if wins_tie_break(me, self.input.config.priority, buddy) {
                     let text = format!(
                         "neither agent is online; {me} wins the tie-break over {}",
                         buddy.name
@@ -222,6 +234,11 @@ impl Step<'_> {
     }
 
     fn going_online(mut self) -> Decision {
+        if self.input.offline_request {
+            // Rule: every request gets an answer; we are past the point of yielding.
+            let why = format!("{} is acquiring the virtual IP", self.input.agent);
+            self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
+        }
         match &self.input.vip {
             Some(VipResult::Acquired) => {
                 self.actions.push(Action::RunHook(Hook::VipAcquired));
@@ -341,10 +358,14 @@ impl Step<'_> {
                 return self.stay(ReasonCode::SwitchTrigger, &text);
             }
         }
-        self.stay(ReasonCode::Steady, "online")
+        self.stay(ReasonCode::Steady, "Online; no fault calls for a switch")
     }
 
     fn going_offline(mut self) -> Decision {
+        if self.input.offline_request {
+            // Rule: already on our way out: accept (idempotent).
+            self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+        }
         match &self.input.vip {
             Some(VipResult::Released) => {
                 self.actions.push(Action::RunHook(Hook::VipReleased));

@@ -48,20 +48,24 @@ fn accepts_the_embedded_core_from_a_file() {
     assert_eq!(core.origin(), &CoreOrigin::File("core.wasm".into()));
 }
 
+/// A runtime of its own (the other tests share one) with the hostile core installed.
+fn hostile_runtime(limits: Limits) -> CoreRuntime {
+    let rt = CoreRuntime::new(limits).expect("runtime");
+    let hostile = std::fs::read(HOSTILE_CORE).expect("hostile core");
+    let core = rt
+        .load(&hostile, CoreOrigin::File(HOSTILE_CORE.into()))
+        .expect("the hostile core is a valid core");
+    rt.install(core);
+    assert_eq!(rt.active(), CoreOrigin::File(HOSTILE_CORE.into()));
+    rt
+}
+
 #[test]
 fn looping_core_is_cut_at_its_deadline_and_the_embedded_core_answers() {
-    // A runtime of its own: this test installs a core, the others share the default one.
-    let rt = CoreRuntime::new(Limits {
+    let rt = hostile_runtime(Limits {
         deadline: Duration::from_millis(50),
         memory_bytes: 16 << 20,
-    })
-    .expect("runtime");
-    let hostile = std::fs::read(HOSTILE_CORE).expect("hostile core");
-    rt.install(
-        rt.load(&hostile, CoreOrigin::File(HOSTILE_CORE.into()))
-            .expect("the hostile core is a valid core"),
-    );
-    assert_eq!(rt.active(), CoreOrigin::File(HOSTILE_CORE.into()));
+    });
 
     let state = MachineState::new(FailoverState::Offline, Mode::Automatic, 0);
     let input = Input::quiet("a");
@@ -81,16 +85,10 @@ fn looping_core_is_cut_at_its_deadline_and_the_embedded_core_answers() {
 
 #[test]
 fn core_growing_past_its_memory_limit_is_stopped_and_the_embedded_core_answers() {
-    let rt = CoreRuntime::new(Limits {
+    let rt = hostile_runtime(Limits {
         deadline: Duration::from_secs(5),
         memory_bytes: 16 << 20,
-    })
-    .expect("runtime");
-    let hostile = std::fs::read(HOSTILE_CORE).expect("hostile core");
-    rt.install(
-        rt.load(&hostile, CoreOrigin::File(HOSTILE_CORE.into()))
-            .expect("the hostile core is a valid core"),
-    );
+    });
 
     let obs = duet_core::Observations {
         agent: "a".into(),

@@ -67,3 +67,33 @@ pub fn nested_target_dir(out_dir: &Path) -> PathBuf {
         None => out_dir.join("wasm-guests"),
     }
 }
+
+/// What a build script that builds guests needs to know.
+pub struct BuildEnv {
+    /// The workspace root.
+    pub workspace: PathBuf,
+    /// The build script's OUT_DIR.
+    pub out_dir: PathBuf,
+    /// The nested target directory for wasm builds.
+    pub target: PathBuf,
+}
+
+/// Reads the build script's environment and declares the workspace paths it depends on.
+pub fn build_env(watched: &[&str]) -> BuildEnv {
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest
+        .parent()
+        .expect("the crate lives in the workspace root")
+        .to_path_buf();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", workspace.join(path).display());
+    }
+    let target = nested_target_dir(&out_dir);
+    BuildEnv {
+        workspace,
+        out_dir,
+        target,
+    }
+}
