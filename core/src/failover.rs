@@ -4,8 +4,9 @@
 //! those of "Failover behaviour" in DESIGN.md). Every decision carries a machine-readable reason.
 
 use crate::{
-    Action, Answer, BuddyView, Command, Decision, Event, FailoverState, HeartbeatKind, Hook, Input,
-    MachineState, Mode, OperatorCommand, Reason, ReasonCode, Severity, TimestampMs, VipResult,
+    Action, Answer, BuddyView, Command, Decision, Event, FailoverState, Heartbeat, HeartbeatKind,
+    Hook, Input, MachineState, Mode, OperatorCommand, Reason, ReasonCode, Severity, TimestampMs,
+    VipResult,
 };
 
 /// One step of the state machine.
@@ -58,20 +59,24 @@ struct View {
 
 impl View {
     fn of(input: &Input) -> View {
-        let all_exceeded = |kind: HeartbeatKind| {
-            let mut paths = input
-                .heartbeats
-                .iter()
-                .filter(|h| h.kind == kind)
-                .peekable();
-            paths.peek().is_some() && paths.all(|h| h.exceeded())
-        };
         // Pings prove a path, not the process: they never keep a dead buddy alive.
         View {
-            buddy_dead: all_exceeded(HeartbeatKind::Agent) && !input.sync_up,
-            isolated: all_exceeded(HeartbeatKind::Inverted),
+            buddy_dead: all_exceeded(&input.heartbeats, HeartbeatKind::Agent) && !input.sync_up,
+            isolated: isolated(&input.heartbeats),
         }
     }
+}
+
+/// Every inverted heartbeat exceeded its allowed failures: this agent is cut off from the
+/// outside (false when none is configured). The host tells its buddy this in its peer report.
+pub fn isolated(heartbeats: &[Heartbeat]) -> bool {
+    all_exceeded(heartbeats, HeartbeatKind::Inverted)
+}
+
+/// At least one heartbeat of `kind`, and all of them exceeded their allowed failures.
+fn all_exceeded(heartbeats: &[Heartbeat], kind: HeartbeatKind) -> bool {
+    let mut paths = heartbeats.iter().filter(|h| h.kind == kind).peekable();
+    paths.peek().is_some() && paths.all(Heartbeat::exceeded)
 }
 
 struct Step<'a> {

@@ -323,6 +323,7 @@ async fn tick_loop(
         }
         machine = decision.state;
 
+        let isolated = duet_core::failover::isolated(&heartbeats);
         let observations = Observations {
             agent: config.agent.name.clone(),
             buddy: config.buddy.name.clone(),
@@ -349,7 +350,6 @@ async fn tick_loop(
         .await
         .context("core call task failed")?;
 
-        let isolated = false;
         shared.peer.send_replace(PeerReport {
             agent: config.agent.name.clone(),
             priority: config.agent.priority,

@@ -176,7 +176,7 @@ impl CoreRuntime {
         input: &Input,
         now: TimestampMs,
     ) -> Answered<Decision> {
-        let (state_w, input_w) = (state.clone().wit_into(), input.clone().wit_into());
+        let (state_w, input_w) = ((*state).wit_into(), input.clone().wit_into());
         self.call(
             |core, store| {
                 core.duet_core_failover()

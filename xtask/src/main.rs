@@ -2,7 +2,9 @@
 //!
 //! - `cargo xtask demo [--check]`: build everything and run a demo pair on loopback; `--check`
 //!   waits until both agents answer and exactly one is Online, then stops (used by `test`).
-//! - `cargo xtask test`: install what is missing, check formatting, build, run every test.
+//! - `cargo xtask test`: install what is missing, lint, build, run every test.
+//! - `cargo xtask lint`: `cargo fmt --check` and clippy (`-D warnings`) on every crate, the wasm
+//!   crates for their own targets.
 //! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`.
 //!
 //! Every step is idempotent: what is installed already is left alone.
@@ -26,8 +28,12 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("demo") => demo::run(&root, args.iter().any(|a| a == "--check")),
+        Some("lint") => {
+            setup()?;
+            lint(&root)
+        }
         Some("bench") => bench::run(&root),
-        _ => bail!("usage: cargo xtask <demo [--check] | test | bench>"),
+        _ => bail!("usage: cargo xtask <demo [--check] | test | lint | bench>"),
     }
 }
 
@@ -64,6 +70,42 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run(cargo(root).args(["test", "--locked"]))?;
     demo::run(root, true)?;
     println!("xtask test: all passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// The wasm-only crates, by target: clippy checks them for the target they are built for.
+const WASM_CRATES: [(&str, &[&str]); 2] = [
+    (
+        "wasm32-wasip2",
+        &[
+            "duet-core-component",
+            "duet-probe-sdk",
+            "duet-plugin-hello",
+            "duet-test-hostile-core",
+        ],
+    ),
+    ("wasm32-unknown-unknown", &["duet-web"]),
+];
+
+fn lint(root: &Path) -> anyhow::Result<()> {
+    run(cargo(root).args(["fmt", "--all", "--check"]))
+        .context("formatting differs: run `cargo fmt --all`")?;
+    run(cargo(root).args([
+        "clippy",
+        "--locked",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    for (target, crates) in WASM_CRATES {
+        let mut cmd = cargo(root);
+        cmd.args(["clippy", "--locked", "--target", target]);
+        for krate in crates {
+            cmd.args(["-p", krate]);
+        }
+        run(cmd.args(["--", "-D", "warnings"]))?;
+    }
     Ok(())
 }
 
