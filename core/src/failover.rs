@@ -1,24 +1,56 @@
 //! The failover state machine: `step(state, input, now) -> decision`.
 //!
 //! One exhaustive `match` over the state; each arm names the rule it implements (the rules are
-//! those of "Failover behaviour" in DESIGN.md). Every decision carries a machine-readable reason.
+//! those of "Failover behaviour" in DESIGN.md, and `docs/failover-rules.md` lists them). Every
+//! decision carries a machine-readable reason.
 
 use crate::{
-    Action, Answer, BuddyView, Command, Decision, Event, FailoverState, Heartbeat, HeartbeatKind,
-    Hook, Input, MachineState, Mode, OperatorCommand, Reason, ReasonCode, Severity, TimestampMs,
-    VipResult,
+    Action, Answer, BuddyView, Command, Decision, Event, FailoverConfig, FailoverState, Heartbeat,
+    HeartbeatKind, Hook, Input, MachineState, Mode, OperatorCommand, Reason, ReasonCode,
+    RequestReason, Severity, TimestampMs, VipResult,
 };
 
-/// One step of the state machine.
+/// One step of the state machine, with every safeguard on.
 pub fn step(state: &MachineState, input: &Input, now: TimestampMs) -> Decision {
-    let view = View::of(input);
+    step_with(state, input, now, Safeguards::default())
+}
+
+/// Safeguards that exist only to be switched off by the model check, which must prove it
+/// catches their absence. Production code calls [`step`], which has them all on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Safeguards {
+    /// The deterministic tie-break; off, every agent believes it wins.
+    pub tie_break: bool,
+    /// The ping-pong guard; off, no switch is ever "too recent".
+    pub ping_pong_guard: bool,
+}
+
+impl Default for Safeguards {
+    fn default() -> Self {
+        Safeguards {
+            tie_break: true,
+            ping_pong_guard: true,
+        }
+    }
+}
+
+/// [`step`] with chosen safeguards (for the model check's mutation tests).
+pub fn step_with(
+    state: &MachineState,
+    input: &Input,
+    now: TimestampMs,
+    safeguards: Safeguards,
+) -> Decision {
+    let mut state = *state;
+    // Start-up ends the first time the buddy is heard from.
+    state.met_buddy |= input.buddy.is_some();
     // Rule: a mode change applies in every state, at once, and moves nothing else.
     if let Some(OperatorCommand {
         by,
         command: Command::SetMode(mode),
     }) = &input.command
     {
-        let mut next = *state;
+        let mut next = state;
         next.mode = *mode;
         let text = format!("mode set to {} by {by}", mode_label(*mode));
         return Decision {
@@ -33,12 +65,14 @@ pub fn step(state: &MachineState, input: &Input, now: TimestampMs) -> Decision {
             },
         };
     }
+    let view = View::of(&state, input);
     let d = Step {
-        state: *state,
+        state,
         actions: Vec::new(),
         input,
         view,
         now,
+        safeguards,
     };
     match state.state {
         FailoverState::Offline => d.offline(),
@@ -49,28 +83,28 @@ pub fn step(state: &MachineState, input: &Input, now: TimestampMs) -> Decision {
     }
 }
 
-/// What the heartbeats say, derived once per step.
-struct View {
-    /// Every agent heartbeat exceeded its allowed failures and the sync connection is down.
-    buddy_dead: bool,
-    /// Every inverted heartbeat exceeded its allowed failures.
-    isolated: bool,
-}
-
-impl View {
-    fn of(input: &Input) -> View {
-        // Pings prove a path, not the process: they never keep a dead buddy alive.
-        View {
-            buddy_dead: all_exceeded(&input.heartbeats, HeartbeatKind::Agent) && !input.sync_up,
-            isolated: isolated(&input.heartbeats),
-        }
-    }
-}
-
 /// Every inverted heartbeat exceeded its allowed failures: this agent is cut off from the
 /// outside (false when none is configured). The host tells its buddy this in its peer report.
 pub fn isolated(heartbeats: &[Heartbeat]) -> bool {
     all_exceeded(heartbeats, HeartbeatKind::Inverted)
+}
+
+/// The agent was Online before its restart and has not switched since: it gets the tie-break
+/// first (continuity), and the host reports it to the buddy as `was-online`.
+pub fn was_online(state: &MachineState, remembered: Option<FailoverState>) -> bool {
+    remembered == Some(FailoverState::Online) && state.last_switch.is_none()
+}
+
+/// The agent stepped down or gave up going online within `min_switch_interval_ms` and is not
+/// Online: it will not claim (ping-pong guard), so its buddy's tie-break passes it over. The
+/// host reports it to the buddy as `yielding`.
+pub fn yielding(state: &MachineState, config: &FailoverConfig, now: TimestampMs) -> bool {
+    matches!(
+        state.state,
+        FailoverState::Offline | FailoverState::GoingOffline
+    ) && state
+        .last_switch
+        .is_some_and(|t| now.saturating_sub(t) < config.min_switch_interval_ms)
 }
 
 /// At least one heartbeat of `kind`, and all of them exceeded their allowed failures.
@@ -79,78 +113,88 @@ fn all_exceeded(heartbeats: &[Heartbeat], kind: HeartbeatKind) -> bool {
     paths.peek().is_some() && paths.all(Heartbeat::exceeded)
 }
 
+/// What the inputs say, derived once per step.
+struct View {
+    /// Every agent heartbeat exceeded its allowed failures and the sync connection is down.
+    /// Pings prove a path, not the process: they never keep a dead buddy alive.
+    buddy_dead: bool,
+    /// Every inverted heartbeat exceeded its allowed failures.
+    isolated: bool,
+    /// The buddy, when it is alive and we have its report.
+    buddy: Option<BuddyView>,
+    /// This agent was Online before its restart and has not switched since.
+    was_online: bool,
+}
+
+impl View {
+    fn of(state: &MachineState, input: &Input) -> View {
+        let buddy_dead = all_exceeded(&input.heartbeats, HeartbeatKind::Agent) && !input.sync_up;
+        View {
+            buddy_dead,
+            isolated: isolated(&input.heartbeats),
+            buddy: if buddy_dead {
+                None
+            } else {
+                input.buddy.clone()
+            },
+            was_online: was_online(state, input.remembered),
+        }
+    }
+}
+
 struct Step<'a> {
     state: MachineState,
     actions: Vec<Action>,
     input: &'a Input,
     view: View,
     now: TimestampMs,
+    safeguards: Safeguards,
 }
 
 impl Step<'_> {
     fn offline(mut self) -> Decision {
-        let me = &self.input.agent;
         if let Some(cmd) = &self.input.command {
+            let by = &cmd.by;
             match cmd.command {
-                // Rule: force online — the operator vouches that the buddy is dead.
+                // Rule: force online — the operator vouches for it; the buddy is asked to yield.
                 Command::ForceOnline => {
-                    let text = format!("forced online by {}", cmd.by);
-                    return self.prepare(ReasonCode::Operator, text);
+                    let text = format!("forced online by {by}");
+                    return self.prepare(RequestReason::Operator, ReasonCode::Operator, text);
                 }
                 // Rule: a switch asked of the backup is a planned handover towards it.
                 Command::Switch => {
-                    let text = format!("switch requested by {}", cmd.by);
-                    return self.prepare(ReasonCode::Operator, text);
+                    let text = format!("switch requested by {by}");
+                    return self.prepare(RequestReason::Operator, ReasonCode::Operator, text);
                 }
                 Command::SetMode(_) => {}
             }
         }
-        if self.input.offline_request {
+        if self.input.offline_request.is_some() {
             // Rule: a request to go offline is answered even when already offline (idempotent).
             self.actions.push(Action::AnswerBuddy(Answer::Accepted));
         }
         if self.view.buddy_dead {
-            // Rule: takeover only when all agent heartbeats fail and sync is down, unless isolated.
-            if self.view.isolated {
-                return self.stay(
-                    ReasonCode::Isolated,
-                    "all inverted heartbeats fail: this agent is the isolated one",
-                );
-            }
-            // Rule: at start, give a buddy never heard from a bounded time to show up, so two
-            // agents starting together meet in the tie-break instead of both claiming.
-            let wait = self.input.config.startup_wait_ms;
-            if self.input.buddy.is_none() && self.now < self.input.started_at.saturating_add(wait) {
-                let text = format!(
-                    "starting up: waiting up to {} s for the buddy before taking over",
-                    wait / 1000
-                );
-                return self.stay(ReasonCode::StartingUp, &text);
-            }
-            if self.state.mode == Mode::Manual {
-                return self.stay(
-                    ReasonCode::ManualMode,
-                    "the buddy looks dead, but manual mode: an operator decides",
-                );
-            }
-            if self.recent_switch() {
-                // Rule: no automatic switch within min_switch_interval of the previous one.
-                let text = "all heartbeat paths are failing, but the last switch was too recent. Preventing ping-pong.";
-                return self.stay(ReasonCode::PingPongGuard, text);
-            }
-            return self.prepare(
-                ReasonCode::BuddyDead,
-                "all agent heartbeats fail and the sync connection is down".into(),
-            );
+            return self.buddy_looks_dead();
         }
-        match &self.input.buddy {
-            // Rule: the buddy hands over (planned switch, isolation, trigger): take over at once.
-            Some(buddy) if buddy.state == FailoverState::GoingOffline && !self.view.isolated => {
-                let text = format!("{} is going offline: taking over", buddy.name);
-                self.prepare(ReasonCode::BuddyRequest, text)
+        match self.view.buddy.clone() {
+            // Rule: the buddy hands over (planned switch, isolation, trigger) or yields after
+            // stepping down: take over at once, unless we are yielding ourselves.
+            Some(buddy)
+                if (buddy.state == FailoverState::GoingOffline
+                    || buddy.state == FailoverState::Offline && buddy.yielding)
+                    && !self.view.isolated
+                    && !self.recent_switch() =>
+            {
+                let text = if buddy.state == FailoverState::GoingOffline {
+                    format!("{} is going offline: taking over", buddy.name)
+                } else {
+                    format!("{} stepped down and yields: taking over", buddy.name)
+                };
+                self.prepare(RequestReason::Handover, ReasonCode::BuddyRequest, text)
             }
             // Rule: neither agent is Online and both are alive: the deterministic tie-break
-            // (priority, then name) picks one; an isolated buddy cannot serve, so we go.
+            // (was Online before a restart, then priority, then name) picks one; an isolated
+            // buddy cannot serve, so we go.
             Some(buddy) if buddy.state == FailoverState::Offline && !self.view.isolated => {
                 if self.recent_switch() {
                     // Rule: the agent that just stepped down does not reclaim (no fail-back).
@@ -159,20 +203,28 @@ impl Step<'_> {
                         buddy.name
                     );
                     self.stay(ReasonCode::PingPongGuard, &text)
-                } else if wins_tie_break(me, self.input.config.priority, buddy) {
+                } else if self.wins_tie_break(&buddy) {
                     let text = format!(
-                        "neither agent is online; {me} wins the tie-break over {}",
-                        buddy.name
+                        "neither agent is online; {} wins the tie-break over {}",
+                        self.input.agent, buddy.name
                     );
-                    self.prepare(ReasonCode::StartupTieBreak, text)
+                    self.prepare(RequestReason::TieBreak, ReasonCode::StartupTieBreak, text)
                 } else if buddy.isolated {
                     let text = format!("neither agent is online and {} is isolated", buddy.name);
-                    self.prepare(ReasonCode::StartupTieBreak, text)
+                    self.prepare(RequestReason::TieBreak, ReasonCode::StartupTieBreak, text)
                 } else {
                     let text =
                         format!("neither agent is online; {} wins the tie-break", buddy.name);
                     self.stay(ReasonCode::LostTieBreak, &text)
                 }
+            }
+            Some(buddy) if self.view.isolated => {
+                let text = format!(
+                    "all inverted heartbeats fail; {} is {}",
+                    buddy.name,
+                    buddy.state.label()
+                );
+                self.stay(ReasonCode::Isolated, &text)
             }
             Some(buddy) => {
                 let text = format!("{} is alive and {}", buddy.name, buddy.state.label());
@@ -185,8 +237,51 @@ impl Step<'_> {
         }
     }
 
+    /// Offline, and every agent heartbeat fails with the sync connection down.
+    fn buddy_looks_dead(self) -> Decision {
+        // Rule: takeover only when all agent heartbeats fail and sync is down, unless isolated.
+        if self.view.isolated {
+            return self.stay(
+                ReasonCode::Isolated,
+                "all inverted heartbeats fail: this agent is the isolated one",
+            );
+        }
+        // Rule: at start, a buddy never heard from gets a bounded time to show up, so two
+        // agents starting together meet in the tie-break instead of both claiming. An agent
+        // that was Online before its restart takes its place back at once.
+        let wait = self.input.config.startup_wait_ms;
+        let starting = !self.state.met_buddy;
+        if starting
+            && !self.view.was_online
+            && self.now < self.input.started_at.saturating_add(wait)
+        {
+            let text = format!(
+                "starting up: waiting up to {} s for the buddy before taking over",
+                wait / 1000
+            );
+            return self.stay(ReasonCode::StartingUp, &text);
+        }
+        // Rule: manual mode moves nothing on heartbeats — except at start-up, where it decides
+        // like automatic mode (or a pair restarted in manual mode would never come online).
+        if self.state.mode == Mode::Manual && !starting {
+            return self.stay(
+                ReasonCode::ManualMode,
+                "the buddy looks dead, but manual mode: an operator decides",
+            );
+        }
+        if self.recent_switch() {
+            // Rule: no automatic switch within min_switch_interval of the previous one.
+            let text = "all heartbeat paths are failing, but this agent switched too recently. Preventing ping-pong.";
+            return self.stay(ReasonCode::PingPongGuard, text);
+        }
+        self.prepare(
+            RequestReason::Takeover,
+            ReasonCode::BuddyDead,
+            "all agent heartbeats fail and the sync connection is down".into(),
+        )
+    }
+
     fn preparing(mut self) -> Decision {
-        let me = self.input.agent.clone();
         match &self.input.answer {
             // Rule: the buddy agreed to go offline: acquire the VIP (or be online without one).
             Some(Answer::Accepted) => {
@@ -203,22 +298,24 @@ impl Step<'_> {
             }
             None => {}
         }
-        if self.input.offline_request {
-            // Rule (seed 002): both prepare and ask each other; the tie-break decides at once.
-            let buddy_wins = self
-                .input
-                .buddy
-                .as_ref()
-                .is_some_and(|b| !wins_tie_break(&me, self.input.config.priority, b));
-            if buddy_wins {
+        if let Some(reason) = self.input.offline_request {
+            // Rule (seed 002): both prepare and ask each other; the tie-break decides at once,
+            // and an operator's request always wins.
+            let yield_to_buddy = reason == RequestReason::Operator
+                || self
+                    .view
+                    .buddy
+                    .clone()
+                    .is_some_and(|b| !self.wins_tie_break(&b));
+            if yield_to_buddy {
                 self.actions.push(Action::AnswerBuddy(Answer::Accepted));
-                let text = format!(
-                    "both agents asked to go online; {} wins the tie-break",
-                    self.buddy_name()
-                );
+                let text = format!("both agents asked to go online; {} goes", self.buddy_name());
                 return self.go(FailoverState::Offline, ReasonCode::LostTieBreak, text);
             }
-            let why = format!("{me} is going online and wins the tie-break");
+            let why = format!(
+                "{} is going online and wins the tie-break",
+                self.input.agent
+            );
             self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
         }
         if self.view.buddy_dead {
@@ -228,6 +325,19 @@ impl Step<'_> {
                 "the buddy is dead: no answer to wait for",
             );
         }
+        if let Some(buddy) = self.view.buddy.clone()
+            && buddy.state == FailoverState::Online
+            && self.input.answer.is_none()
+            && self.timed_out(self.input.config.prepare_timeout_ms / 2)
+        {
+            // Rule: the buddy turned out alive and Online and has not agreed: stand down early.
+            let text = format!(
+                "{} is alive and Online and did not agree to go offline",
+                buddy.name
+            );
+            return self.go(FailoverState::Offline, ReasonCode::BuddyAlive, text);
+        }
+        // Rule: bounded time in every transitional state.
         if self.timed_out(self.input.config.prepare_timeout_ms) {
             return self.go(
                 FailoverState::Offline,
@@ -239,7 +349,7 @@ impl Step<'_> {
     }
 
     fn going_online(mut self) -> Decision {
-        if self.input.offline_request {
+        if self.input.offline_request.is_some() {
             // Rule: every request gets an answer; we are past the point of yielding.
             let why = format!("{} is acquiring the virtual IP", self.input.agent);
             self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
@@ -260,6 +370,7 @@ impl Step<'_> {
                 self.online_now(ReasonCode::Vip, "no virtual IP to acquire".into())
             }
             Some(VipResult::Released) | None => {
+                // Rule: bounded time in every transitional state.
                 if self.timed_out(self.input.config.going_online_timeout_ms) {
                     self.fault(
                         "the virtual IP was not acquired in time".into(),
@@ -273,39 +384,28 @@ impl Step<'_> {
     }
 
     fn online(mut self) -> Decision {
-        let me = self.input.agent.clone();
-        let healthy_buddy = (!self.view.buddy_dead)
-            .then_some(self.input.buddy.as_ref())
-            .flatten()
-            .filter(|b| !b.isolated);
-        if self.input.offline_request {
+        let healthy_buddy = self.view.buddy.clone().filter(|b| !b.isolated);
+        if let Some(reason) = self.input.offline_request {
             // Rule: we are isolated — the buddy is better placed: accept.
             if self.view.isolated {
                 self.actions.push(Action::AnswerBuddy(Answer::Accepted));
-                return self.step_down(
-                    ReasonCode::BuddyRequest,
-                    "the buddy asked and this agent is isolated".into(),
-                );
+                let text = "the buddy asked and this agent is isolated".to_string();
+                return self.step_down(ReasonCode::BuddyRequest, text);
             }
-            match healthy_buddy {
-                // Rule: the ping-pong guard refuses a request too soon after a switch, saying why.
-                Some(_) if self.recent_switch() => {
-                    let why = "switched too recently. Preventing ping-pong.".to_string();
-                    self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
-                }
-                // Rule: a healthy buddy's request (operator switch or force) is honoured.
-                Some(_) => {
-                    self.actions.push(Action::AnswerBuddy(Answer::Accepted));
-                    return self.step_down(
-                        ReasonCode::BuddyRequest,
-                        "the buddy asked to go online".into(),
-                    );
-                }
-                None => {
-                    let why = "the requesting agent is isolated".to_string();
-                    self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
-                }
+            // Rule: an operator's request (switch or force online on the buddy) is honoured.
+            if reason == RequestReason::Operator {
+                self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+                let text = "an operator asked the buddy to go online".to_string();
+                return self.step_down(ReasonCode::BuddyRequest, text);
             }
+            // Rule: a takeover, tie-break or handover request rests on a stale view of us: we
+            // are Online and reachable, so no switch without a real fault.
+            let why = if healthy_buddy.is_some() {
+                format!("{} is Online and reachable", self.input.agent)
+            } else {
+                "the requesting agent is isolated".to_string()
+            };
+            self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
         }
         if let Some(cmd) = &self.input.command {
             let by = cmd.by.clone();
@@ -325,21 +425,20 @@ impl Step<'_> {
                 Command::ForceOnline | Command::SetMode(_) => {}
             }
         }
-        if let Some(buddy) = &self.input.buddy
-            && !self.view.buddy_dead
+        if let Some(buddy) = self.view.buddy.clone()
             && buddy.state == FailoverState::Online
-            && !wins_tie_break(&me, self.input.config.priority, buddy)
+            && !self.wins_tie_break(&buddy)
         {
-            // Rule: both Online and back in contact: the tie-break's loser goes Offline (not a fail-back).
+            // Rule: both Online and back in contact: the tie-break's loser goes Offline (not a
+            // fail-back), whatever the mode: two Online agents are never left standing.
             let text = format!("both agents online; {} wins the tie-break", buddy.name);
             return self.step_down(ReasonCode::LostTieBreak, text);
         }
         if self.state.mode == Mode::Automatic {
             if self.view.isolated {
-                // Rule: step down when isolated and the buddy is unreachable or not isolated itself;
-                // when both lose the outside target, nobody moves.
-                let buddy_isolated =
-                    self.input.buddy.as_ref().is_some_and(|b| b.isolated) && !self.view.buddy_dead;
+                // Rule: step down when isolated and the buddy is unreachable or reaches the
+                // outside itself; when both lose the outside target, nobody moves.
+                let buddy_isolated = self.view.buddy.as_ref().is_some_and(|b| b.isolated);
                 if !buddy_isolated {
                     return self.step_down(
                         ReasonCode::Isolated,
@@ -367,7 +466,7 @@ impl Step<'_> {
     }
 
     fn going_offline(mut self) -> Decision {
-        if self.input.offline_request {
+        if self.input.offline_request.is_some() {
             // Rule: already on our way out: accept (idempotent).
             self.actions.push(Action::AnswerBuddy(Answer::Accepted));
         }
@@ -385,6 +484,7 @@ impl Step<'_> {
                 ReasonCode::Steady,
                 "no virtual IP to release".into(),
             ),
+            // Rule: bounded time in every transitional state.
             _ if self.timed_out(self.input.config.going_offline_timeout_ms) => {
                 self.actions.push(Action::Raise(Event {
                     severity: Severity::Error,
@@ -404,7 +504,7 @@ impl Step<'_> {
     // --- helpers -------------------------------------------------------------------------
 
     /// Start going online: ask the buddy to go offline first.
-    fn prepare(mut self, code: ReasonCode, text: String) -> Decision {
+    fn prepare(mut self, why: RequestReason, code: ReasonCode, text: String) -> Decision {
         self.state.last_switch = Some(self.now);
         let missing = if code == ReasonCode::BuddyDead {
             " (agent appears to be missing)"
@@ -415,7 +515,7 @@ impl Step<'_> {
         self.actions.push(Action::Log(format!(
             "Notifying buddy agent to go offline ({agent} wants to go online){missing} ..."
         )));
-        self.actions.push(Action::AskBuddyOffline);
+        self.actions.push(Action::AskBuddyOffline(why));
         self.go(FailoverState::PreparingToGoOnline, code, text)
     }
 
@@ -449,7 +549,9 @@ impl Step<'_> {
     }
 
     fn fault(mut self, text: String, code: ReasonCode) -> Decision {
-        self.actions.push(Action::ReleaseVip);
+        if self.input.config.vip_enabled {
+            self.actions.push(Action::ReleaseVip);
+        }
         self.actions.push(Action::RunHook(Hook::Fault));
         self.actions.push(Action::Raise(Event {
             severity: Severity::Error,
@@ -459,10 +561,31 @@ impl Step<'_> {
         self.go(FailoverState::Offline, code, text)
     }
 
+    /// The deterministic tie-break: was Online before a restart, then priority, then the lower
+    /// name. Both agents compute it from what they exchange, so they agree.
+    fn wins_tie_break(&self, buddy: &BuddyView) -> bool {
+        if !self.safeguards.tie_break {
+            return true;
+        }
+        let mine = (
+            self.view.was_online,
+            self.input.config.priority,
+            std::cmp::Reverse(self.input.agent.as_str()),
+        );
+        let theirs = (
+            buddy.was_online,
+            buddy.priority,
+            std::cmp::Reverse(buddy.name.as_str()),
+        );
+        mine > theirs
+    }
+
+    /// This agent switched (started going online or offline) within `min_switch_interval`.
     fn recent_switch(&self) -> bool {
-        self.state
-            .last_switch
-            .is_some_and(|t| self.now.saturating_sub(t) < self.input.config.min_switch_interval_ms)
+        self.safeguards.ping_pong_guard
+            && self.state.last_switch.is_some_and(|t| {
+                self.now.saturating_sub(t) < self.input.config.min_switch_interval_ms
+            })
     }
 
     fn timed_out(&self, limit_ms: u64) -> bool {
@@ -503,10 +626,6 @@ impl Step<'_> {
             },
         }
     }
-}
-
-fn wins_tie_break(me: &str, my_priority: u32, buddy: &BuddyView) -> bool {
-    (my_priority, std::cmp::Reverse(me)) > (buddy.priority, std::cmp::Reverse(buddy.name.as_str()))
 }
 
 fn mode_label(mode: Mode) -> &'static str {

@@ -137,6 +137,10 @@ model! {
         pub state: FailoverState,
         pub isolated: bool,
         pub received_at: TimestampMs,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub was_online: bool,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub yielding: bool,
     }
 
     /// An operator's command.
@@ -147,6 +151,10 @@ model! {
         pub by: String,
         pub command: Command,
     }
+
+    /// Why an agent asks its buddy to go offline.
+    #[derive(Copy, Hash)]
+    pub enum RequestReason { Takeover, TieBreak, Handover, Operator }
 
     /// An answer to a go-offline request.
     pub enum Answer { Accepted, Refused(String) }
@@ -163,7 +171,10 @@ model! {
         pub sync_up: bool,
         pub buddy: Option<BuddyView>,
         pub command: Option<OperatorCommand>,
-        pub offline_request: bool,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub offline_request: Option<RequestReason>,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub remembered: Option<FailoverState>,
         pub answer: Option<Answer>,
         pub triggers: Vec<String>,
         pub vip: Option<VipResult>,
@@ -176,6 +187,8 @@ model! {
         pub mode: Mode,
         pub since: TimestampMs,
         pub last_switch: Option<TimestampMs>,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub met_buddy: bool,
     }
 
     /// Severity of a raised event.
@@ -197,7 +210,7 @@ model! {
     pub enum Action {
         AcquireVip,
         ReleaseVip,
-        AskBuddyOffline,
+        AskBuddyOffline(RequestReason),
         HandOver,
         AnswerBuddy(Answer),
         Persist(FailoverState),
@@ -279,6 +292,7 @@ impl MachineState {
             mode,
             since: now,
             last_switch: None,
+            met_buddy: false,
         }
     }
 }
@@ -318,7 +332,8 @@ impl Input {
             sync_up: false,
             buddy: None,
             command: None,
-            offline_request: false,
+            offline_request: None,
+            remembered: None,
             answer: None,
             triggers: Vec::new(),
             vip: None,

@@ -44,10 +44,10 @@ macro_rules! wit_conversions {
             $crate::__wit_record!(wit::PairReport { local, buddy });
             $crate::__wit_record!(wit::RulesConfig { startup_grace_ms, buddy_timeout_ms, vip_enabled });
             $crate::__wit_record!(wit::FailoverConfig { priority, vip_enabled, prepare_timeout_ms, going_online_timeout_ms, going_offline_timeout_ms, min_switch_interval_ms, startup_wait_ms });
-            $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at });
+            $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding });
             $crate::__wit_record!(wit::OperatorCommand { by, command });
-            $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, answer, triggers, vip });
-            $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch });
+            $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip });
+            $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch, met_buddy });
             $crate::__wit_record!(wit::Event { severity, code, message });
             $crate::__wit_record!(wit::Reason { code, text });
             $crate::__wit_record!(wit::Decision { state, actions, reason });
@@ -60,9 +60,10 @@ macro_rules! wit_conversions {
             $crate::__wit_cases!(wit::ReasonCode { Steady, StartupTieBreak, LostTieBreak, BuddyDead, Isolated, BuddyAlive, Operator, SwitchTrigger, BuddyRequest, BuddyAnswer, Vip, Timeout, PingPongGuard, ManualMode, StartingUp });
             $crate::__wit_cases!(wit::Check { NotConfigured, Ok, Failing(x) });
             $crate::__wit_cases!(wit::Command { Switch, ForceOnline, SetMode(x) });
+            $crate::__wit_cases!(wit::RequestReason { Takeover, TieBreak, Handover, Operator });
             $crate::__wit_cases!(wit::Answer { Accepted, Refused(x) });
             $crate::__wit_cases!(wit::VipResult { Acquired, Failed(x), Released });
-            $crate::__wit_cases!(wit::Action { AcquireVip, ReleaseVip, AskBuddyOffline, HandOver, AnswerBuddy(x), Persist(x), Log(x), Raise(x), RunHook(x) });
+            $crate::__wit_cases!(wit::Action { AcquireVip, ReleaseVip, AskBuddyOffline(x), HandOver, AnswerBuddy(x), Persist(x), Log(x), Raise(x), RunHook(x) });
         };
     };
 }

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use duet_core::api::{DecisionSummary, Status};
 use duet_core::{
     Action, Answer, BuddyView, Check, Decision, FailoverState, Heartbeat, HeartbeatKind, Input,
-    MachineState, Observations, ReceivedReport, Report, TimestampMs,
+    MachineState, Observations, ReceivedReport, Report, RequestReason, TimestampMs,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
@@ -35,8 +35,12 @@ pub struct PeerReport {
     pub isolated: bool,
     /// This agent's own Status column.
     pub report: Report,
-    /// Id of this agent's pending request that the buddy go offline.
-    pub request: Option<u64>,
+    /// This agent was Online before its restart and has not switched since (tie-break).
+    pub was_online: bool,
+    /// This agent recently stepped down and will not claim (tie-break).
+    pub yielding: bool,
+    /// This agent's pending request that the buddy go offline: its id and reason.
+    pub request: Option<(u64, RequestReason)>,
     /// This agent's answer to the buddy's request with that id.
     pub answer: Option<(u64, Answer)>,
 }
@@ -119,6 +123,8 @@ pub async fn run(
             led: duet_core::Led::Transparent,
             rows: Vec::new(),
         },
+        was_online: false,
+        yielding: false,
         request: None,
         answer: None,
     };
@@ -212,7 +218,7 @@ pub fn now_ms() -> TimestampMs {
 #[derive(Default)]
 struct Requests {
     /// Our pending request that the buddy go offline.
-    outgoing: Option<u64>,
+    outgoing: Option<(u64, RequestReason)>,
     /// The buddy's request we last answered, and the answer.
     answered: Option<(u64, Answer)>,
 }
@@ -247,12 +253,12 @@ async fn tick_loop(
         let incoming = buddy
             .as_ref()
             .and_then(|(p, _)| p.request)
-            .filter(|id| requests.answered.as_ref().is_none_or(|(a, _)| a != id));
+            .filter(|(id, _)| requests.answered.as_ref().is_none_or(|(a, _)| a != id));
         let answer = match (
             requests.outgoing,
             buddy.as_ref().and_then(|(p, _)| p.answer.clone()),
         ) {
-            (Some(ours), Some((id, a))) if id == ours => Some(a),
+            (Some((ours, _)), Some((id, a))) if id == ours => Some(a),
             _ => None,
         };
         let input = Input {
@@ -267,9 +273,12 @@ async fn tick_loop(
                 state: p.state,
                 isolated: p.isolated,
                 received_at: *at,
+                was_online: p.was_online,
+                yielding: p.yielding,
             }),
             command: None,
-            offline_request: incoming.is_some(),
+            offline_request: incoming.map(|(_, reason)| reason),
+            remembered: None,
             answer: answer.clone(),
             triggers: Vec::new(),
             vip: None,
@@ -293,9 +302,9 @@ async fn tick_loop(
                     log.write(now, level, &format!("[{}] {}", event.code, event.message))
                         .await;
                 }
-                Action::AskBuddyOffline => requests.outgoing = Some(now),
+                Action::AskBuddyOffline(reason) => requests.outgoing = Some((now, *reason)),
                 Action::AnswerBuddy(a) => {
-                    if let Some(id) = incoming {
+                    if let Some((id, _)) = incoming {
                         requests.answered = Some((id, a.clone()));
                     }
                 }
@@ -355,6 +364,8 @@ async fn tick_loop(
             priority: config.agent.priority,
             state: machine.state,
             isolated,
+            was_online: duet_core::failover::was_online(&machine, None),
+            yielding: duet_core::failover::yielding(&machine, &config.failover(), now),
             report: pair.value.local.clone(),
             request: requests.outgoing,
             answer: requests.answered.clone(),

@@ -4,7 +4,7 @@
 use duet_core::{
     Answer, BuddyView, Check, Command, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind,
     Input, Led, MachineState, Mode, Observations, OperatorCommand, Probe, ReceivedReport, Report,
-    Row, RulesConfig, VipResult,
+    RequestReason, Row, RulesConfig, VipResult,
 };
 use duet_host::runtime::CoreOrigin;
 
@@ -101,6 +101,8 @@ impl Gen {
                 state: g.state(),
                 isolated: g.flip(),
                 received_at: now.saturating_sub(g.below(20_000)),
+                was_online: g.flip(),
+                yielding: g.flip(),
             }),
             command: self.maybe(|g| OperatorCommand {
                 by: g.text(),
@@ -111,7 +113,15 @@ impl Gen {
                     _ => Command::SetMode(Mode::Automatic),
                 },
             }),
-            offline_request: self.flip(),
+            offline_request: self.maybe(|g| {
+                g.pick(&[
+                    RequestReason::Takeover,
+                    RequestReason::TieBreak,
+                    RequestReason::Handover,
+                    RequestReason::Operator,
+                ])
+            }),
+            remembered: self.maybe(Gen::state),
             answer: self.maybe(|g| {
                 if g.flip() {
                     Answer::Accepted
@@ -188,6 +198,7 @@ fn step_is_identical_native_and_wasm_on_generated_inputs() {
             mode: g.pick(&[Mode::Automatic, Mode::Manual]),
             since: now.saturating_sub(g.below(60_000)),
             last_switch: g.maybe(|g| now.saturating_sub(g.below(90_000))),
+            met_buddy: g.flip(),
         };
         let input = g.input(now);
         let native = duet_core::failover::step(&state, &input, now);

@@ -5,8 +5,10 @@
 //! - `differential`: 10,000 generated inputs per interface, native vs core.wasm.
 //! - `core_runtime`: refusing non-core components, deadlines, fallback.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
+//! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 
+pub mod model;
 pub mod support;
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 use std::path::Path;
 
 use duet_core::{
-    Answer, BuddyView, Decision, FailoverConfig, Heartbeat, HeartbeatKind, Input, MachineState,
-    Observations, OperatorCommand, PairReport, ReceivedReport, RulesConfig, TimestampMs, VipResult,
+    Answer, BuddyView, Decision, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind, Input,
+    MachineState, Observations, OperatorCommand, PairReport, ReceivedReport, RequestReason,
+    RulesConfig, TimestampMs, VipResult,
 };
 use duet_host::runtime::CoreOrigin;
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,9 @@ struct StepSpec {
     #[serde(default)]
     command: Option<OperatorCommand>,
     #[serde(default)]
-    offline_request: bool,
+    offline_request: Option<RequestReason>,
+    #[serde(default)]
+    remembered: Option<FailoverState>,
     #[serde(default)]
     answer: Option<Answer>,
     #[serde(default)]
@@ -116,6 +119,7 @@ impl StepSpec {
             buddy: self.buddy.clone(),
             command: self.command.clone(),
             offline_request: self.offline_request,
+            remembered: self.remembered,
             answer: self.answer.clone(),
             triggers: self.triggers.clone(),
             vip: self.vip.clone(),

@@ -1,0 +1,705 @@
+//! A seeded randomized model check of the failover core: two agents, each running duet-core's
+//! `failover::step` on its own tick, over a simulated clock and network. Each seed draws a
+//! schedule of faults — message loss and delay, crashes and restarts (the remembered state
+//! survives in a "file"), path cuts and heals, simultaneous starts, gateway loss on one or both
+//! sides — then heals everything, waits, and performs a planned switch. Invariants are checked
+//! every simulated 50 ms:
+//!
+//! - **split brain**: never two Online once an agent heartbeat path or the sync connection has
+//!   worked (both agents running, no loss) for longer than [`CONTACT_BOUND`];
+//! - **liveness**: never zero Online for longer than [`LIVENESS_BOUND`] while a healthy agent
+//!   (running, gateway reachable) exists;
+//! - **bounded transitions**: no agent in a transitional state longer than its timeout + a tick;
+//! - **settling**: exactly one Online within [`LIVENESS_BOUND`] after everything healed, and then
+//!   no state change at all without a new fault (no fail-back, no flapping);
+//! - **planned switch**: an operator's switch moves the pair to the backup, and it stays there.
+//!
+//! A failing seed is reported with its schedule and trace; `DUET_MODEL_SEED=<n>` replays it.
+
+use std::fmt::Write as _;
+
+use duet_core::failover::Safeguards;
+use duet_core::{
+    Answer, BuddyView, Command, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind, Input,
+    MachineState, Mode, OperatorCommand, RequestReason, VipResult,
+};
+
+/// Simulated time step.
+const DT: u64 = 50;
+/// Each agent's decision tick.
+const TICK: u64 = 250;
+/// Heartbeat (and peer report) interval.
+const HB_INTERVAL: u64 = 500;
+/// A heartbeat path counts as failed after more consecutive failures than this.
+const MAX_FAILURES: u32 = 2;
+/// A buddy report older than this is not used.
+const BUDDY_TIMEOUT: u64 = 2_000;
+/// Longest one-way delay of a report.
+const MAX_DELAY: u64 = 400;
+/// Longest the simulated host takes to acquire or release the VIP.
+const MAX_VIP_DELAY: u64 = 1_500;
+
+const CONFIG: FailoverConfig = FailoverConfig {
+    priority: 0, // per agent
+    vip_enabled: true,
+    prepare_timeout_ms: 3_000,
+    going_online_timeout_ms: 3_000,
+    going_offline_timeout_ms: 3_000,
+    min_switch_interval_ms: 10_000,
+    startup_wait_ms: 3_000,
+};
+
+/// Time after which two agents in clean contact must not both be Online: a report each way,
+/// a tick to decide, and the loser's release of the VIP.
+pub const CONTACT_BOUND: u64 =
+    HB_INTERVAL + MAX_DELAY + 2 * TICK + MAX_VIP_DELAY + CONFIG.going_offline_timeout_ms;
+/// Longest time with nobody Online while a healthy agent exists: start-up wait, detection,
+/// the ping-pong guard, preparing, acquiring the VIP, plus ticks.
+pub const LIVENESS_BOUND: u64 = CONFIG.startup_wait_ms
+    + HB_INTERVAL * (MAX_FAILURES as u64 + 2)
+    + BUDDY_TIMEOUT
+    + CONFIG.min_switch_interval_ms
+    + CONFIG.prepare_timeout_ms
+    + CONFIG.going_online_timeout_ms
+    + 4 * TICK;
+
+/// Length of the fault phase.
+const CHAOS: u64 = 40_000;
+/// After healing: settle, then watch for changes.
+const QUIET: u64 = 10_000;
+
+/// SplitMix64: small, seeded, reproducible.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0xD1B5_4A32_D192_ED03)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A fault or operator action at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    CutLink,
+    HealLink,
+    CutSync,
+    HealSync,
+    GatewayDown(usize),
+    GatewayUp(usize),
+    Crash(usize),
+    Restart(usize),
+    Loss(u64),
+    Switch(usize),
+}
+
+/// What one agent tells the other.
+#[derive(Debug, Clone)]
+struct Peer {
+    name: &'static str,
+    priority: u32,
+    state: FailoverState,
+    isolated: bool,
+    was_online: bool,
+    yielding: bool,
+    request: Option<(u64, RequestReason)>,
+    answer: Option<(u64, Answer)>,
+}
+
+struct Agent {
+    name: &'static str,
+    priority: u32,
+    running: bool,
+    started_at: u64,
+    offset: u64,
+    machine: MachineState,
+    /// The local state file: survives crashes.
+    file: Option<FailoverState>,
+    /// What the file said at the last start.
+    remembered: Option<FailoverState>,
+    hb_failures: u32,
+    inv_failures: u32,
+    buddy: Option<(Peer, u64)>,
+    outgoing: Option<(u64, RequestReason)>,
+    answered: Option<(u64, Answer)>,
+    command: Option<OperatorCommand>,
+    /// A VIP result the simulated host will deliver at a time.
+    vip: Option<(u64, VipResult)>,
+    /// The last report this agent published.
+    published: Peer,
+}
+
+impl Agent {
+    fn new(name: &'static str, priority: u32) -> Self {
+        let machine = MachineState::new(FailoverState::Offline, Mode::Automatic, 0);
+        Agent {
+            name,
+            priority,
+            running: false,
+            started_at: 0,
+            offset: 0,
+            machine,
+            file: None,
+            remembered: None,
+            hb_failures: 0,
+            inv_failures: 0,
+            buddy: None,
+            outgoing: None,
+            answered: None,
+            command: None,
+            vip: None,
+            published: Peer {
+                name,
+                priority,
+                state: FailoverState::Offline,
+                isolated: false,
+                was_online: false,
+                yielding: false,
+                request: None,
+                answer: None,
+            },
+        }
+    }
+
+    fn start(&mut self, now: u64, offset: u64) {
+        *self = Agent {
+            file: self.file,
+            ..Agent::new(self.name, self.priority)
+        };
+        self.running = true;
+        self.started_at = now;
+        self.offset = offset;
+        self.remembered = self.file;
+        self.machine = MachineState::new(FailoverState::Offline, Mode::Automatic, now);
+    }
+
+    fn crash(&mut self) {
+        *self = Agent {
+            file: self.file,
+            ..Agent::new(self.name, self.priority)
+        };
+    }
+
+    fn online(&self) -> bool {
+        self.running && self.machine.state == FailoverState::Online
+    }
+
+    fn heartbeats(&self) -> Vec<Heartbeat> {
+        let hb = |id: &str, kind, failures: u32| Heartbeat {
+            id: id.into(),
+            kind,
+            target: id.into(),
+            ok: failures == 0,
+            failures,
+            max_failures: MAX_FAILURES,
+            last_success: None,
+            reason: None,
+            rtt_us: None,
+        };
+        vec![
+            hb("link", HeartbeatKind::Agent, self.hb_failures),
+            hb("gw", HeartbeatKind::Inverted, self.inv_failures),
+        ]
+    }
+
+    /// One decision tick: the host's bookkeeping around `failover::step_with`.
+    fn tick(&mut self, now: u64, sync_up: bool, safeguards: Safeguards, rng: &mut Rng) {
+        let buddy = self
+            .buddy
+            .clone()
+            .filter(|(_, at)| now.saturating_sub(*at) <= BUDDY_TIMEOUT);
+        let incoming = buddy
+            .as_ref()
+            .and_then(|(p, _)| p.request)
+            .filter(|(id, _)| self.answered.as_ref().is_none_or(|(a, _)| a != id));
+        let answer = match (
+            self.outgoing,
+            buddy.as_ref().and_then(|(p, _)| p.answer.clone()),
+        ) {
+            (Some((ours, _)), Some((id, a))) if id == ours => Some(a),
+            _ => None,
+        };
+        let vip = match &self.vip {
+            Some((at, result)) if *at <= now => {
+                let r = result.clone();
+                self.vip = None;
+                Some(r)
+            }
+            _ => None,
+        };
+        let input = Input {
+            agent: self.name.into(),
+            started_at: self.started_at,
+            config: FailoverConfig {
+                priority: self.priority,
+                ..CONFIG
+            },
+            heartbeats: self.heartbeats(),
+            sync_up,
+            buddy: buddy.as_ref().map(|(p, at)| BuddyView {
+                name: p.name.into(),
+                priority: p.priority,
+                state: p.state,
+                isolated: p.isolated,
+                received_at: *at,
+                was_online: p.was_online,
+                yielding: p.yielding,
+            }),
+            command: self.command.take(),
+            offline_request: incoming.map(|(_, r)| r),
+            remembered: self.remembered,
+            answer: answer.clone(),
+            triggers: Vec::new(),
+            vip,
+        };
+        let decision = duet_core::failover::step_with(&self.machine, &input, now, safeguards);
+        for action in &decision.actions {
+            match action {
+                duet_core::Action::AskBuddyOffline(reason) => self.outgoing = Some((now, *reason)),
+                duet_core::Action::AnswerBuddy(a) => {
+                    if let Some((id, _)) = incoming {
+                        self.answered = Some((id, a.clone()));
+                    }
+                }
+                duet_core::Action::Persist(s) => self.file = Some(*s),
+                duet_core::Action::AcquireVip => {
+                    self.vip = Some((now + rng.below(MAX_VIP_DELAY), VipResult::Acquired))
+                }
+                duet_core::Action::ReleaseVip => {
+                    self.vip = Some((now + rng.below(MAX_VIP_DELAY), VipResult::Released))
+                }
+                _ => {}
+            }
+        }
+        if answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
+            self.outgoing = None;
+        }
+        self.machine = decision.state;
+        self.published = Peer {
+            name: self.name,
+            priority: self.priority,
+            state: self.machine.state,
+            isolated: duet_core::failover::isolated(&self.heartbeats()),
+            was_online: duet_core::failover::was_online(&self.machine, self.remembered),
+            yielding: duet_core::failover::yielding(&self.machine, &CONFIG, now),
+            request: self.outgoing,
+            answer: self.answered.clone(),
+        };
+    }
+}
+
+/// The network between the agents.
+struct Net {
+    link: bool,
+    sync: bool,
+    gateway: [bool; 2],
+    loss: u64,
+    /// Reports in flight: (arrival, to, report).
+    flight: Vec<(u64, usize, Peer)>,
+}
+
+/// A violated invariant.
+#[derive(Debug)]
+pub struct Violation {
+    pub seed: u64,
+    pub at: u64,
+    pub what: String,
+    pub trace: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} at {} ms: {}\n(replay: DUET_MODEL_SEED={})\n{}",
+            self.seed, self.at, self.what, self.seed, self.trace
+        )
+    }
+}
+
+/// Runs one seed; `Err` carries the first violation.
+pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
+    let mut rng = Rng::new(seed);
+    let priorities = match rng.below(3) {
+        0 => (100, 100),
+        1 => (200, 100),
+        _ => (100, 200),
+    };
+    let mut agents = [
+        Agent::new("agent-a", priorities.0),
+        Agent::new("agent-b", priorities.1),
+    ];
+    let mut net = Net {
+        link: true,
+        sync: rng.chance(70),
+        gateway: [true, true],
+        loss: 0,
+        flight: Vec::new(),
+    };
+
+    // The schedule: starts (often simultaneous), then faults during CHAOS.
+    let mut schedule: Vec<(u64, Fault)> = Vec::new();
+    let late = if rng.chance(60) {
+        rng.below(2_000)
+    } else {
+        rng.below(12_000)
+    };
+    let (start_a, start_b) = if rng.chance(50) { (0, late) } else { (late, 0) };
+    schedule.push((start_a, Fault::Restart(0)));
+    schedule.push((start_b, Fault::Restart(1)));
+    for _ in 0..rng.below(9) {
+        let at = rng.below(CHAOS);
+        let side = rng.below(2) as usize;
+        let fault = match rng.below(10) {
+            0 => Fault::CutLink,
+            1 => Fault::HealLink,
+            2 => Fault::CutSync,
+            3 => Fault::HealSync,
+            4 => Fault::GatewayDown(side),
+            5 => Fault::GatewayUp(side),
+            6 => Fault::Crash(side),
+            7 => Fault::Restart(side),
+            8 => Fault::Loss(rng.below(60)),
+            _ => Fault::Switch(side),
+        };
+        schedule.push((at, fault));
+        if fault == Fault::GatewayDown(side) && rng.chance(30) {
+            // Gateway loss on both sides at once.
+            schedule.push((at, Fault::GatewayDown(1 - side)));
+        }
+    }
+    // Heal everything at CHAOS; a planned switch once settled.
+    let healed = CHAOS;
+    for f in [
+        Fault::HealLink,
+        Fault::HealSync,
+        Fault::GatewayUp(0),
+        Fault::GatewayUp(1),
+        Fault::Loss(0),
+        Fault::Restart(0),
+        Fault::Restart(1),
+    ] {
+        schedule.push((healed, f));
+    }
+    let settled = healed + LIVENESS_BOUND;
+    let switch_at = settled + QUIET;
+    let end = switch_at + LIVENESS_BOUND + QUIET;
+    schedule.sort_by_key(|(at, _)| *at);
+
+    let mut trace = String::new();
+    let mut next = 0;
+    let mut contact_since: Option<u64> = None;
+    let mut zero_since: Option<u64> = None;
+    let mut settled_states: Option<[FailoverState; 2]> = None;
+    let mut switch_target: Option<usize> = None;
+    let fail = |at: u64, what: String, trace: &str| {
+        Err(Violation {
+            seed,
+            at,
+            what,
+            trace: trace.to_string(),
+        })
+    };
+
+    let mut now = 0;
+    while now <= end {
+        // Faults due now.
+        while next < schedule.len() && schedule[next].0 <= now {
+            let (_, fault) = schedule[next];
+            next += 1;
+            let applied = match fault {
+                Fault::CutLink => std::mem::replace(&mut net.link, false),
+                Fault::HealLink => !std::mem::replace(&mut net.link, true),
+                Fault::CutSync => std::mem::replace(&mut net.sync, false),
+                Fault::HealSync => !std::mem::replace(&mut net.sync, true),
+                Fault::GatewayDown(i) => std::mem::replace(&mut net.gateway[i], false),
+                Fault::GatewayUp(i) => !std::mem::replace(&mut net.gateway[i], true),
+                Fault::Crash(i) => {
+                    let was = agents[i].running;
+                    agents[i].crash();
+                    was
+                }
+                Fault::Restart(i) => {
+                    let was = agents[i].running;
+                    if !was {
+                        let offset = rng.below(TICK / DT) * DT;
+                        agents[i].start(now, offset);
+                    }
+                    !was
+                }
+                Fault::Loss(p) => std::mem::replace(&mut net.loss, p) != p,
+                Fault::Switch(i) => {
+                    agents[i].command = Some(OperatorCommand {
+                        by: "model".into(),
+                        command: Command::Switch,
+                    });
+                    true
+                }
+            };
+            if applied {
+                let _ = writeln!(trace, "{now:>6} ms  {fault:?}");
+            }
+        }
+        // The planned switch, once settled: asked of the Online agent.
+        if now == switch_at {
+            match agents.iter().position(Agent::online) {
+                Some(i) => {
+                    agents[i].command = Some(OperatorCommand {
+                        by: "operator".into(),
+                        command: Command::Switch,
+                    });
+                    switch_target = Some(1 - i);
+                    let _ = writeln!(
+                        trace,
+                        "{now:>6} ms  planned switch asked of {}",
+                        agents[i].name
+                    );
+                }
+                None => {
+                    return fail(
+                        now,
+                        "nobody Online when the planned switch was due".into(),
+                        &trace,
+                    );
+                }
+            }
+        }
+
+        // Heartbeats and reports.
+        for i in 0..2 {
+            let j = 1 - i;
+            if !agents[i].running || (now + agents[i].offset) % HB_INTERVAL != 0 {
+                continue;
+            }
+            agents[i].inv_failures = if net.gateway[i] {
+                0
+            } else {
+                agents[i].inv_failures.saturating_add(1)
+            };
+            let through_link = agents[j].running && net.link && !rng.chance(net.loss);
+            agents[i].hb_failures = if through_link {
+                0
+            } else {
+                agents[i].hb_failures.saturating_add(1)
+            };
+            let through_sync = agents[j].running && net.sync && !rng.chance(net.loss);
+            if through_link || through_sync {
+                net.flight
+                    .push((now + rng.below(MAX_DELAY), i, agents[j].published.clone()));
+            }
+        }
+        let mut arrived = Vec::new();
+        net.flight.retain(|(at, to, p)| {
+            if *at <= now {
+                arrived.push((*to, p.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        for (to, peer) in arrived {
+            if agents[to].running {
+                agents[to].buddy = Some((peer, now));
+            }
+        }
+
+        // Ticks. The sync connection is up only to a running buddy.
+        let running = [agents[0].running, agents[1].running];
+        for (i, agent) in agents.iter_mut().enumerate() {
+            if agent.running && (now + agent.offset) % TICK == 0 {
+                let before = agent.machine.state;
+                agent.tick(now, net.sync && running[1 - i], safeguards, &mut rng);
+                if agent.machine.state != before {
+                    let _ = writeln!(
+                        trace,
+                        "{now:>6} ms  {} {:?} -> {:?}",
+                        agent.name, before, agent.machine.state
+                    );
+                }
+            }
+        }
+
+        // Invariants.
+        let online = agents.iter().filter(|a| a.online()).count();
+        let both_running = agents.iter().all(|a| a.running);
+        let contact = both_running && net.loss == 0 && (net.link || net.sync);
+        contact_since = if contact {
+            contact_since.or(Some(now))
+        } else {
+            None
+        };
+        if online == 2 && contact_since.is_some_and(|t| now - t > CONTACT_BOUND) {
+            return fail(
+                now,
+                format!(
+                    "two agents Online after {} ms of clean contact",
+                    now - contact_since.unwrap_or(now)
+                ),
+                &trace,
+            );
+        }
+        let healthy = agents
+            .iter()
+            .enumerate()
+            .any(|(i, a)| a.running && net.gateway[i]);
+        zero_since = if online == 0 && healthy {
+            zero_since.or(Some(now))
+        } else {
+            None
+        };
+        if zero_since.is_some_and(|t| now - t > LIVENESS_BOUND) {
+            return fail(
+                now,
+                format!(
+                    "nobody Online for {} ms while a healthy agent exists",
+                    now - zero_since.unwrap_or(now)
+                ),
+                &trace,
+            );
+        }
+        for a in agents.iter().filter(|a| a.running) {
+            let limit = match a.machine.state {
+                FailoverState::PreparingToGoOnline => CONFIG.prepare_timeout_ms,
+                FailoverState::GoingOnline => CONFIG.going_online_timeout_ms,
+                FailoverState::GoingOffline => CONFIG.going_offline_timeout_ms,
+                FailoverState::Offline | FailoverState::Online => continue,
+            };
+            if now - a.machine.since > limit + 2 * TICK {
+                return fail(
+                    now,
+                    format!(
+                        "{} stuck in {:?} for {} ms",
+                        a.name,
+                        a.machine.state,
+                        now - a.machine.since
+                    ),
+                    &trace,
+                );
+            }
+        }
+        if now == settled || now == switch_at + LIVENESS_BOUND {
+            if online != 1 {
+                return fail(
+                    now,
+                    format!("{online} agents Online {} ms after healing", LIVENESS_BOUND),
+                    &trace,
+                );
+            }
+            if let Some(target) = switch_target
+                && !agents[target].online()
+            {
+                return fail(
+                    now,
+                    format!("the planned switch to {} did not hold", agents[target].name),
+                    &trace,
+                );
+            }
+            settled_states = Some([agents[0].machine.state, agents[1].machine.state]);
+        }
+        if let Some(states) = settled_states
+            && now != switch_at
+            && [agents[0].machine.state, agents[1].machine.state] != states
+        {
+            if now > switch_at && now < switch_at + LIVENESS_BOUND {
+                settled_states = None; // the planned switch is under way
+            } else {
+                return fail(
+                    now,
+                    format!(
+                        "a state changed with no new fault: {states:?} -> {:?}",
+                        [agents[0].machine.state, agents[1].machine.state]
+                    ),
+                    &trace,
+                );
+            }
+        }
+        now += DT;
+    }
+    Ok(())
+}
+
+/// Seeds per test run.
+const SEEDS: u64 = 10_000;
+
+/// Runs `seeds` schedules (or only `DUET_MODEL_SEED`); returns the first violation.
+pub fn check(seeds: std::ops::Range<u64>, safeguards: Safeguards) -> Result<u64, Violation> {
+    if let Some(seed) = std::env::var("DUET_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return run(seed, safeguards).map(|()| 1);
+    }
+    let n = seeds.end - seeds.start;
+    for seed in seeds {
+        run(seed, safeguards)?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_check_holds_on_10_000_schedules() {
+        match check(0..SEEDS, Safeguards::default()) {
+            Ok(n) => assert!(n >= 1),
+            Err(v) => panic!("{v}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_seed_replays_identically() {
+        let off = Safeguards {
+            tie_break: false,
+            ..Safeguards::default()
+        };
+        let first = (0..500)
+            .find_map(|s| run(s, off).err())
+            .expect("a violation without the tie-break");
+        let again = run(first.seed, off).expect_err("the same seed fails again");
+        assert_eq!(
+            (first.at, &first.what, &first.trace),
+            (again.at, &again.what, &again.trace)
+        );
+    }
+
+    #[test]
+    fn model_check_catches_a_disabled_tie_break() {
+        let off = Safeguards {
+            tie_break: false,
+            ..Safeguards::default()
+        };
+        let v = (0..500).find_map(|s| run(s, off).err());
+        assert!(
+            v.is_some(),
+            "500 seeds without the tie-break found no violation"
+        );
+    }
+
+    #[test]
+    fn model_check_catches_a_disabled_ping_pong_guard() {
+        let off = Safeguards {
+            ping_pong_guard: false,
+            ..Safeguards::default()
+        };
+        let v = (0..500).find_map(|s| run(s, off).err());
+        assert!(
+            v.is_some(),
+            "500 seeds without the ping-pong guard found no violation"
+        );
+    }
+}
