@@ -462,6 +462,17 @@ impl Step<'_> {
                 return self.stay(ReasonCode::SwitchTrigger, &text);
             }
         }
+        if self.state.mode == Mode::Manual
+            && (self.view.isolated || !self.input.triggers.is_empty())
+        {
+            // Rule: manual mode — a fault that would hand over in automatic mode is only shown.
+            let why = self.input.triggers.first().map_or_else(
+                || "all inverted heartbeats fail".to_string(),
+                |t| format!("switch trigger {t} fails"),
+            );
+            let text = format!("{why}, but manual mode: an operator decides");
+            return self.stay(ReasonCode::ManualMode, &text);
+        }
         self.stay(ReasonCode::Steady, "Online; no fault calls for a switch")
     }
 

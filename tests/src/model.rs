@@ -92,7 +92,8 @@ impl Rng {
 }
 
 /// A fault or operator action at a time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Fault {
     CutLink,
     HealLink,
@@ -215,8 +216,8 @@ impl Agent {
         ]
     }
 
-    /// One decision tick: the host's bookkeeping around `failover::step_with`.
-    fn tick(&mut self, now: u64, sync_up: bool, safeguards: Safeguards, rng: &mut Rng) {
+    /// One decision tick: the host's bookkeeping around `failover.step`.
+    fn tick(&mut self, now: u64, sync_up: bool, step: Stepper, rng: &mut Rng, trace: &mut String) {
         let buddy = self
             .buddy
             .clone()
@@ -265,13 +266,21 @@ impl Agent {
             triggers: Vec::new(),
             vip,
         };
-        let decision = duet_core::failover::step_with(&self.machine, &input, now, safeguards);
+        let decision = step(&self.machine, &input, now);
         for action in &decision.actions {
             match action {
-                duet_core::Action::AskBuddyOffline(reason) => self.outgoing = Some((now, *reason)),
+                duet_core::Action::AskBuddyOffline(reason) => {
+                    self.outgoing = Some((now, *reason));
+                    let _ = writeln!(
+                        trace,
+                        "{now:>6} ms  {} asks its buddy to go offline ({reason:?})",
+                        self.name
+                    );
+                }
                 duet_core::Action::AnswerBuddy(a) => {
                     if let Some((id, _)) = incoming {
                         self.answered = Some((id, a.clone()));
+                        let _ = writeln!(trace, "{now:>6} ms  {} answers {a:?}", self.name);
                     }
                 }
                 duet_core::Action::Persist(s) => self.file = Some(*s),
@@ -330,59 +339,102 @@ impl std::fmt::Display for Violation {
     }
 }
 
-/// Runs one seed; `Err` carries the first violation.
+/// A run's script: priorities, what is up at first, the faults and when all is healed.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Each agent's tie-break priority.
+    pub priorities: [u32; 2],
+    /// The agent heartbeat path is up at time 0.
+    pub link: bool,
+    /// The sync connection is up at time 0.
+    pub sync: bool,
+    /// Faults (and starts: `restart`) at times, in ms.
+    pub schedule: Vec<(u64, Fault)>,
+    /// When every fault is healed; the settling checks count from here.
+    pub healed: u64,
+    /// Whether an operator switches the pair once it has settled.
+    pub planned_switch: bool,
+}
+
+impl Plan {
+    /// A random plan: starts (often simultaneous), up to 8 faults in the first 40 s, heal.
+    pub fn random(rng: &mut Rng) -> Plan {
+        let priorities = match rng.below(3) {
+            0 => [100, 100],
+            1 => [200, 100],
+            _ => [100, 200],
+        };
+        let sync = rng.chance(70);
+        let mut schedule: Vec<(u64, Fault)> = Vec::new();
+        let late = if rng.chance(60) {
+            rng.below(2_000)
+        } else {
+            rng.below(12_000)
+        };
+        let (start_a, start_b) = if rng.chance(50) { (0, late) } else { (late, 0) };
+        schedule.push((start_a, Fault::Restart(0)));
+        schedule.push((start_b, Fault::Restart(1)));
+        for _ in 0..rng.below(9) {
+            let at = rng.below(CHAOS);
+            let side = rng.below(2) as usize;
+            let fault = match rng.below(10) {
+                0 => Fault::CutLink,
+                1 => Fault::HealLink,
+                2 => Fault::CutSync,
+                3 => Fault::HealSync,
+                4 => Fault::GatewayDown(side),
+                5 => Fault::GatewayUp(side),
+                6 => Fault::Crash(side),
+                7 => Fault::Restart(side),
+                8 => Fault::Loss(rng.below(60)),
+                _ => Fault::Switch(side),
+            };
+            schedule.push((at, fault));
+            if fault == Fault::GatewayDown(side) && rng.chance(30) {
+                // Gateway loss on both sides at once.
+                schedule.push((at, Fault::GatewayDown(1 - side)));
+            }
+        }
+        Plan {
+            priorities,
+            link: true,
+            sync,
+            schedule,
+            healed: CHAOS,
+            planned_switch: true,
+        }
+    }
+}
+
+/// How a simulated agent decides: duet-core natively, with chosen safeguards, or core.wasm.
+pub type Stepper<'a> = &'a dyn Fn(&MachineState, &Input, u64) -> duet_core::Decision;
+
+/// Runs one random seed with duet-core natively; `Err` carries the first violation.
 pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
-    let mut rng = Rng::new(seed);
-    let priorities = match rng.below(3) {
-        0 => (100, 100),
-        1 => (200, 100),
-        _ => (100, 200),
+    let plan = Plan::random(&mut Rng::new(seed));
+    let step = |s: &MachineState, i: &Input, now: u64| {
+        duet_core::failover::step_with(s, i, now, safeguards)
     };
+    simulate(&plan, seed, &step).map(|_| ())
+}
+
+/// Runs a plan, checking the invariants throughout; returns the trace.
+pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violation> {
+    let mut rng = Rng::new(seed.rotate_left(17));
     let mut agents = [
-        Agent::new("agent-a", priorities.0),
-        Agent::new("agent-b", priorities.1),
+        Agent::new("agent-a", plan.priorities[0]),
+        Agent::new("agent-b", plan.priorities[1]),
     ];
     let mut net = Net {
-        link: true,
-        sync: rng.chance(70),
+        link: plan.link,
+        sync: plan.sync,
         gateway: [true, true],
         loss: 0,
         flight: Vec::new(),
     };
-
-    // The schedule: starts (often simultaneous), then faults during CHAOS.
-    let mut schedule: Vec<(u64, Fault)> = Vec::new();
-    let late = if rng.chance(60) {
-        rng.below(2_000)
-    } else {
-        rng.below(12_000)
-    };
-    let (start_a, start_b) = if rng.chance(50) { (0, late) } else { (late, 0) };
-    schedule.push((start_a, Fault::Restart(0)));
-    schedule.push((start_b, Fault::Restart(1)));
-    for _ in 0..rng.below(9) {
-        let at = rng.below(CHAOS);
-        let side = rng.below(2) as usize;
-        let fault = match rng.below(10) {
-            0 => Fault::CutLink,
-            1 => Fault::HealLink,
-            2 => Fault::CutSync,
-            3 => Fault::HealSync,
-            4 => Fault::GatewayDown(side),
-            5 => Fault::GatewayUp(side),
-            6 => Fault::Crash(side),
-            7 => Fault::Restart(side),
-            8 => Fault::Loss(rng.below(60)),
-            _ => Fault::Switch(side),
-        };
-        schedule.push((at, fault));
-        if fault == Fault::GatewayDown(side) && rng.chance(30) {
-            // Gateway loss on both sides at once.
-            schedule.push((at, Fault::GatewayDown(1 - side)));
-        }
-    }
-    // Heal everything at CHAOS; a planned switch once settled.
-    let healed = CHAOS;
+    let mut schedule = plan.schedule.clone();
+    let healed = plan.healed;
     for f in [
         Fault::HealLink,
         Fault::HealSync,
@@ -396,7 +448,11 @@ pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
     }
     let settled = healed + LIVENESS_BOUND;
     let switch_at = settled + QUIET;
-    let end = switch_at + LIVENESS_BOUND + QUIET;
+    let end = if plan.planned_switch {
+        switch_at + LIVENESS_BOUND + QUIET
+    } else {
+        settled + QUIET
+    };
     schedule.sort_by_key(|(at, _)| *at);
 
     let mut trace = String::new();
@@ -454,7 +510,7 @@ pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
             }
         }
         // The planned switch, once settled: asked of the Online agent.
-        if now == switch_at {
+        if plan.planned_switch && now == switch_at {
             match agents.iter().position(Agent::online) {
                 Some(i) => {
                     agents[i].command = Some(OperatorCommand {
@@ -521,7 +577,7 @@ pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
         for (i, agent) in agents.iter_mut().enumerate() {
             if agent.running && (now + agent.offset) % TICK == 0 {
                 let before = agent.machine.state;
-                agent.tick(now, net.sync && running[1 - i], safeguards, &mut rng);
+                agent.tick(now, net.sync && running[1 - i], step, &mut rng, &mut trace);
                 if agent.machine.state != before {
                     let _ = writeln!(
                         trace,
@@ -628,7 +684,7 @@ pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
         }
         now += DT;
     }
-    Ok(())
+    Ok(trace)
 }
 
 /// Seeds per test run.

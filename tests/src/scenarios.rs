@@ -1,7 +1,10 @@
-//! Scenario files: `tests/scenarios/<name>/scenario.json` (an initial state and a sequence of
-//! inputs, plus evaluate calls) run through native duet-core and through core.wasm loaded by
-//! the host's runtime (the code path `duet run` uses). Outputs must be identical, and equal to
-//! `expected.json`; `BLESS=1` rewrites `expected.json`.
+//! Scenario files run through native duet-core and through core.wasm loaded by the host's
+//! runtime (the code path `duet run` uses); outputs must be identical, and equal to
+//! `expected.json` (`BLESS=1` rewrites it). Two kinds:
+//!
+//! - `scenario.json`: one agent — an initial state, a sequence of inputs, and evaluate calls;
+//! - `pair.json`: two agents in the model check's simulated network, on a scripted plan; the
+//!   output is the trace (transitions, requests, answers), and the model's invariants hold.
 
 use std::path::Path;
 
@@ -13,6 +16,7 @@ use duet_core::{
 use duet_host::runtime::CoreOrigin;
 use serde::{Deserialize, Serialize};
 
+use crate::model::{Plan, simulate};
 use crate::support::{runtime, workspace};
 
 #[derive(Deserialize)]
@@ -90,8 +94,52 @@ struct EvaluateSpec {
 
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
 struct Expected {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     decisions: Vec<Decision>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reports: Vec<PairReport>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trace: Vec<String>,
+}
+
+/// Two agents on a scripted plan in the model's simulated network.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairScenario {
+    /// What the scenario shows, in one sentence.
+    #[allow(dead_code)]
+    about: String,
+    /// Seeds the simulated network's delays.
+    seed: u64,
+    plan: Plan,
+}
+
+fn run_pair(p: &PairScenario) -> Result<Expected, String> {
+    let native = simulate(&p.plan, p.seed, &duet_core::failover::step)
+        .map_err(|v| format!("native: {v}"))?;
+    let rt = runtime();
+    let not_wasm = std::cell::Cell::new(None);
+    let wasm_step = |s: &MachineState, i: &Input, now: TimestampMs| {
+        let answered = rt.step(s, i, now);
+        if answered.by != CoreOrigin::Embedded {
+            not_wasm.set(Some(answered.by.to_string()));
+        }
+        answered.value
+    };
+    let wasm = simulate(&p.plan, p.seed, &wasm_step).map_err(|v| format!("core.wasm: {v}"))?;
+    if let Some(by) = not_wasm.take() {
+        return Err(format!("core.wasm did not answer ({by})"));
+    }
+    if native != wasm {
+        return Err(format!(
+            "native and core.wasm traces differ:\nnative:\n{native}\nwasm:\n{wasm}"
+        ));
+    }
+    Ok(Expected {
+        decisions: Vec::new(),
+        reports: Vec::new(),
+        trace: native.lines().map(String::from).collect(),
+    })
 }
 
 impl StepSpec {
@@ -164,15 +212,25 @@ fn run(s: &Scenario) -> Result<Expected, String> {
         }
         reports.push(native);
     }
-    Ok(Expected { decisions, reports })
+    Ok(Expected {
+        decisions,
+        reports,
+        trace: Vec::new(),
+    })
 }
 
 fn check_dir(dir: &Path, bless: bool) -> Result<(), String> {
     let read =
         |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"));
-    let scenario: Scenario =
-        serde_json::from_str(&read("scenario.json")?).map_err(|e| format!("scenario.json: {e}"))?;
-    let got = run(&scenario)?;
+    let got = if dir.join("pair.json").exists() {
+        let pair: PairScenario =
+            serde_json::from_str(&read("pair.json")?).map_err(|e| format!("pair.json: {e}"))?;
+        run_pair(&pair)?
+    } else {
+        let scenario: Scenario = serde_json::from_str(&read("scenario.json")?)
+            .map_err(|e| format!("scenario.json: {e}"))?;
+        run(&scenario)?
+    };
     let expected_path = dir.join("expected.json");
     if bless {
         let text = serde_json::to_string_pretty(&got).map_err(|e| e.to_string())? + "\n";
