@@ -687,9 +687,6 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
     Ok(trace)
 }
 
-/// Seeds per test run.
-const SEEDS: u64 = 10_000;
-
 /// Runs `seeds` schedules (or only `DUET_MODEL_SEED`); returns the first violation.
 pub fn check(seeds: std::ops::Range<u64>, safeguards: Safeguards) -> Result<u64, Violation> {
     if let Some(seed) = std::env::var("DUET_MODEL_SEED")
@@ -708,6 +705,9 @@ pub fn check(seeds: std::ops::Range<u64>, safeguards: Safeguards) -> Result<u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seeds per test run.
+    const SEEDS: u64 = 10_000;
 
     #[test]
     fn model_check_holds_on_10_000_schedules() {
