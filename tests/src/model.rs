@@ -76,7 +76,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed ^ 0xD1B5_4A32_D192_ED03)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -84,7 +84,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.next_u64() % n.max(1)
     }
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
@@ -537,7 +537,7 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         // Heartbeats and reports.
         for i in 0..2 {
             let j = 1 - i;
-            if !agents[i].running || (now + agents[i].offset) % HB_INTERVAL != 0 {
+            if !agents[i].running || !(now + agents[i].offset).is_multiple_of(HB_INTERVAL) {
                 continue;
             }
             agents[i].inv_failures = if net.gateway[i] {
@@ -575,7 +575,7 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         // Ticks. The sync connection is up only to a running buddy.
         let running = [agents[0].running, agents[1].running];
         for (i, agent) in agents.iter_mut().enumerate() {
-            if agent.running && (now + agent.offset) % TICK == 0 {
+            if agent.running && (now + agent.offset).is_multiple_of(TICK) {
                 let before = agent.machine.state;
                 agent.tick(now, net.sync && running[1 - i], step, &mut rng, &mut trace);
                 if agent.machine.state != before {

@@ -63,8 +63,7 @@ pub fn setup() -> anyhow::Result<()> {
 fn test(root: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     setup()?;
-    run(cargo(root).args(["fmt", "--all", "--check"]))
-        .context("formatting differs: run `cargo fmt --all`")?;
+    lint(root)?;
     // The CLI tests run the `duet` binary: build it in the same profile first.
     run(cargo(root).args(["build", "--locked", "--bins"]))?;
     run(cargo(root).args(["test", "--locked"]))?;
