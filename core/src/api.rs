@@ -30,3 +30,39 @@ pub struct DecisionSummary {
     /// Why.
     pub reason: Reason,
 }
+
+/// What `GET /api/v1/history` returns: the decisions that changed something, newest last.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct History {
+    /// Decisions that changed the state or the reason, and operators' commands.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// One remembered decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct HistoryEntry {
+    /// The decision.
+    pub decision: DecisionSummary,
+    /// Who gave the command this decision answered, if any (a token's name).
+    pub by: Option<String>,
+}
+
+/// The answer to an accepted command (`202 Accepted`): it runs on the next tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct CommandAccepted {
+    /// The command (`switch`, `force_online`, `mode`).
+    pub command: String,
+    /// Who gave it (the token's name).
+    pub by: String,
+}
+
+/// The body of every API error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct ApiError {
+    /// What went wrong, for a person.
+    pub error: String,
+}

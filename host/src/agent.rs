@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use duet_core::api::{DecisionSummary, Status};
+use duet_core::api::{DecisionSummary, HistoryEntry, Status};
 use duet_core::{
     Action, Answer, BuddyView, Check, Decision, FailoverState, Heartbeat, HeartbeatKind, Input,
-    MachineState, Observations, ReceivedReport, Report, RequestReason, TimestampMs,
+    MachineState, Observations, OperatorCommand, ReceivedReport, Report, RequestReason,
+    TimestampMs,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
@@ -78,11 +79,30 @@ pub struct RunOptions {
     pub bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 }
 
+/// How many decisions the history keeps.
+const HISTORY: usize = 1_000;
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Decisions by reason code.
+    pub decisions: std::collections::BTreeMap<String, u64>,
+    /// Transitions by the state entered.
+    pub transitions: std::collections::BTreeMap<String, u64>,
+}
+
 /// State shared between the tick loop, the probes and the API.
 pub(crate) struct Shared {
     pub config: Config,
     pub started_at: TimestampMs,
-    heartbeats: Mutex<Vec<Heartbeat>>,
+    /// Operators' commands for the next tick (bounded: a flood is refused, not queued).
+    pub commands: mpsc::Sender<OperatorCommand>,
+    /// Decisions that changed something, newest last.
+    pub history: Mutex<std::collections::VecDeque<HistoryEntry>>,
+    pub counters: Mutex<Counters>,
+    /// Ends long-lived responses (the event stream) at shutdown.
+    pub shutdown: CancellationToken,
+    pub(crate) heartbeats: Mutex<Vec<Heartbeat>>,
     buddy: Mutex<Option<(PeerReport, TimestampMs)>>,
     pub peer: watch::Sender<PeerReport>,
     pub status: watch::Sender<Status>,
@@ -128,8 +148,13 @@ pub async fn run(
         request: None,
         answer: None,
     };
+    let (commands, command_rx) = mpsc::channel(16);
     let shared = Arc::new(Shared {
         started_at: now,
+        commands,
+        history: Mutex::new(std::collections::VecDeque::new()),
+        counters: Mutex::new(Counters::default()),
+        shutdown: shutdown.clone(),
         heartbeats: Mutex::new(heartbeats),
         buddy: Mutex::new(None),
         peer: watch::Sender::new(first),
@@ -179,7 +204,13 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    tasks.spawn(tick_loop(shared, runtime, options.ticks, shutdown.clone()));
+    tasks.spawn(tick_loop(
+        shared,
+        runtime,
+        command_rx,
+        options.ticks,
+        shutdown.clone(),
+    ));
 
     let mut first_error = None;
     while let Some(done) = tasks.join_next().await {
@@ -226,6 +257,7 @@ struct Requests {
 async fn tick_loop(
     shared: Arc<Shared>,
     runtime: Arc<CoreRuntime>,
+    mut commands: mpsc::Receiver<OperatorCommand>,
     observer: Option<mpsc::UnboundedSender<TickRecord>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -245,6 +277,7 @@ async fn tick_loop(
         }
         tick += 1;
         let now = now_ms();
+        let command = commands.try_recv().ok();
         let heartbeats = lock(&shared.heartbeats).clone();
         let buddy = lock(&shared.buddy)
             .clone()
@@ -276,7 +309,7 @@ async fn tick_loop(
                 was_online: p.was_online,
                 yielding: p.yielding,
             }),
-            command: None,
+            command: command.clone(),
             offline_request: incoming.map(|(_, reason)| reason),
             remembered: None,
             answer: answer.clone(),
@@ -330,6 +363,7 @@ async fn tick_loop(
         if answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
             requests.outgoing = None;
         }
+        record(&shared, &before, &decision, command.as_ref(), tick, now);
         machine = decision.state;
 
         let isolated = duet_core::failover::isolated(&heartbeats);
@@ -390,6 +424,57 @@ async fn tick_loop(
         }
     }
     Ok(())
+}
+
+/// Counts the decision and remembers it in the history if it changed something.
+fn record(
+    shared: &Shared,
+    before: &MachineState,
+    decision: &Decision,
+    command: Option<&OperatorCommand>,
+    tick: u64,
+    now: TimestampMs,
+) {
+    let changed = decision.state.state != before.state || decision.state.mode != before.mode;
+    {
+        let mut counters = lock(&shared.counters);
+        *counters
+            .decisions
+            .entry(snake(&decision.reason.code))
+            .or_default() += 1;
+        if decision.state.state != before.state {
+            *counters
+                .transitions
+                .entry(snake(&decision.state.state))
+                .or_default() += 1;
+        }
+    }
+    let mut history = lock(&shared.history);
+    let new_reason = history
+        .back()
+        .is_none_or(|last| last.decision.reason.code != decision.reason.code);
+    if changed || new_reason || command.is_some() {
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(HistoryEntry {
+            decision: DecisionSummary {
+                tick,
+                at: now,
+                state: decision.state,
+                reason: decision.reason.clone(),
+            },
+            by: command.map(|c| c.by.clone()),
+        });
+    }
+}
+
+/// A model enum's JSON name (`buddy_dead`), for labels and keys.
+pub(crate) fn snake<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The agent heartbeat of this first cut: fetch the buddy's peer report over HTTP.

@@ -1,19 +1,36 @@
-//! The HTTP API (axum) and the web UI's files.
+//! The HTTP API (axum), `/metrics` and the web UI. The OpenAPI document
+//! (`GET /api/v1/openapi.json`, `host/src/openapi.json`) describes every route and body.
 //!
 //! - `GET /api/v1/status`: both Status columns, the last decision and which core answered.
+//! - `GET /api/v1/history?limit=N`: decisions that changed something, newest last.
+//! - `GET /api/v1/stream`: server-sent events, one `status` event per change of the status.
+//! - `POST /api/v1/commands/{switch,force-online,mode}`: named token with the right needed.
 //! - `GET /api/v1/peer`: what this agent tells its buddy (the first cut of the peer link).
-//! - `GET /healthz`: 200 while the agent runs.
+//! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use duet_core::api::{ApiError, CommandAccepted, History, Status};
+use duet_core::{Command, Mode, OperatorCommand};
+use futures_util::Stream;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use duet_core::api::Status;
-
 use crate::agent::{PeerReport, Shared};
+use crate::auth::{self, Denied};
+use crate::config::Right;
+use crate::lock;
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -22,7 +39,14 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/api/v1/status", get(status))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/stream", get(stream))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/commands/switch", post(switch))
+        .route("/api/v1/commands/force-online", post(force_online))
+        .route("/api/v1/commands/mode", post(mode))
         .route("/api/v1/peer", get(peer))
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::web::routes())
         .with_state(shared);
@@ -36,6 +60,176 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<Status> {
     Json(shared.status.borrow().clone())
 }
 
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HistoryQuery>,
+) -> Json<History> {
+    let limit = q.limit.unwrap_or(100).min(1_000);
+    let all = lock(&shared.history);
+    let entries = all
+        .iter()
+        .skip(all.len().saturating_sub(limit))
+        .cloned()
+        .collect();
+    Json(History { entries })
+}
+
+/// One `status` event now, then one per change; timestamps alone are not a change.
+async fn stream(
+    State(shared): State<Arc<Shared>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = shared.status.subscribe();
+    let shutdown = shared.shutdown.clone();
+    let events = futures_util::stream::unfold(
+        (rx, None::<String>, shutdown),
+        |(mut rx, last, shutdown)| async move {
+            loop {
+                let status = rx.borrow_and_update().clone();
+                let key = fingerprint(&status);
+                if last.as_ref() != Some(&key) {
+                    let data = serde_json::to_string(&status).unwrap_or_default();
+                    return Some((
+                        Ok(Event::default().event("status").data(data)),
+                        (rx, Some(key), shutdown),
+                    ));
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return None },
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The status without what changes on every tick (times, tick numbers).
+fn fingerprint(status: &Status) -> String {
+    let mut s = status.clone();
+    if let Some(pair) = &mut s.pair {
+        pair.local.generated_at = 0;
+        pair.buddy.generated_at = 0;
+    }
+    if let Some(d) = &mut s.decision {
+        d.tick = 0;
+        d.at = 0;
+    }
+    serde_json::to_string(&s).unwrap_or_default()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn peer(State(shared): State<Arc<Shared>>) -> Json<PeerReport> {
     Json(shared.peer.borrow().clone())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&shared),
+    )
+        .into_response()
+}
+
+async fn switch(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    command(&shared, &headers, Right::Switch, "switch", |_| {
+        Ok(Command::Switch)
+    })
+    .await
+}
+
+async fn force_online(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    command(
+        &shared,
+        &headers,
+        Right::ForceOnline,
+        "force_online",
+        |_| Ok(Command::ForceOnline),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    mode: Mode,
+}
+
+async fn mode(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    command(&shared, &headers, Right::Mode, "mode", move |()| {
+        serde_json::from_slice::<ModeBody>(&body)
+            .map(|b| Command::SetMode(b.mode))
+            .map_err(|e| format!("expected {{\"mode\": \"automatic\" | \"manual\"}}: {e}"))
+    })
+    .await
+}
+
+/// Authorizes first (so nothing about the body is looked at without a valid token), then
+/// queues the command for the next tick.
+async fn command(
+    shared: &Shared,
+    headers: &HeaderMap,
+    right: Right,
+    name: &str,
+    parse: impl FnOnce(()) -> Result<Command, String>,
+) -> Response {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let by = match auth::authorize(&shared.config.api.tokens, header, right) {
+        Ok(by) => by,
+        Err(denied) => {
+            tracing::warn!(command = name, reason = %denied, "command refused");
+            let status = if matches!(denied, Denied::Lacks { .. }) {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            let mut response = error(status, denied.to_string());
+            if status == StatusCode::UNAUTHORIZED {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
+    let command = match parse(()) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match shared.commands.try_send(OperatorCommand {
+        by: by.clone(),
+        command,
+    }) {
+        Ok(()) => {
+            tracing::info!(command = name, by = %by, "command accepted");
+            (
+                StatusCode::ACCEPTED,
+                Json(CommandAccepted {
+                    command: name.to_string(),
+                    by,
+                }),
+            )
+                .into_response()
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many commands waiting for the next tick; try again".into(),
+        ),
+    }
+}
+
+fn error(status: StatusCode, error: String) -> Response {
+    (status, Json(ApiError { error })).into_response()
 }

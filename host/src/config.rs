@@ -52,6 +52,28 @@ pub struct BuddyConfig {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Named tokens for state-changing calls; none configured: those calls are refused.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// A named API token: who, the SHA-256 of the token (never the token), and what it may do.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub rights: Vec<Right>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Right {
+    /// `POST /api/v1/commands/switch`.
+    Switch,
+    /// `POST /api/v1/commands/force-online`.
+    ForceOnline,
+    /// `POST /api/v1/commands/mode`.
+    Mode,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +227,16 @@ struct RawBuddy {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     listen: String,
+    #[serde(default, rename = "token")]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    sha256: String,
+    rights: Vec<Right>,
 }
 
 #[derive(Deserialize, Default)]
@@ -355,6 +387,36 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
     };
+
+    let mut tokens: Vec<TokenConfig> = Vec::new();
+    for (i, t) in raw.api.tokens.iter().enumerate() {
+        let at = |key: &str| format!("api.token[{i}].{key}");
+        c.name(&at("name"), &t.name);
+        if tokens.iter().any(|o| o.name == t.name) {
+            c.error(
+                at("name"),
+                format!("\"{}\" is used by another token", t.name),
+            );
+        }
+        let sha256 = match decode_sha256(&t.sha256) {
+            Some(h) => h,
+            None => {
+                c.error(at("sha256"), "expected the 64 hex digits that `duet token new` prints (the SHA-256 of the token, never the token)");
+                [0; 32]
+            }
+        };
+        if t.rights.is_empty() {
+            c.error(
+                at("rights"),
+                "give at least one of \"switch\", \"force_online\", \"mode\"",
+            );
+        }
+        tokens.push(TokenConfig {
+            name: t.name.clone(),
+            sha256,
+            rights: t.rights.clone(),
+        });
+    }
 
     let tick = c.duration(
         "core.tick",
@@ -552,7 +614,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         buddy: BuddyConfig {
             name: raw.buddy.name,
         },
-        api: ApiConfig { listen },
+        api: ApiConfig { listen, tokens },
         core: CoreConfig {
             path: raw.core.path.map(rel),
             deadline,
@@ -567,6 +629,19 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             failover_log: raw.log.failover_log.map(rel),
         },
     })
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Whether two heartbeat targets name the same host (`ip` or `ip:port`).

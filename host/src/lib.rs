@@ -16,8 +16,10 @@
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod bindings;
 pub mod config;
+pub mod metrics;
 pub mod runtime;
 pub mod status_cli;
 mod web;

@@ -47,6 +47,24 @@ enum Cmd {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// Redraw every SECONDS (default 2) until interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<u64>,
+    },
+    /// Named API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a new random token; prints it once, and the configuration lines with its SHA-256.
+    New {
+        /// Who the token is for: the failover log names them.
+        name: String,
+        /// Rights, comma-separated: switch, force_online, mode.
+        #[arg(long, default_value = "switch,force_online,mode")]
+        rights: String,
     },
 }
 
@@ -105,13 +123,37 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<u8> {
                 Ok(1)
             }
         },
-        Cmd::Status { api, config, json } => {
+        Cmd::Token(TokenCmd::New { name, rights }) => {
+            let (token, hash) = duet_host::auth::new_token()?;
+            let rights: Vec<String> = rights
+                .split(',')
+                .map(|r| format!("\"{}\"", r.trim()))
+                .collect();
+            println!("token (shown once; give it to {name}): {token}\n");
+            println!("# add to the [api] section's tokens of both agents' configuration:");
+            println!(
+                "[[api.token]]\nname = \"{name}\"\nsha256 = \"{hash}\"\nrights = [{}]",
+                rights.join(", ")
+            );
+            Ok(0)
+        }
+        Cmd::Status {
+            api,
+            config,
+            json,
+            watch,
+        } => {
             let api = match (api, config) {
                 (Some(api), _) => api,
                 (None, Some(path)) => duet_host::config::load(&path)?.api.listen,
                 (None, None) => anyhow::bail!("say which agent: --api ADDRESS or --config FILE"),
             };
-            let code = duet_host::status_cli::run(api, json).await;
+            let options = duet_host::status_cli::Options {
+                json,
+                watch: watch.map(|s| std::time::Duration::from_secs(s.max(1))),
+                colour: duet_host::status_cli::Options::colour_default(),
+            };
+            let code = duet_host::status_cli::run(api, options).await;
             u8::try_from(code).context("exit code out of range")
         }
     }

@@ -1,22 +1,39 @@
-//! `duet status`: the Status window in the terminal (minimal: the full view comes with the API
-//! issue). Exit codes for monitoring: 0 all green, 1 a problem, 2 unreachable.
+//! `duet status`: the Status window in the terminal — colour on a TTY, plain otherwise, `--json`,
+//! `--watch`. Exit codes for monitoring tools: 0 all green, 1 a problem, 2 unreachable (the
+//! agent's API does not answer, or its buddy is "Agent Status: Unreachable").
 
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use duet_core::{Led, Report};
-
 use duet_core::api::Status;
+use duet_core::{Led, Report};
 
 /// Exit code: both LEDs green.
 pub const EXIT_GREEN: i32 = 0;
 /// Exit code: a problem somewhere (a red or transparent LED).
 pub const EXIT_PROBLEM: i32 = 1;
-/// Exit code: the agent's API did not answer.
+/// Exit code: the agent, or its buddy, is unreachable.
 pub const EXIT_UNREACHABLE: i32 = 2;
 
-/// Fetches the status from an agent's API, prints it, and returns the exit code.
-pub async fn run(api: SocketAddr, json: bool) -> i32 {
+/// How to show the status.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub json: bool,
+    /// Redraw every this long until interrupted.
+    pub watch: Option<Duration>,
+    pub colour: bool,
+}
+
+impl Options {
+    /// Colour when standard output is a terminal and `NO_COLOR` is not set.
+    pub fn colour_default() -> bool {
+        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    }
+}
+
+/// Fetches, prints and returns the exit code; with `watch`, repeats until interrupted.
+pub async fn run(api: SocketAddr, options: Options) -> i32 {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
@@ -28,52 +45,77 @@ pub async fn run(api: SocketAddr, json: bool) -> i32 {
             return EXIT_UNREACHABLE;
         }
     };
+    loop {
+        let code = once(&client, api, options).await;
+        let Some(every) = options.watch else {
+            return code;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return code,
+        }
+    }
+}
+
+async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i32 {
     let url = format!("http://{api}/api/v1/status");
-    let status = match client
+    let fetched = match client
         .get(&url)
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
     {
-        Ok(r) => match r.json::<Status>().await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("duet status: {url} sent an unreadable status: {e}");
-                return EXIT_UNREACHABLE;
-            }
-        },
-        Err(e) => {
-            eprintln!("duet status: agent at {api} is unreachable: {e}");
+        Ok(r) => r
+            .json::<Status>()
+            .await
+            .map_err(|e| format!("{url} sent an unreadable status: {e}")),
+        Err(e) => Err(format!("agent at {api} is unreachable: {e}")),
+    };
+    if options.watch.is_some() && options.colour {
+        print!("\x1b[2J\x1b[H"); // clear the screen for the next frame
+    }
+    let status = match fetched {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("duet status: {why}");
             return EXIT_UNREACHABLE;
         }
     };
-    if json {
+    if options.json {
         match serde_json::to_string_pretty(&status) {
             Ok(text) => println!("{text}"),
             Err(e) => eprintln!("duet status: {e}"),
         }
     } else {
-        print!("{}", render(&status));
+        print!("{}", render(&status, options.colour));
     }
+    let _ = std::io::stdout().flush();
     exit_code(&status)
 }
 
 /// The exit code a status deserves.
 pub fn exit_code(status: &Status) -> i32 {
-    match &status.pair {
-        Some(pair) if pair.local.led == Led::Green && pair.buddy.led == Led::Green => EXIT_GREEN,
-        _ => EXIT_PROBLEM,
+    let Some(pair) = &status.pair else {
+        return EXIT_PROBLEM;
+    };
+    if pair.buddy.rows.iter().any(|r| r.key == "agent-status") {
+        return EXIT_UNREACHABLE;
+    }
+    if pair.local.led == Led::Green && pair.buddy.led == Led::Green {
+        EXIT_GREEN
+    } else {
+        EXIT_PROBLEM
     }
 }
 
-/// Plain-text rendering: one block per agent, one line per row.
-pub fn render(status: &Status) -> String {
-    let mut out = String::new();
+/// The Status window as text: one block per agent, one line per row.
+pub fn render(status: &Status, colour: bool) -> String {
     let Some(pair) = &status.pair else {
-        return "status information is being retrieved (no tick yet)\n".into();
+        return "Status information is being retrieved (no decision yet)\n".into();
     };
+    let mut out = String::new();
     for report in [&pair.local, &pair.buddy] {
-        out.push_str(&column(report));
+        out.push_str(&column(report, colour));
     }
     if let Some(d) = &status.decision {
         out.push_str(&format!(
@@ -87,15 +129,30 @@ pub fn render(status: &Status) -> String {
     out
 }
 
-fn column(report: &Report) -> String {
+fn column(report: &Report, colour: bool) -> String {
+    let (paint, reset) = match (colour, report.led) {
+        (false, _) => ("", ""),
+        (true, Led::Green) => ("\x1b[32m", "\x1b[0m"),
+        (true, Led::Red) => ("\x1b[31m", "\x1b[0m"),
+        (true, Led::Transparent) => ("\x1b[2m", "\x1b[0m"),
+    };
+    let led = match report.led {
+        Led::Green => "green",
+        Led::Red => "red",
+        Led::Transparent => "transparent",
+    };
     let mut out = format!(
-        "{} — LED {:?}: {}\n",
+        "{paint}● {}{reset} — LED {led}: {}\n",
         report.agent,
-        report.led,
         report.led.meaning()
     );
     for row in &report.rows {
-        out.push_str(&format!("  {:<22} {}", row.label, row.value));
+        let (on, off) = if colour && row.turns_led_red {
+            ("\x1b[31m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        out.push_str(&format!("  {:<24} {on}{}{off}", row.label, row.value));
         if let Some(reason) = &row.reason {
             out.push_str(&format!(" ({reason})"));
         }

@@ -1,10 +1,9 @@
 //! The `duet` binary: `check-config`, `--version`, and a real two-agent pair on loopback.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{duet_bin, free_port, workspace};
+use crate::support::{AgentSpec, Agents, duet_bin, free_port, spawn, status, workspace};
 
 fn check_config(text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -43,7 +42,7 @@ fn check_config_accepts_the_documented_example() {
 
 #[test]
 fn check_config_rejects_mistakes_naming_the_key_path() {
-    let cases: [(&str, String, &str); 9] = [
+    let cases: [(&str, String, &str); 10] = [
         (
             "unknown key",
             example().replace(
@@ -88,6 +87,14 @@ fn check_config_rejects_mistakes_naming_the_key_path() {
             "core.memory_limit_mib: 0 is out of range",
         ),
         (
+            "token stored in clear",
+            example().replace(
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                "duet_my-secret",
+            ),
+            "api.token[0].sha256: expected the 64 hex digits",
+        ),
+        (
             "missing section",
             example().replace("[buddy]\nname = \"agent-b\"", ""),
             "missing field `buddy`",
@@ -116,83 +123,12 @@ fn version_prints_the_crate_version() {
     );
 }
 
-/// Kills the agent processes even when the test fails.
-struct Agents(Vec<Child>);
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn agent_config(
-    dir: &Path,
-    name: &str,
-    buddy: &str,
-    priority: u32,
-    port: u16,
-    buddy_port: u16,
-) -> std::path::PathBuf {
-    let text = format!(
-        r#"
-        [agent]
-        name = "{name}"
-        priority = {priority}
-        [buddy]
-        name = "{buddy}"
-        [api]
-        listen = "127.0.0.1:{port}"
-        [failover]
-        startup_wait = "3s"
-        [status]
-        startup_grace = "1s"
-        buddy_timeout = "3s"
-        [[heartbeat]]
-        kind = "agent"
-        target = "127.0.0.1:{buddy_port}"
-        interval = "200ms"
-        timeout = "150ms"
-        [log]
-        failover_log = "{name}-failover.log"
-        "#
-    );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn status(port: u16, json: bool) -> (i32, String) {
-    let mut cmd = Command::new(duet_bin());
-    cmd.args(["status", "--api", &format!("127.0.0.1:{port}")]);
-    if json {
-        cmd.arg("--json");
-    }
-    let out = cmd.output().expect("run duet status");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 #[test]
 fn two_agents_on_loopback_elect_exactly_one_online_and_report_green() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (pa, pb) = (free_port(), free_port());
-    let a = agent_config(dir.path(), "agent-a", "agent-b", 200, pa, pb);
-    let b = agent_config(dir.path(), "agent-b", "agent-a", 100, pb, pa);
-    let spawn = |cfg: &Path| {
-        Command::new(duet_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn duet")
-    };
+    let a = AgentSpec::new("agent-a", "agent-b", 200, pa, pb).write(dir.path());
+    let b = AgentSpec::new("agent-b", "agent-a", 100, pb, pa).write(dir.path());
     let mut agents = Agents(vec![spawn(&a), spawn(&b)]);
 
     // Poll with a deadline: both green, agent-a (higher priority) Online, agent-b Offline.
@@ -259,7 +195,7 @@ fn two_agents_on_loopback_elect_exactly_one_online_and_report_green() {
             .as_ref()
             .is_some_and(|p| p.buddy.rows.iter().any(|r| r.value == "Unreachable"));
         if online && unreachable {
-            assert_eq!(code, 1, "a red LED gives exit code 1");
+            assert_eq!(code, 2, "an unreachable buddy gives exit code 2");
             break;
         }
         assert!(

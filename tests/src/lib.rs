@@ -6,11 +6,15 @@
 //! - `core_runtime`: refusing non-core components, deadlines, fallback.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
 //! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
+//! - `api`: the JSON API, its OpenAPI document, tokens, the event stream, `/metrics` and
+//!   `duet status`, against running agents.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 
 pub mod model;
 pub mod support;
 
+#[cfg(test)]
+mod api;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]

@@ -59,3 +59,119 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
         .port()
 }
+
+/// Kills the agent processes even when the test fails.
+pub struct Agents(pub Vec<std::process::Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `duet run --config <config>`.
+pub fn spawn(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(duet_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn duet")
+}
+
+/// One agent of a test pair on loopback, with quick timings.
+pub struct AgentSpec {
+    pub name: String,
+    pub buddy: String,
+    pub priority: u32,
+    pub port: u16,
+    pub buddy_port: u16,
+    /// More TOML appended at the end (more heartbeats, tokens).
+    pub extra: String,
+}
+
+impl AgentSpec {
+    pub fn new(name: &str, buddy: &str, priority: u32, port: u16, buddy_port: u16) -> Self {
+        AgentSpec {
+            name: name.into(),
+            buddy: buddy.into(),
+            priority,
+            port,
+            buddy_port,
+            extra: String::new(),
+        }
+    }
+
+    /// Writes `<dir>/<name>.toml` and returns its path.
+    pub fn write(&self, dir: &std::path::Path) -> PathBuf {
+        let AgentSpec {
+            name,
+            buddy,
+            priority,
+            port,
+            buddy_port,
+            extra,
+        } = self;
+        let text = format!(
+            r#"
+            [agent]
+            name = "{name}"
+            priority = {priority}
+            [buddy]
+            name = "{buddy}"
+            [api]
+            listen = "127.0.0.1:{port}"
+            [failover]
+            startup_wait = "3s"
+            [status]
+            startup_grace = "1s"
+            buddy_timeout = "3s"
+            [log]
+            failover_log = "{name}-failover.log"
+            [[heartbeat]]
+            kind = "agent"
+            target = "127.0.0.1:{buddy_port}"
+            interval = "200ms"
+            timeout = "150ms"
+            {extra}
+            "#
+        );
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+/// `duet status [--json] --api 127.0.0.1:<port>`: exit code and standard output.
+pub fn status(port: u16, json: bool) -> (i32, String) {
+    let mut cmd = std::process::Command::new(duet_bin());
+    cmd.args(["status", "--api", &format!("127.0.0.1:{port}")]);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().expect("run duet status");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Polls `what` every 100 ms until it returns `Some`, for at most `within`.
+pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
