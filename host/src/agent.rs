@@ -245,13 +245,70 @@ pub fn now_ms() -> TimestampMs {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Bookkeeping of the go-offline requests between the agents.
-#[derive(Default)]
-struct Requests {
+/// Bookkeeping of the go-offline requests between the agents. Requests and answers are state
+/// in each agent's peer report, tagged with the request's id: asynchronous, idempotent, and
+/// nothing waits on the buddy. Shared with the model check, which drives it in simulation.
+#[derive(Debug, Clone, Default)]
+pub struct Requests {
     /// Our pending request that the buddy go offline.
     outgoing: Option<(u64, RequestReason)>,
     /// The buddy's request we last answered, and the answer.
     answered: Option<(u64, Answer)>,
+}
+
+/// What the buddy's report says about requests this tick.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The buddy's request this agent has not answered yet.
+    pub incoming: Option<(u64, RequestReason)>,
+    /// The buddy's answer to our pending request.
+    pub answer: Option<Answer>,
+}
+
+impl Requests {
+    /// Reads the buddy's request and answer (from its last report, if fresh).
+    pub fn exchange(
+        &self,
+        buddy_request: Option<(u64, RequestReason)>,
+        buddy_answer: Option<&(u64, Answer)>,
+    ) -> Exchange {
+        let incoming =
+            buddy_request.filter(|(id, _)| self.answered.as_ref().is_none_or(|(a, _)| a != id));
+        let answer = match (self.outgoing, buddy_answer) {
+            (Some((ours, _)), Some((id, a))) if *id == ours => Some(a.clone()),
+            _ => None,
+        };
+        Exchange { incoming, answer }
+    }
+
+    /// Carries out a decision's request actions: a new request, an answer to the buddy's.
+    pub fn apply(&mut self, exchange: &Exchange, decision: &Decision, now: TimestampMs) {
+        for action in &decision.actions {
+            match action {
+                Action::AskBuddyOffline(reason) => self.outgoing = Some((now, *reason)),
+                Action::AnswerBuddy(a) => {
+                    if let Some((id, _)) = exchange.incoming {
+                        self.answered = Some((id, a.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A request lives while we prepare and until its answer is used.
+        if exchange.answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
+            self.outgoing = None;
+        }
+    }
+
+    /// Our pending request, for our peer report.
+    pub fn outgoing(&self) -> Option<(u64, RequestReason)> {
+        self.outgoing
+    }
+
+    /// Our answer to the buddy's last request, for our peer report.
+    pub fn answered(&self) -> Option<(u64, Answer)> {
+        self.answered.clone()
+    }
 }
 
 async fn tick_loop(
@@ -283,17 +340,10 @@ async fn tick_loop(
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= millis(config.status.buddy_timeout));
 
-        let incoming = buddy
-            .as_ref()
-            .and_then(|(p, _)| p.request)
-            .filter(|(id, _)| requests.answered.as_ref().is_none_or(|(a, _)| a != id));
-        let answer = match (
-            requests.outgoing,
-            buddy.as_ref().and_then(|(p, _)| p.answer.clone()),
-        ) {
-            (Some((ours, _)), Some((id, a))) if id == ours => Some(a),
-            _ => None,
-        };
+        let exchange = requests.exchange(
+            buddy.as_ref().and_then(|(p, _)| p.request),
+            buddy.as_ref().and_then(|(p, _)| p.answer.as_ref()),
+        );
         let input = Input {
             agent: config.agent.name.clone(),
             started_at: shared.started_at,
@@ -310,9 +360,9 @@ async fn tick_loop(
                 yielding: p.yielding,
             }),
             command: command.clone(),
-            offline_request: incoming.map(|(_, reason)| reason),
+            offline_request: exchange.incoming.map(|(_, reason)| reason),
             remembered: None,
-            answer: answer.clone(),
+            answer: exchange.answer.clone(),
             triggers: Vec::new(),
             vip: None,
         };
@@ -335,12 +385,8 @@ async fn tick_loop(
                     log.write(now, level, &format!("[{}] {}", event.code, event.message))
                         .await;
                 }
-                Action::AskBuddyOffline(reason) => requests.outgoing = Some((now, *reason)),
-                Action::AnswerBuddy(a) => {
-                    if let Some((id, _)) = incoming {
-                        requests.answered = Some((id, a.clone()));
-                    }
-                }
+                // Requests and answers: `requests.apply` below.
+                Action::AskBuddyOffline(_) | Action::AnswerBuddy(_) => {}
                 Action::HandOver => {
                     log.write(
                         now,
@@ -359,10 +405,7 @@ async fn tick_loop(
                 }
             }
         }
-        // A request lives while we prepare and until its answer is used.
-        if answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
-            requests.outgoing = None;
-        }
+        requests.apply(&exchange, &decision, now);
         record(&shared, &before, &decision, command.as_ref(), tick, now);
         machine = decision.state;
 
@@ -401,8 +444,8 @@ async fn tick_loop(
             was_online: duet_core::failover::was_online(&machine, None),
             yielding: duet_core::failover::yielding(&machine, &config.failover(), now),
             report: pair.value.local.clone(),
-            request: requests.outgoing,
-            answer: requests.answered.clone(),
+            request: requests.outgoing(),
+            answer: requests.answered(),
         });
         shared.status.send_replace(Status {
             pair: Some(pair.value),

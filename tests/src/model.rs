@@ -23,6 +23,7 @@ use duet_core::{
     Answer, BuddyView, Command, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind, Input,
     MachineState, Mode, OperatorCommand, RequestReason, VipResult,
 };
+use duet_host::agent::Requests;
 
 /// Simulated time step.
 const DT: u64 = 50;
@@ -134,8 +135,8 @@ struct Agent {
     hb_failures: u32,
     inv_failures: u32,
     buddy: Option<(Peer, u64)>,
-    outgoing: Option<(u64, RequestReason)>,
-    answered: Option<(u64, Answer)>,
+    /// The host's own request bookkeeping.
+    requests: Requests,
     command: Option<OperatorCommand>,
     /// A VIP result the simulated host will deliver at a time.
     vip: Option<(u64, VipResult)>,
@@ -158,8 +159,7 @@ impl Agent {
             hb_failures: 0,
             inv_failures: 0,
             buddy: None,
-            outgoing: None,
-            answered: None,
+            requests: Requests::default(),
             command: None,
             vip: None,
             published: Peer {
@@ -222,17 +222,10 @@ impl Agent {
             .buddy
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= BUDDY_TIMEOUT);
-        let incoming = buddy
-            .as_ref()
-            .and_then(|(p, _)| p.request)
-            .filter(|(id, _)| self.answered.as_ref().is_none_or(|(a, _)| a != id));
-        let answer = match (
-            self.outgoing,
-            buddy.as_ref().and_then(|(p, _)| p.answer.clone()),
-        ) {
-            (Some((ours, _)), Some((id, a))) if id == ours => Some(a),
-            _ => None,
-        };
+        let exchange = self.requests.exchange(
+            buddy.as_ref().and_then(|(p, _)| p.request),
+            buddy.as_ref().and_then(|(p, _)| p.answer.as_ref()),
+        );
         let vip = match &self.vip {
             Some((at, result)) if *at <= now => {
                 let r = result.clone();
@@ -260,9 +253,9 @@ impl Agent {
                 yielding: p.yielding,
             }),
             command: self.command.take(),
-            offline_request: incoming.map(|(_, r)| r),
+            offline_request: exchange.incoming.map(|(_, r)| r),
             remembered: self.remembered,
-            answer: answer.clone(),
+            answer: exchange.answer.clone(),
             triggers: Vec::new(),
             vip,
         };
@@ -270,18 +263,14 @@ impl Agent {
         for action in &decision.actions {
             match action {
                 duet_core::Action::AskBuddyOffline(reason) => {
-                    self.outgoing = Some((now, *reason));
                     let _ = writeln!(
                         trace,
                         "{now:>6} ms  {} asks its buddy to go offline ({reason:?})",
                         self.name
                     );
                 }
-                duet_core::Action::AnswerBuddy(a) => {
-                    if let Some((id, _)) = incoming {
-                        self.answered = Some((id, a.clone()));
-                        let _ = writeln!(trace, "{now:>6} ms  {} answers {a:?}", self.name);
-                    }
+                duet_core::Action::AnswerBuddy(a) if exchange.incoming.is_some() => {
+                    let _ = writeln!(trace, "{now:>6} ms  {} answers {a:?}", self.name);
                 }
                 duet_core::Action::Persist(s) => self.file = Some(*s),
                 duet_core::Action::AcquireVip => {
@@ -293,9 +282,7 @@ impl Agent {
                 _ => {}
             }
         }
-        if answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
-            self.outgoing = None;
-        }
+        self.requests.apply(&exchange, &decision, now);
         self.machine = decision.state;
         self.published = Peer {
             name: self.name,
@@ -304,8 +291,8 @@ impl Agent {
             isolated: duet_core::failover::isolated(&self.heartbeats()),
             was_online: duet_core::failover::was_online(&self.machine, self.remembered),
             yielding: duet_core::failover::yielding(&self.machine, &CONFIG, now),
-            request: self.outgoing,
-            answer: self.answered.clone(),
+            request: self.requests.outgoing(),
+            answer: self.requests.answered(),
         };
     }
 }
