@@ -95,16 +95,16 @@ pub fn was_online(state: &MachineState, remembered: Option<FailoverState>) -> bo
     remembered == Some(FailoverState::Online) && state.last_switch.is_none()
 }
 
-/// The agent stepped down or gave up going online within `min_switch_interval_ms` and is not
-/// Online: it will not claim (ping-pong guard), so its buddy's tie-break passes it over. The
-/// host reports it to the buddy as `yielding`.
-pub fn yielding(state: &MachineState, config: &FailoverConfig, now: TimestampMs) -> bool {
-    matches!(
+/// How long ago the agent stepped down or gave up going online, while that is within
+/// `min_switch_interval_ms` and it is not Online (none otherwise): it will not claim (ping-pong
+/// guard), so its buddy takes over. The host reports it to the buddy as `yielding`.
+pub fn yielding(state: &MachineState, config: &FailoverConfig, now: TimestampMs) -> Option<u64> {
+    let age = now.saturating_sub(state.last_switch?);
+    let not_online = matches!(
         state.state,
         FailoverState::Offline | FailoverState::GoingOffline
-    ) && state
-        .last_switch
-        .is_some_and(|t| now.saturating_sub(t) < config.min_switch_interval_ms)
+    );
+    (not_online && age < config.min_switch_interval_ms).then_some(age)
 }
 
 /// At least one heartbeat of `kind`, and all of them exceeded their allowed failures.
@@ -177,13 +177,14 @@ impl Step<'_> {
             return self.buddy_looks_dead();
         }
         match self.view.buddy.clone() {
-            // Rule: the buddy hands over (planned switch, isolation, trigger) or yields after
-            // stepping down: take over at once, unless we are yielding ourselves.
+            // Rule: the buddy hands over (planned switch, shutdown, isolation, trigger) or yields
+            // after stepping down: take over at once. The ping-pong guard does not apply: the
+            // buddy is leaving, and if nobody moves, nobody is Online. Should both yield, their
+            // requests cross and the tie-break settles it.
             Some(buddy)
                 if (buddy.state == FailoverState::GoingOffline
-                    || buddy.state == FailoverState::Offline && buddy.yielding)
-                    && !self.view.isolated
-                    && !self.recent_switch() =>
+                    || self.buddy_yields_to_us(&buddy))
+                    && !self.view.isolated =>
             {
                 let text = if buddy.state == FailoverState::GoingOffline {
                     format!("{} is going offline: taking over", buddy.name)
@@ -570,6 +571,16 @@ impl Step<'_> {
             message: text.clone(),
         }));
         self.go(FailoverState::Offline, code, text)
+    }
+
+    /// The buddy is Offline and yielding, and stepped down more recently than we did (if we
+    /// yield too): it leaves the place to us.
+    fn buddy_yields_to_us(&self, buddy: &BuddyView) -> bool {
+        let Some(theirs) = buddy.yielding else {
+            return false;
+        };
+        let ours = yielding(&self.state, &self.input.config, self.now);
+        buddy.state == FailoverState::Offline && ours.is_none_or(|ours| ours > theirs)
     }
 
     /// The deterministic tie-break: was Online before a restart, then priority, then the lower

@@ -140,7 +140,7 @@ model! {
         #[cfg_attr(feature = "serde", serde(default))]
         pub was_online: bool,
         #[cfg_attr(feature = "serde", serde(default))]
-        pub yielding: bool,
+        pub yielding: Option<u64>,
     }
 
     /// An operator's command.

@@ -39,7 +39,7 @@ pub struct PeerReport {
     /// This agent was Online before its restart and has not switched since (tie-break).
     pub was_online: bool,
     /// This agent recently stepped down and will not claim (tie-break).
-    pub yielding: bool,
+    pub yielding: Option<u64>,
     /// This agent's pending request that the buddy go offline: its id and reason.
     pub request: Option<(u64, RequestReason)>,
     /// This agent's answer to the buddy's request with that id.
@@ -100,8 +100,10 @@ pub(crate) struct Shared {
     /// Decisions that changed something, newest last.
     pub history: Mutex<std::collections::VecDeque<HistoryEntry>>,
     pub counters: Mutex<Counters>,
-    /// Ends long-lived responses (the event stream) at shutdown.
+    /// Stops the API, the probes and long-lived responses, once the tick loop has handed over.
     pub shutdown: CancellationToken,
+    /// The remembered state read from the state file at start.
+    pub remembered: Option<FailoverState>,
     pub(crate) heartbeats: Mutex<Vec<Heartbeat>>,
     buddy: Mutex<Option<(PeerReport, TimestampMs)>>,
     pub peer: watch::Sender<PeerReport>,
@@ -144,17 +146,22 @@ pub async fn run(
             rows: Vec::new(),
         },
         was_online: false,
-        yielding: false,
+        yielding: None,
         request: None,
         answer: None,
     };
+    let remembered = crate::state_file::read(&config.state.file).map(|r| r.state);
+    if let Some(state) = remembered {
+        tracing::info!(file = %config.state.file.display(), state = state.label(), "remembered state");
+    }
     let (commands, command_rx) = mpsc::channel(16);
     let shared = Arc::new(Shared {
         started_at: now,
         commands,
         history: Mutex::new(std::collections::VecDeque::new()),
         counters: Mutex::new(Counters::default()),
-        shutdown: shutdown.clone(),
+        remembered,
+        shutdown: CancellationToken::new(),
         heartbeats: Mutex::new(heartbeats),
         buddy: Mutex::new(None),
         peer: watch::Sender::new(first),
@@ -179,20 +186,15 @@ pub async fn run(
         let _ = tx.send(bound);
     }
 
+    // `shutdown` asks the agent to stop: the tick loop hands over first (planned handover) and
+    // then cancels `stop`, which ends the API, the probes and the watcher. The API keeps
+    // serving during the handover, so the buddy sees it.
+    let stop = shared.shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::api::serve(
-        listener,
-        shared.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(crate::api::serve(listener, shared.clone(), stop.clone()));
     for (i, hb) in shared.config.heartbeats.iter().enumerate() {
         if hb.kind == HeartbeatKind::Agent {
-            tasks.spawn(agent_heartbeat(
-                shared.clone(),
-                i,
-                hb.clone(),
-                shutdown.clone(),
-            ));
+            tasks.spawn(agent_heartbeat(shared.clone(), i, hb.clone(), stop.clone()));
         }
     }
     if let Some(path) = shared.config.core.path.clone() {
@@ -201,7 +203,7 @@ pub async fn run(
             path,
             shared.config.core.watch_interval,
             options.core_events,
-            shutdown.clone(),
+            stop.clone(),
         ));
     }
     tasks.spawn(tick_loop(
@@ -217,7 +219,7 @@ pub async fn run(
         let result = done.map_err(anyhow::Error::from).and_then(|r| r);
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "agent task failed; shutting down");
-            shutdown.cancel();
+            stop.cancel();
             first_error.get_or_insert(e);
         }
     }
@@ -326,15 +328,36 @@ async fn tick_loop(
     let mut interval = tokio::time::interval(config.core.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = 0u64;
+    // Set once shutdown is asked while Online: hand over, then stop by this deadline.
+    let mut handover: Option<TimestampMs> = None;
+    let mut handover_asked = false;
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled(), if handover.is_none() => {
+                if machine.state != FailoverState::Online {
+                    break;
+                }
+                // Rule: planned handover on shutdown, at once, without waiting for the
+                // buddy's heartbeats to time out.
+                let f = &config.failover;
+                let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
+                handover = Some(now_ms() + millis(limit));
+                log.write(now_ms(), "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name)).await;
+            }
             _ = interval.tick() => {}
             () = shared.changed.notified() => {}
         }
         tick += 1;
         let now = now_ms();
-        let command = commands.try_recv().ok();
+        let command = if handover.is_some() && !handover_asked {
+            handover_asked = true;
+            Some(OperatorCommand {
+                by: "shutdown".into(),
+                command: duet_core::Command::Switch,
+            })
+        } else {
+            commands.try_recv().ok()
+        };
         let heartbeats = lock(&shared.heartbeats).clone();
         let buddy = lock(&shared.buddy)
             .clone()
@@ -361,7 +384,7 @@ async fn tick_loop(
             }),
             command: command.clone(),
             offline_request: exchange.incoming.map(|(_, reason)| reason),
-            remembered: None,
+            remembered: shared.remembered,
             answer: exchange.answer.clone(),
             triggers: Vec::new(),
             vip: None,
@@ -395,12 +418,27 @@ async fn tick_loop(
                     )
                     .await
                 }
-                // No virtual IP, hooks or remembered state in this build: the core is configured
-                // with vip_enabled = false, and persistence arrives with the peer link.
-                Action::AcquireVip
-                | Action::ReleaseVip
-                | Action::Persist(_)
-                | Action::RunHook(_) => {
+                Action::Persist(state) => {
+                    let path = config.state.file.clone();
+                    let remembered = crate::state_file::Remembered {
+                        state: *state,
+                        at: now,
+                    };
+                    let written = tokio::task::spawn_blocking(move || {
+                        crate::state_file::write(&path, remembered)
+                    })
+                    .await;
+                    if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
+                        let line = format!(
+                            "failed to remember the state in {}: {e}",
+                            config.state.file.display()
+                        );
+                        log.write(now, "ERR", &line).await;
+                    }
+                }
+                // No virtual IP or hooks in this build: the core is configured with
+                // vip_enabled = false; hooks arrive with the virtual-IP issue.
+                Action::AcquireVip | Action::ReleaseVip | Action::RunHook(_) => {
                     tracing::debug!(?action, "action not carried out by this build");
                 }
             }
@@ -441,7 +479,7 @@ async fn tick_loop(
             priority: config.agent.priority,
             state: machine.state,
             isolated,
-            was_online: duet_core::failover::was_online(&machine, None),
+            was_online: duet_core::failover::was_online(&machine, shared.remembered),
             yielding: duet_core::failover::yielding(&machine, &config.failover(), now),
             report: pair.value.local.clone(),
             request: requests.outgoing(),
@@ -465,7 +503,27 @@ async fn tick_loop(
                 failed: decided.failed,
             });
         }
+        if let Some(deadline) = handover {
+            let buddy_online = buddy
+                .as_ref()
+                .is_some_and(|(p, _)| p.state == FailoverState::Online);
+            let line = if machine.state == FailoverState::Online {
+                Some("Shutting down without handover: no healthy buddy to hand over to")
+            } else if machine.state == FailoverState::Offline && buddy_online {
+                Some("Handover complete: the buddy is Online")
+            } else if now >= deadline {
+                Some("Shutting down: the handover did not complete in time")
+            } else {
+                None
+            };
+            if let Some(line) = line {
+                log.write(now, "INF", line).await;
+                break;
+            }
+        }
     }
+    // Only now stop the API and the probes: the buddy saw the handover through them.
+    shared.shutdown.cancel();
     Ok(())
 }
 

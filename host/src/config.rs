@@ -34,6 +34,7 @@ pub struct Config {
     pub status: StatusConfig,
     pub failover: FailoverTimes,
     pub heartbeats: Vec<HeartbeatConfig>,
+    pub state: StateConfig,
     pub log: LogConfig,
 }
 
@@ -111,6 +112,12 @@ pub struct HeartbeatConfig {
     pub timeout: Duration,
     pub max_failures: u32,
     pub source: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The remembered failover state (default `<agent.name>.state` beside the configuration).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +199,15 @@ struct RawConfig {
     #[serde(default, rename = "heartbeat")]
     heartbeats: Vec<RawHeartbeat>,
     #[serde(default)]
+    state: RawState,
+    #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -602,6 +617,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(c.errors));
     }
     let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let state_file = raw
+        .state
+        .file
+        .unwrap_or_else(|| PathBuf::from(format!("{}.state", raw.agent.name)));
     Ok(Config {
         agent: AgentConfig {
             name: raw.agent.name,
@@ -625,6 +644,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         status,
         failover,
         heartbeats,
+        state: StateConfig {
+            file: rel(state_file),
+        },
         log: LogConfig {
             failover_log: raw.log.failover_log.map(rel),
         },

@@ -21,6 +21,7 @@ pub mod bindings;
 pub mod config;
 pub mod metrics;
 pub mod runtime;
+pub mod state_file;
 pub mod status_cli;
 mod web;
 

@@ -51,6 +51,18 @@ enum Cmd {
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
         watch: Option<u64>,
     },
+    /// Planned switch: the Online agent hands over to its buddy (or the backup takes over).
+    Switch {
+        /// The agent's API address; by default `api.listen` of --config.
+        #[arg(long)]
+        api: Option<SocketAddr>,
+        /// The configuration file whose agent to ask.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A named token with the right "switch".
+        #[arg(long, env = "DUET_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Named API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -123,6 +135,30 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<u8> {
                 Ok(1)
             }
         },
+        Cmd::Switch { api, config, token } => {
+            let api = agent_api(api, config)?;
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .no_proxy()
+                .build()?;
+            let response = client
+                .post(format!("http://{api}/api/v1/commands/switch"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .with_context(|| format!("agent at {api} is unreachable"))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            if status.is_success() {
+                println!(
+                    "switch queued at {api}; follow it with `duet status --api {api} --watch`"
+                );
+                Ok(0)
+            } else {
+                eprintln!("duet switch: {api} refused ({status}): {body}");
+                Ok(1)
+            }
+        }
         Cmd::Token(TokenCmd::New { name, rights }) => {
             let (token, hash) = duet_host::auth::new_token()?;
             let rights: Vec<String> = rights
@@ -143,11 +179,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<u8> {
             json,
             watch,
         } => {
-            let api = match (api, config) {
-                (Some(api), _) => api,
-                (None, Some(path)) => duet_host::config::load(&path)?.api.listen,
-                (None, None) => anyhow::bail!("say which agent: --api ADDRESS or --config FILE"),
-            };
+            let api = agent_api(api, config)?;
             let options = duet_host::status_cli::Options {
                 json,
                 watch: watch.map(|s| std::time::Duration::from_secs(s.max(1))),
@@ -156,6 +188,15 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<u8> {
             let code = duet_host::status_cli::run(api, options).await;
             u8::try_from(code).context("exit code out of range")
         }
+    }
+}
+
+/// The agent to talk to: `--api`, else `api.listen` of `--config`.
+fn agent_api(api: Option<SocketAddr>, config: Option<PathBuf>) -> anyhow::Result<SocketAddr> {
+    match (api, config) {
+        (Some(api), _) => Ok(api),
+        (None, Some(path)) => Ok(duet_host::config::load(&path)?.api.listen),
+        (None, None) => anyhow::bail!("say which agent: --api ADDRESS or --config FILE"),
     }
 }
 

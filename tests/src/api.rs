@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::{AgentSpec, Agents, eventually, free_port, spawn, status};
 
 /// Tokens of the test pair: alice may do everything, viewer may only force online.
-const ALICE: &str = "duet_alice-test-token";
+pub(crate) const ALICE: &str = "duet_alice-test-token";
 const VIEWER: &str = "duet_viewer-test-token";
 
 /// The SHA-256 the configuration stores, as `duet token new` prints it.
@@ -23,7 +23,7 @@ fn sha256_hex(token: &str) -> String {
         .collect()
 }
 
-fn tokens() -> String {
+pub(crate) fn tokens() -> String {
     format!(
         "[[api.token]]\nname = \"alice\"\nsha256 = \"{}\"\nrights = [\"switch\", \"force_online\", \"mode\"]\n\
          [[api.token]]\nname = \"viewer\"\nsha256 = \"{}\"\nrights = [\"force_online\"]\n",

@@ -102,7 +102,7 @@ impl Gen {
                 isolated: g.flip(),
                 received_at: now.saturating_sub(g.below(20_000)),
                 was_online: g.flip(),
-                yielding: g.flip(),
+                yielding: g.maybe(|g| g.below(30_000)),
             }),
             command: self.maybe(|g| OperatorCommand {
                 by: g.text(),

@@ -4,6 +4,7 @@
 //!   outputs, compared with `expected.json`; `BLESS=1` rewrites it).
 //! - `differential`: 10,000 generated inputs per interface, native vs core.wasm.
 //! - `core_runtime`: refusing non-core components, deadlines, fallback.
+//! - `handover`: planned handover on `duet switch` and SIGTERM, the remembered state file.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
 //! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
 //! - `api`: the JSON API, its OpenAPI document, tokens, the event stream, `/metrics` and
@@ -21,6 +22,8 @@ mod cli;
 mod core_runtime;
 #[cfg(test)]
 mod differential;
+#[cfg(test)]
+mod handover;
 #[cfg(test)]
 mod hot_swap;
 #[cfg(test)]

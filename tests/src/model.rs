@@ -46,7 +46,7 @@ const CONFIG: FailoverConfig = FailoverConfig {
     prepare_timeout_ms: 3_000,
     going_online_timeout_ms: 3_000,
     going_offline_timeout_ms: 3_000,
-    min_switch_interval_ms: 10_000,
+    min_switch_interval_ms: 20_000,
     startup_wait_ms: 3_000,
 };
 
@@ -63,6 +63,11 @@ pub const LIVENESS_BOUND: u64 = CONFIG.startup_wait_ms
     + CONFIG.prepare_timeout_ms
     + CONFIG.going_online_timeout_ms
     + 4 * TICK;
+
+/// Longest a planned switch may take: the Online agent's tick, three report round trips
+/// (it goes offline, the buddy asks, it answers), acquiring the VIP, ticks.
+pub const HANDOVER_BOUND: u64 =
+    3 * (HB_INTERVAL + MAX_DELAY + TICK) + MAX_VIP_DELAY + 2 * TICK + 500;
 
 /// Length of the fault phase.
 const CHAOS: u64 = 40_000;
@@ -116,7 +121,7 @@ struct Peer {
     state: FailoverState,
     isolated: bool,
     was_online: bool,
-    yielding: bool,
+    yielding: Option<u64>,
     request: Option<(u64, RequestReason)>,
     answer: Option<(u64, Answer)>,
 }
@@ -168,7 +173,7 @@ impl Agent {
                 state: FailoverState::Offline,
                 isolated: false,
                 was_online: false,
-                yielding: false,
+                yielding: None,
                 request: None,
                 answer: None,
             },
@@ -434,12 +439,17 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         schedule.push((healed, f));
     }
     let settled = healed + LIVENESS_BOUND;
-    let switch_at = settled + QUIET;
-    let end = if plan.planned_switch {
-        switch_at + LIVENESS_BOUND + QUIET
+    // Two planned switches once settled, the second soon after the first: the agent that
+    // just stepped down must take over again at once (its ping-pong guard must not stop it).
+    let first_switch = settled + QUIET;
+    let switches: Vec<u64> = if plan.planned_switch {
+        vec![first_switch, first_switch + HANDOVER_BOUND + 1_000]
     } else {
-        settled + QUIET
+        Vec::new()
     };
+    let end = switches
+        .last()
+        .map_or(settled + QUIET, |last| last + HANDOVER_BOUND + QUIET);
     schedule.sort_by_key(|(at, _)| *at);
 
     let mut trace = String::new();
@@ -497,7 +507,7 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
             }
         }
         // The planned switch, once settled: asked of the Online agent.
-        if plan.planned_switch && now == switch_at {
+        if switches.contains(&now) {
             match agents.iter().position(Agent::online) {
                 Some(i) => {
                     agents[i].command = Some(OperatorCommand {
@@ -633,41 +643,43 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                 );
             }
         }
-        if now == settled || now == switch_at + LIVENESS_BOUND {
+        let switch_due = switches.iter().any(|at| now == at + HANDOVER_BOUND);
+        let switching = switches
+            .iter()
+            .any(|at| now >= *at && now < at + HANDOVER_BOUND);
+        if now == settled || switch_due {
             if online != 1 {
-                return fail(
-                    now,
-                    format!("{online} agents Online {} ms after healing", LIVENESS_BOUND),
-                    &trace,
-                );
+                let since = if switch_due {
+                    "the planned switch"
+                } else {
+                    "healing"
+                };
+                return fail(now, format!("{online} agents Online after {since}"), &trace);
             }
             if let Some(target) = switch_target
+                && switch_due
                 && !agents[target].online()
             {
-                return fail(
-                    now,
-                    format!("the planned switch to {} did not hold", agents[target].name),
-                    &trace,
+                let what = format!(
+                    "the planned switch to {} did not complete within {HANDOVER_BOUND} ms",
+                    agents[target].name
                 );
+                return fail(now, what, &trace);
             }
             settled_states = Some([agents[0].machine.state, agents[1].machine.state]);
         }
+        if switching {
+            settled_states = None; // a planned switch is under way
+        }
         if let Some(states) = settled_states
-            && now != switch_at
             && [agents[0].machine.state, agents[1].machine.state] != states
         {
-            if now > switch_at && now < switch_at + LIVENESS_BOUND {
-                settled_states = None; // the planned switch is under way
-            } else {
-                return fail(
-                    now,
-                    format!(
-                        "a state changed with no new fault: {states:?} -> {:?}",
-                        [agents[0].machine.state, agents[1].machine.state]
-                    ),
-                    &trace,
-                );
-            }
+            let now_states = [agents[0].machine.state, agents[1].machine.state];
+            return fail(
+                now,
+                format!("a state changed with no new fault: {states:?} -> {now_states:?}"),
+                &trace,
+            );
         }
         now += DT;
     }

@@ -91,6 +91,9 @@ pub struct AgentSpec {
     pub priority: u32,
     pub port: u16,
     pub buddy_port: u16,
+    /// The agent heartbeat's interval and allowed failures (detection ≈ interval × (max + 1)).
+    pub interval_ms: u64,
+    pub max_failures: u32,
     /// More TOML appended at the end (more heartbeats, tokens).
     pub extra: String,
 }
@@ -103,6 +106,8 @@ impl AgentSpec {
             priority,
             port,
             buddy_port,
+            interval_ms: 200,
+            max_failures: 3,
             extra: String::new(),
         }
     }
@@ -115,6 +120,8 @@ impl AgentSpec {
             priority,
             port,
             buddy_port,
+            interval_ms,
+            max_failures,
             extra,
         } = self;
         let text = format!(
@@ -136,8 +143,9 @@ impl AgentSpec {
             [[heartbeat]]
             kind = "agent"
             target = "127.0.0.1:{buddy_port}"
-            interval = "200ms"
+            interval = "{interval_ms}ms"
             timeout = "150ms"
+            max_failures = {max_failures}
             {extra}
             "#
         );
