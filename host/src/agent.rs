@@ -193,9 +193,14 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::api::serve(listener, shared.clone(), stop.clone()));
     for (i, hb) in shared.config.heartbeats.iter().enumerate() {
-        if hb.kind == HeartbeatKind::Agent {
-            tasks.spawn(agent_heartbeat(shared.clone(), i, hb.clone(), stop.clone()));
-        }
+        match hb.kind {
+            HeartbeatKind::Agent => {
+                tasks.spawn(agent_heartbeat(shared.clone(), i, hb.clone(), stop.clone()))
+            }
+            HeartbeatKind::Ping | HeartbeatKind::Inverted => {
+                tasks.spawn(icmp_heartbeat(shared.clone(), i, hb.clone(), stop.clone()))
+            }
+        };
     }
     if let Some(path) = shared.config.core.path.clone() {
         tasks.spawn(watch_core_file(
@@ -603,33 +608,126 @@ async fn agent_heartbeat(
         let started = std::time::Instant::now();
         let result = fetch_peer(&client, &url).await;
         let now = now_ms();
-        let changed = {
-            let mut all = lock(&shared.heartbeats);
-            let state = &mut all[index];
-            let was_ok = state.ok;
-            match &result {
-                Ok(_) => {
-                    state.ok = true;
-                    state.failures = 0;
-                    state.last_success = Some(now);
-                    state.reason = None;
-                    state.rtt_us =
-                        Some(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
-                }
-                Err(why) => {
-                    state.ok = false;
-                    state.failures = state.failures.saturating_add(1);
-                    state.reason = Some(why.clone());
-                }
-            }
-            was_ok != state.ok
+        let attempt = match &result {
+            Ok(_) => Attempt::Success(started.elapsed()),
+            Err(why) => Attempt::Failure(why.clone()),
         };
         if let Ok(peer) = result {
             *lock(&shared.buddy) = Some((peer, now));
         }
-        if changed {
-            shared.changed.notify_one();
+        record_attempt(&shared, index, attempt, now);
+    }
+}
+
+/// The outcome of one heartbeat attempt.
+enum Attempt {
+    /// An answer, after this round-trip time.
+    Success(Duration),
+    /// No answer: counts toward the path's allowed failures.
+    Failure(String),
+    /// The probe itself cannot work (no privilege, bad socket): shown, but never counted as a
+    /// failure of the target — a broken probe must not look like a dead buddy or an isolation.
+    Fault(String),
+}
+
+/// Writes an attempt's outcome into the heartbeat's state; wakes the tick loop on a change.
+fn record_attempt(shared: &Shared, index: usize, attempt: Attempt, now: TimestampMs) {
+    let changed = {
+        let mut all = lock(&shared.heartbeats);
+        let state = &mut all[index];
+        let before = (state.ok, state.reason.clone());
+        match attempt {
+            Attempt::Success(rtt) => {
+                state.ok = true;
+                state.failures = 0;
+                state.last_success = Some(now);
+                state.reason = None;
+                state.rtt_us = Some(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
+            }
+            Attempt::Failure(why) => {
+                state.ok = false;
+                state.failures = state.failures.saturating_add(1);
+                state.reason = Some(why);
+            }
+            Attempt::Fault(why) => {
+                state.ok = false;
+                state.failures = 0;
+                state.reason = Some(why);
+            }
         }
+        before != (state.ok, state.reason.clone())
+    };
+    if changed {
+        shared.changed.notify_one();
+    }
+}
+
+/// A "Ping to <ip>" or inverted heartbeat: ICMP echo with surge-ping (raw socket: root or
+/// CAP_NET_RAW). Without the privilege the row says so, as a probe fault.
+async fn icmp_heartbeat(
+    shared: Arc<Shared>,
+    index: usize,
+    hb: HeartbeatConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let target: std::net::IpAddr = hb
+        .target
+        .parse()
+        .context("heartbeat target was validated as an IP")?;
+    let mut config = surge_ping::Config::builder();
+    if target.is_ipv6() {
+        config = config.kind(surge_ping::ICMP::V6);
+    }
+    if let Some(source) = hb.source {
+        config = config.bind(std::net::SocketAddr::new(source, 0));
+    }
+    let config = config.build();
+    let ident =
+        surge_ping::PingIdentifier(u16::try_from(index).unwrap_or(0) ^ (std::process::id() as u16));
+    let mut interval = tokio::time::interval(hb.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The client owns the socket; a pinger only refers to it, so both are kept.
+    let mut icmp: Option<(surge_ping::Client, surge_ping::Pinger)> = None;
+    let mut seq: u16 = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let now = now_ms();
+        if icmp.is_none() {
+            match surge_ping::Client::new(&config) {
+                Ok(client) => {
+                    let mut p = client.pinger(target, ident).await;
+                    p.timeout(hb.timeout);
+                    icmp = Some((client, p));
+                }
+                Err(e) => {
+                    let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        "ICMP not permitted: duet needs root or CAP_NET_RAW for this heartbeat (a probe fault, not a failure of the target)".to_string()
+                    } else {
+                        format!(
+                            "cannot open an ICMP socket: {e} (a probe fault, not a failure of the target)"
+                        )
+                    };
+                    record_attempt(&shared, index, Attempt::Fault(why), now);
+                    continue;
+                }
+            }
+        }
+        let Some((_, p)) = icmp.as_mut() else {
+            continue;
+        };
+        seq = seq.wrapping_add(1);
+        let attempt = match p.ping(surge_ping::PingSequence(seq), &[0u8; 16]).await {
+            Ok((_, rtt)) => Attempt::Success(rtt),
+            Err(surge_ping::SurgeError::Timeout { .. }) => Attempt::Failure(format!(
+                "no echo reply from {target} within {}",
+                humantime::format_duration(hb.timeout)
+            )),
+            Err(e) => Attempt::Failure(format!("ping to {target} failed: {e}")),
+        };
+        record_attempt(&shared, index, attempt, now_ms());
     }
 }
 

@@ -550,7 +550,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
                         format!("\"{}\" is not an IP address", hb.target),
                     );
                 }
-                c.error(at("kind"), "ICMP heartbeats (ping, inverted) are not supported by this build yet; use kind = \"agent\"");
             }
         }
         let interval = c.duration(

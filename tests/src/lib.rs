@@ -5,6 +5,7 @@
 //! - `differential`: 10,000 generated inputs per interface, native vs core.wasm.
 //! - `core_runtime`: refusing non-core components, deadlines, fallback.
 //! - `handover`: planned handover on `duet switch` and SIGTERM, the remembered state file.
+//! - `icmp`: ICMP heartbeats with real packets, to loopback and to a silent namespace host.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
 //! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
 //! - `api`: the JSON API, its OpenAPI document, tokens, the event stream, `/metrics` and
@@ -26,5 +27,7 @@ mod differential;
 mod handover;
 #[cfg(test)]
 mod hot_swap;
+#[cfg(test)]
+mod icmp;
 #[cfg(test)]
 mod scenarios;
