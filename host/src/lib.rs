@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod bindings;
 pub mod config;
+pub mod frame;
 pub mod metrics;
 pub mod runtime;
 pub mod state_file;
