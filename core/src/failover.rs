@@ -233,7 +233,7 @@ impl Step<'_> {
             }
             None => self.stay(
                 ReasonCode::BuddyAlive,
-                "heartbeats reach the buddy; waiting for its status report",
+                "no fresh status report from the buddy, but its heartbeats have not failed yet",
             ),
         }
     }
@@ -401,10 +401,13 @@ impl Step<'_> {
             }
             // Rule: a takeover, tie-break or handover request rests on a stale view of us: we
             // are Online and reachable, so no switch without a real fault.
-            let why = if healthy_buddy.is_some() {
-                format!("{} is Online and reachable", self.input.agent)
-            } else {
-                "the requesting agent is isolated".to_string()
+            let why = match (&healthy_buddy, &self.view.buddy) {
+                (Some(_), _) => format!("{} is Online and reachable", self.input.agent),
+                (None, Some(_)) => "the requesting agent is isolated".to_string(),
+                (None, None) => format!(
+                    "{} is Online and has no fresh report from the requesting agent",
+                    self.input.agent
+                ),
             };
             self.actions.push(Action::AnswerBuddy(Answer::Refused(why)));
         }
@@ -452,7 +455,15 @@ impl Step<'_> {
                 );
             }
             if let Some(trigger) = self.input.triggers.first() {
-                // Rule: a switch trigger hands over to a healthy buddy.
+                // Rule: a switch trigger hands over to a healthy buddy — not again within the
+                // ping-pong guard, or a trigger both agents see (a shared database) would bounce
+                // the pair back and forth.
+                if self.recent_switch() {
+                    let text = format!(
+                        "switch trigger {trigger} fails, but this agent switched too recently. Preventing ping-pong."
+                    );
+                    return self.stay(ReasonCode::PingPongGuard, &text);
+                }
                 if healthy_buddy.is_some() {
                     let text = format!("switch trigger {trigger} fails");
                     self.actions.push(Action::HandOver);

@@ -36,6 +36,10 @@ pub struct PeerReport {
     pub isolated: bool,
     /// This agent's own Status column.
     pub report: Report,
+    /// The decision loop's tick number and period: a tick that stops moving is a stuck agent,
+    /// not a live one.
+    pub tick: u64,
+    pub tick_ms: u64,
     /// This agent was Online before its restart and has not switched since (tie-break).
     pub was_online: bool,
     /// This agent recently stepped down and will not claim (tie-break).
@@ -102,6 +106,8 @@ pub(crate) struct Shared {
     pub counters: Mutex<Counters>,
     /// Stops the API, the probes and long-lived responses, once the tick loop has handed over.
     pub shutdown: CancellationToken,
+    /// The core runtime, for its fault and fallback counts.
+    pub runtime: Arc<CoreRuntime>,
     /// The remembered state read from the state file at start.
     pub remembered: Option<FailoverState>,
     pub(crate) heartbeats: Mutex<Vec<Heartbeat>>,
@@ -147,6 +153,8 @@ pub async fn run(
         },
         was_online: false,
         yielding: None,
+        tick: 0,
+        tick_ms: millis(config.core.tick),
         request: None,
         answer: None,
     };
@@ -160,6 +168,7 @@ pub async fn run(
         commands,
         history: Mutex::new(std::collections::VecDeque::new()),
         counters: Mutex::new(Counters::default()),
+        runtime: runtime.clone(),
         remembered,
         shutdown: CancellationToken::new(),
         heartbeats: Mutex::new(heartbeats),
@@ -245,11 +254,21 @@ fn initial_heartbeat(hb: &HeartbeatConfig) -> Heartbeat {
     }
 }
 
-/// Milliseconds since the Unix epoch by the system clock.
+/// Milliseconds since the Unix epoch.
+///
+/// Read once from the system clock, then advanced by the monotonic clock: a clock step (NTP,
+/// a board without a real-time clock) never stretches or skips a timeout, a start-up wait or
+/// the ping-pong guard.
 pub fn now_ms() -> TimestampMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    static START: std::sync::OnceLock<(TimestampMs, std::time::Instant)> =
+        std::sync::OnceLock::new();
+    let (wall, mono) = START.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (wall, std::time::Instant::now())
+    });
+    wall.saturating_add(u64::try_from(mono.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Bookkeeping of the go-offline requests between the agents. Requests and answers are state
@@ -329,7 +348,11 @@ async fn tick_loop(
     let mut machine =
         MachineState::new(FailoverState::Offline, config.agent.mode, shared.started_at);
     let mut requests = Requests::default();
-    let mut log = FailoverLog::new(config.log.failover_log.clone(), config.agent.name.clone());
+    let mut log = FailoverLog::start(
+        config.log.failover_log.clone(),
+        config.state.file.clone(),
+        config.agent.name.clone(),
+    );
     let mut interval = tokio::time::interval(config.core.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = 0u64;
@@ -347,10 +370,13 @@ async fn tick_loop(
                 let f = &config.failover;
                 let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
                 handover = Some(now_ms() + millis(limit));
-                log.write(now_ms(), "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name)).await;
+                log.write(now_ms(), "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name));
             }
             _ = interval.tick() => {}
             () = shared.changed.notified() => {}
+            // A failed task stopped the agent: stop deciding on frozen inputs, so the process
+            // exits and its supervisor restarts it.
+            () = shared.shutdown.cancelled() => break,
         }
         tick += 1;
         let now = now_ms();
@@ -400,47 +426,36 @@ async fn tick_loop(
             .await
             .context("core call task failed")?;
         let decision = decided.value.clone();
+        if let Some((core, why)) = &decided.failed {
+            log.write(
+                now,
+                "ERR",
+                &format!("{core} failed ({why}); the embedded core answers and replaces it"),
+            );
+        }
 
         for action in &decision.actions {
             match action {
-                Action::Log(line) => log.write(now, "INF", line).await,
+                Action::Log(line) => log.write(now, "INF", line),
                 Action::Raise(event) => {
                     let level = match event.severity {
                         duet_core::Severity::Info => "INF",
                         duet_core::Severity::Warning => "WRN",
                         duet_core::Severity::Error | duet_core::Severity::Critical => "ERR",
                     };
-                    log.write(now, level, &format!("[{}] {}", event.code, event.message))
-                        .await;
+                    log.write(now, level, &format!("[{}] {}", event.code, event.message));
                 }
                 // Requests and answers: `requests.apply` below.
                 Action::AskBuddyOffline(_) | Action::AnswerBuddy(_) => {}
-                Action::HandOver => {
-                    log.write(
-                        now,
-                        "INF",
-                        &format!("Handing over to {}", config.buddy.name),
-                    )
-                    .await
-                }
-                Action::Persist(state) => {
-                    let path = config.state.file.clone();
-                    let remembered = crate::state_file::Remembered {
-                        state: *state,
-                        at: now,
-                    };
-                    let written = tokio::task::spawn_blocking(move || {
-                        crate::state_file::write(&path, remembered)
-                    })
-                    .await;
-                    if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
-                        let line = format!(
-                            "failed to remember the state in {}: {e}",
-                            config.state.file.display()
-                        );
-                        log.write(now, "ERR", &line).await;
-                    }
-                }
+                Action::HandOver => log.write(
+                    now,
+                    "INF",
+                    &format!("Handing over to {}", config.buddy.name),
+                ),
+                Action::Persist(state) => log.persist(crate::state_file::Remembered {
+                    state: *state,
+                    at: now,
+                }),
                 // No virtual IP or hooks in this build: the core is configured with
                 // vip_enabled = false; hooks arrive with the virtual-IP issue.
                 Action::AcquireVip | Action::ReleaseVip | Action::RunHook(_) => {
@@ -464,7 +479,9 @@ async fn tick_loop(
             sync: Check::NotConfigured,
             database: Check::NotConfigured,
             nats: Check::NotConfigured,
-            rte_count: 0,
+            // Distinct components in runtime error: for now the core (a loaded core.wasm that
+            // failed and was replaced by the embedded one); the probes issue adds the watchdog.
+            rte_count: u32::from(runtime.fault().is_some()),
             probes: Vec::new(),
         };
         let received = buddy.as_ref().map(|(p, at)| ReceivedReport {
@@ -487,6 +504,8 @@ async fn tick_loop(
             was_online: duet_core::failover::was_online(&machine, shared.remembered),
             yielding: duet_core::failover::yielding(&machine, &config.failover(), now),
             report: pair.value.local.clone(),
+            tick,
+            tick_ms: millis(config.core.tick),
             request: requests.outgoing(),
             answer: requests.answered(),
         });
@@ -512,7 +531,13 @@ async fn tick_loop(
             let buddy_online = buddy
                 .as_ref()
                 .is_some_and(|(p, _)| p.state == FailoverState::Online);
-            let line = if machine.state == FailoverState::Online {
+            let buddy_gone = lock(&shared.heartbeats)
+                .iter()
+                .filter(|h| h.kind == HeartbeatKind::Agent)
+                .all(|h| h.exceeded());
+            let line = if buddy_gone {
+                Some("Shutting down without handover: the buddy is gone")
+            } else if machine.state == FailoverState::Online {
                 Some("Shutting down without handover: no healthy buddy to hand over to")
             } else if machine.state == FailoverState::Offline && buddy_online {
                 Some("Handover complete: the buddy is Online")
@@ -522,13 +547,14 @@ async fn tick_loop(
                 None
             };
             if let Some(line) = line {
-                log.write(now, "INF", line).await;
+                log.write(now, "INF", line);
                 break;
             }
         }
     }
     // Only now stop the API and the probes: the buddy saw the handover through them.
     shared.shutdown.cancel();
+    log.close().await;
     Ok(())
 }
 
@@ -598,6 +624,8 @@ async fn agent_heartbeat(
         .build()
         .context("failed to build the heartbeat's HTTP client")?;
     let url = format!("http://{}/api/v1/peer", hb.target);
+    // The buddy's last tick number and when it last moved.
+    let mut last_tick: Option<(u64, std::time::Instant)> = None;
     let mut interval = tokio::time::interval(hb.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -609,10 +637,32 @@ async fn agent_heartbeat(
         let result = fetch_peer(&client, &url).await;
         let now = now_ms();
         let attempt = match &result {
-            Ok(_) => Attempt::Success(started.elapsed()),
+            // Whoever answers must be the buddy: a target pointing at ourselves or at a third
+            // agent would keep a dead buddy "alive".
+            Ok(peer) if peer.agent != shared.config.buddy.name => Attempt::Fault(format!(
+                "{} answered, not the buddy {}: check heartbeat[{index}].target",
+                peer.agent, shared.config.buddy.name
+            )),
+            Ok(peer) => match last_tick {
+                Some((t, since))
+                    if t == peer.tick
+                        && since.elapsed()
+                            > Duration::from_millis(4 * peer.tick_ms) + hb.interval =>
+                {
+                    Attempt::Failure(format!(
+                        "the buddy answers but its decision loop is stuck at tick {t}"
+                    ))
+                }
+                _ => Attempt::Success(started.elapsed()),
+            },
             Err(why) => Attempt::Failure(why.clone()),
         };
-        if let Ok(peer) = result {
+        if let Ok(peer) = &result
+            && last_tick.is_none_or(|(t, _)| t != peer.tick)
+        {
+            last_tick = Some((peer.tick, std::time::Instant::now()));
+        }
+        if let (Ok(peer), Attempt::Success(_)) = (result, &attempt) {
             *lock(&shared.buddy) = Some((peer, now));
         }
         record_attempt(&shared, index, attempt, now);
@@ -744,11 +794,26 @@ async fn fetch_peer(client: &reqwest::Client, url: &str) -> Result<PeerReport, S
     if !response.status().is_success() {
         return Err(format!("the buddy answered HTTP {}", response.status()));
     }
-    response
-        .json::<PeerReport>()
+    // Bounded: a wrong target serving something large must not fill our memory.
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| format!("the buddy sent an unreadable report: {e}"))
+        .map_err(|e| format!("reading the buddy's report failed: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_PEER_REPORT {
+            return Err(format!(
+                "the answer exceeds {MAX_PEER_REPORT} bytes: is heartbeat target the buddy's duet?"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("the buddy sent an unreadable report: {e}"))
 }
+
+/// The largest peer report accepted.
+const MAX_PEER_REPORT: usize = 1 << 20;
 
 /// Loads the core file at start and whenever it changes; a broken file keeps the old core.
 async fn watch_core_file(
@@ -807,34 +872,119 @@ async fn watch_core_file(
     }
 }
 
-/// The failover log file: one timestamped line per transition and request.
+/// The failover log file and the remembered state, written by a task of their own: the tick
+/// loop never waits on a disk. Log lines go through a bounded channel (dropped and counted if
+/// the disk hangs); the remembered state through a watch channel, so the latest always wins.
 struct FailoverLog {
-    path: Option<PathBuf>,
     agent: String,
+    /// Whether there is a log file (without one, lines go to stderr only).
+    has_file: bool,
+    lines: Option<mpsc::Sender<String>>,
+    state: watch::Sender<Option<crate::state_file::Remembered>>,
+    dropped: u64,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl FailoverLog {
-    fn new(path: Option<PathBuf>, agent: String) -> Self {
-        FailoverLog { path, agent }
+    /// Starts the writer task; [`FailoverLog::close`] flushes and ends it.
+    fn start(path: Option<PathBuf>, state_file: PathBuf, agent: String) -> Self {
+        let (state, mut state_rx) = watch::channel(None);
+        let (lines, mut lines_rx) = mpsc::channel::<String>(1_024);
+        let has_file = path.is_some();
+        let writer = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    line = lines_rx.recv() => match line {
+                        Some(line) => append(path.as_deref(), &line).await,
+                        None => {
+                            // Closing: the last state change must not be lost either.
+                            let pending = if state_rx.has_changed().unwrap_or(false) {
+                                *state_rx.borrow_and_update()
+                            } else {
+                                None
+                            };
+                            if let Some(remembered) = pending {
+                                remember(&state_file, remembered).await;
+                            }
+                            return;
+                        }
+                    },
+                    changed = state_rx.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let latest = *state_rx.borrow_and_update();
+                        if let Some(remembered) = latest {
+                            remember(&state_file, remembered).await;
+                        }
+                    }
+                }
+            }
+        });
+        FailoverLog {
+            agent,
+            has_file,
+            lines: Some(lines),
+            state,
+            dropped: 0,
+            writer,
+        }
     }
 
-    async fn write(&mut self, now: TimestampMs, level: &str, message: &str) {
+    fn write(&mut self, now: TimestampMs, level: &str, message: &str) {
         tracing::info!(target: "duet::failover", level, "{message}");
-        let Some(path) = &self.path else { return };
+        let Some(lines) = self.lines.as_ref().filter(|_| self.has_file) else {
+            return;
+        };
         let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now));
         let line = format!("{at}|{}|{level}|{message}\n", self.agent);
-        let written = async {
-            use tokio::io::AsyncWriteExt as _;
-            let mut f = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .await?;
-            f.write_all(line.as_bytes()).await
-        };
-        if let Err(e) = written.await {
-            tracing::error!(path = %path.display(), error = %e, "failed to write the failover log");
+        if lines.try_send(line).is_err() {
+            self.dropped += 1;
+            tracing::warn!(
+                dropped = self.dropped,
+                "the failover log's disk does not keep up; line dropped"
+            );
         }
+    }
+
+    fn persist(&mut self, remembered: crate::state_file::Remembered) {
+        self.state.send_replace(Some(remembered));
+    }
+
+    /// Flushes what is queued (lines, the last state) and ends the writer, waiting at most 5 s.
+    async fn close(mut self) {
+        self.lines = None;
+        if tokio::time::timeout(Duration::from_secs(5), self.writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("the disk did not take the last failover log lines within 5 s");
+        }
+    }
+}
+
+async fn append(path: Option<&std::path::Path>, line: &str) {
+    let Some(path) = path else { return };
+    let written = async {
+        use tokio::io::AsyncWriteExt as _;
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        f.write_all(line.as_bytes()).await
+    };
+    if let Err(e) = written.await {
+        tracing::error!(path = %path.display(), error = %e, "failed to write the failover log");
+    }
+}
+
+async fn remember(file: &std::path::Path, remembered: crate::state_file::Remembered) {
+    let path = file.to_path_buf();
+    let written =
+        tokio::task::spawn_blocking(move || crate::state_file::write(&path, remembered)).await;
+    if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
+        tracing::error!(path = %file.display(), error = %e, "failed to remember the failover state");
     }
 }
 

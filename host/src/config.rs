@@ -1,6 +1,6 @@
 //! The configuration file: TOML, parsed into raw types (serde, unknown keys refused), then
 //! validated into [`Config`]. Every error names the key path (`heartbeat[1].interval: ...`).
-//! `examples/duet.toml` documents each key.
+//! `docs/duet.example.toml` documents each key.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -533,6 +533,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         };
         match kind {
             HeartbeatKind::Agent => {
+                if hb.target.parse::<SocketAddr>().is_ok_and(|t| t == listen) {
+                    c.error(at("target"), format!("{} is this agent's own api.listen: an agent heartbeat goes to the buddy", hb.target));
+                }
                 if hb.target.parse::<SocketAddr>().is_err() {
                     c.error(
                         at("target"),

@@ -119,6 +119,29 @@ pub(crate) fn render(shared: &Shared) -> String {
         }
     }
 
+    family(
+        &mut out,
+        "duet_rte_count",
+        "gauge",
+        "Distinct components in runtime error (the RTE Count row).",
+    );
+    let _ = writeln!(
+        out,
+        "duet_rte_count{{agent=\"{agent}\"}} {}",
+        u8::from(shared.runtime.fault().is_some())
+    );
+    family(
+        &mut out,
+        "duet_core_fallbacks_total",
+        "counter",
+        "Calls a loaded core.wasm failed, answered by the embedded core.",
+    );
+    let _ = writeln!(
+        out,
+        "duet_core_fallbacks_total{{agent=\"{agent}\"}} {}",
+        shared.runtime.fallbacks()
+    );
+
     let counters = lock(&shared.counters);
     family(
         &mut out,

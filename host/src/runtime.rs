@@ -120,6 +120,11 @@ pub struct CoreRuntime {
     limits: Limits,
     embedded: LoadedCore,
     loaded: Mutex<Option<Arc<LoadedCore>>>,
+    /// The last loaded core that failed and was replaced, with why: a runtime error until a
+    /// new core is installed.
+    fault: Mutex<Option<(CoreOrigin, String)>>,
+    /// How many calls a loaded core failed (trap, deadline, memory) since start.
+    fallbacks: std::sync::atomic::AtomicU64,
 }
 
 impl CoreRuntime {
@@ -143,6 +148,8 @@ impl CoreRuntime {
             limits,
             embedded,
             loaded: Mutex::new(None),
+            fault: Mutex::new(None),
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -155,6 +162,18 @@ impl CoreRuntime {
     pub fn install(&self, core: LoadedCore) {
         tracing::info!(core = %core.origin, "core installed");
         *lock(&self.loaded) = Some(Arc::new(core));
+        *lock(&self.fault) = None;
+    }
+
+    /// The loaded core that failed and was replaced by the embedded one, and why (a runtime
+    /// error until another core is installed).
+    pub fn fault(&self) -> Option<(CoreOrigin, String)> {
+        lock(&self.fault).clone()
+    }
+
+    /// Calls a loaded core failed since start.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Goes back to the embedded core.
@@ -238,6 +257,9 @@ impl CoreRuntime {
                     if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &core)) {
                         *slot = None;
                     }
+                    self.fallbacks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    *lock(&self.fault) = Some((core.origin.clone(), why.clone()));
                     failed = Some((core.origin.clone(), why));
                 }
             }

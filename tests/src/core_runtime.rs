@@ -78,9 +78,23 @@ fn looping_core_is_cut_at_its_deadline_and_the_embedded_core_answers() {
     let (failed, why) = answered.failed.expect("the hostile core failed this call");
     assert_eq!(failed, CoreOrigin::File(HOSTILE_CORE.into()));
     assert!(why.contains("deadline"), "{why}");
-    // The failed core was replaced: later calls go straight to the embedded one.
+    // The failed core was replaced: later calls go straight to the embedded one, and the
+    // runtime error stays visible (RTE Count, metrics) until another core is installed.
     assert_eq!(rt.active(), CoreOrigin::Embedded);
+    assert_eq!(rt.fallbacks(), 1);
+    assert!(
+        rt.fault()
+            .is_some_and(|(o, _)| o == CoreOrigin::File(HOSTILE_CORE.into()))
+    );
     assert!(rt.step(&state, &input, 1_001).failed.is_none());
+    rt.install(
+        rt.load(EMBEDDED_CORE, CoreOrigin::File("good.wasm".into()))
+            .expect("valid core"),
+    );
+    assert!(
+        rt.fault().is_none(),
+        "a newly installed core clears the runtime error"
+    );
 }
 
 #[test]
