@@ -405,7 +405,7 @@ impl Step<'_> {
                 (Some(_), _) => format!("{} is Online and reachable", self.input.agent),
                 (None, Some(_)) => "the requesting agent is isolated".to_string(),
                 (None, None) => format!(
-                    "{} is Online and has no fresh report from the requesting agent",
+                    "{} is Online and its heartbeats to the requesting agent all fail",
                     self.input.agent
                 ),
             };

@@ -38,7 +38,9 @@ pub struct PeerReport {
     pub report: Report,
     /// The decision loop's tick number and period: a tick that stops moving is a stuck agent,
     /// not a live one.
+    #[serde(default)]
     pub tick: u64,
+    #[serde(default)]
     pub tick_ms: u64,
     /// This agent was Online before its restart and has not switched since (tie-break).
     pub was_online: bool,
@@ -104,7 +106,8 @@ pub(crate) struct Shared {
     /// Decisions that changed something, newest last.
     pub history: Mutex<std::collections::VecDeque<HistoryEntry>>,
     pub counters: Mutex<Counters>,
-    /// Stops the API, the probes and long-lived responses, once the tick loop has handed over.
+    /// Stops the API, the probes, the tick loop and long-lived responses: cancelled by the tick
+    /// loop once it has handed over (planned shutdown), or by `run` when a task fails.
     pub shutdown: CancellationToken,
     /// The core runtime, for its fault and fallback counts.
     pub runtime: Arc<CoreRuntime>,
@@ -254,11 +257,12 @@ fn initial_heartbeat(hb: &HeartbeatConfig) -> Heartbeat {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, as the system clock said at start.
 ///
 /// Read once from the system clock, then advanced by the monotonic clock: a clock step (NTP,
 /// a board without a real-time clock) never stretches or skips a timeout, a start-up wait or
-/// the ping-pong guard.
+/// the ping-pong guard. The price: if the clock was wrong at start (no real-time clock, NTP not
+/// yet synced), timestamps in the log and the API stay off by that much until a restart.
 pub fn now_ms() -> TimestampMs {
     static START: std::sync::OnceLock<(TimestampMs, std::time::Instant)> =
         std::sync::OnceLock::new();
@@ -340,19 +344,36 @@ impl Requests {
 async fn tick_loop(
     shared: Arc<Shared>,
     runtime: Arc<CoreRuntime>,
-    mut commands: mpsc::Receiver<OperatorCommand>,
+    commands: mpsc::Receiver<OperatorCommand>,
     observer: Option<mpsc::UnboundedSender<TickRecord>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = &shared.config;
-    let mut machine =
-        MachineState::new(FailoverState::Offline, config.agent.mode, shared.started_at);
-    let mut requests = Requests::default();
     let mut log = FailoverLog::start(
         config.log.failover_log.clone(),
         config.state.file.clone(),
         config.agent.name.clone(),
     );
+    let result = ticks(&shared, runtime, commands, observer, shutdown, &mut log).await;
+    // Only now stop the API and the probes: the buddy saw the handover through them. On every
+    // exit, error or not, the failover log and the last state are flushed.
+    shared.shutdown.cancel();
+    log.close().await;
+    result
+}
+
+async fn ticks(
+    shared: &Arc<Shared>,
+    runtime: Arc<CoreRuntime>,
+    mut commands: mpsc::Receiver<OperatorCommand>,
+    observer: Option<mpsc::UnboundedSender<TickRecord>>,
+    shutdown: CancellationToken,
+    log: &mut FailoverLog,
+) -> anyhow::Result<()> {
+    let config = &shared.config;
+    let mut machine =
+        MachineState::new(FailoverState::Offline, config.agent.mode, shared.started_at);
+    let mut requests = Requests::default();
     let mut interval = tokio::time::interval(config.core.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = 0u64;
@@ -464,7 +485,7 @@ async fn tick_loop(
             }
         }
         requests.apply(&exchange, &decision, now);
-        record(&shared, &before, &decision, command.as_ref(), tick, now);
+        record(shared, &before, &decision, command.as_ref(), tick, now);
         machine = decision.state;
 
         let isolated = duet_core::failover::isolated(&heartbeats);
@@ -495,6 +516,13 @@ async fn tick_loop(
         })
         .await
         .context("core call task failed")?;
+        if let Some((core, why)) = &pair.failed {
+            log.write(
+                now,
+                "ERR",
+                &format!("{core} failed ({why}); the embedded core answers and replaces it"),
+            );
+        }
 
         shared.peer.send_replace(PeerReport {
             agent: config.agent.name.clone(),
@@ -552,9 +580,6 @@ async fn tick_loop(
             }
         }
     }
-    // Only now stop the API and the probes: the buddy saw the handover through them.
-    shared.shutdown.cancel();
-    log.close().await;
     Ok(())
 }
 
@@ -637,17 +662,20 @@ async fn agent_heartbeat(
         let result = fetch_peer(&client, &url).await;
         let now = now_ms();
         let attempt = match &result {
-            // Whoever answers must be the buddy: a target pointing at ourselves or at a third
-            // agent would keep a dead buddy "alive".
+            // Whoever answers must be the buddy. A target pointing at ourselves or at a third
+            // agent is a configuration fault: shown (red), its report never used as the
+            // buddy's, and not counted as a failure (which could start a takeover).
             Ok(peer) if peer.agent != shared.config.buddy.name => Attempt::Fault(format!(
                 "{} answered, not the buddy {}: check heartbeat[{index}].target",
                 peer.agent, shared.config.buddy.name
             )),
             Ok(peer) => match last_tick {
                 Some((t, since))
-                    if t == peer.tick
+                    if peer.tick_ms > 0
+                        && t == peer.tick
                         && since.elapsed()
-                            > Duration::from_millis(4 * peer.tick_ms) + hb.interval =>
+                            > Duration::from_millis(peer.tick_ms.saturating_mul(4))
+                                + hb.interval =>
                 {
                     Attempt::Failure(format!(
                         "the buddy answers but its decision loop is stuck at tick {t}"
@@ -658,6 +686,7 @@ async fn agent_heartbeat(
             Err(why) => Attempt::Failure(why.clone()),
         };
         if let Ok(peer) = &result
+            && peer.agent == shared.config.buddy.name
             && last_tick.is_none_or(|(t, _)| t != peer.tick)
         {
             last_tick = Some((peer.tick, std::time::Instant::now()));
@@ -898,7 +927,7 @@ impl FailoverLog {
                         Some(line) => append(path.as_deref(), &line).await,
                         None => {
                             // Closing: the last state change must not be lost either.
-                            let pending = if state_rx.has_changed().unwrap_or(false) {
+                            let pending = if state_rx.has_changed().unwrap_or(true) {
                                 *state_rx.borrow_and_update()
                             } else {
                                 None

@@ -161,7 +161,9 @@ impl CoreRuntime {
     /// Makes `core` the one that answers from the next call on (an atomic swap).
     pub fn install(&self, core: LoadedCore) {
         tracing::info!(core = %core.origin, "core installed");
-        *lock(&self.loaded) = Some(Arc::new(core));
+        // Under the same lock as the failure path, so a failing call cannot race the swap.
+        let mut slot = lock(&self.loaded);
+        *slot = Some(Arc::new(core));
         *lock(&self.fault) = None;
     }
 
@@ -254,12 +256,14 @@ impl CoreRuntime {
                     let why = format!("{e:#}");
                     tracing::error!(core = %core.origin, error = %why, "core call failed; the embedded core answers and replaces it");
                     let mut slot = lock(&self.loaded);
+                    // Only if no newer core was installed meanwhile: that one is not at fault.
                     if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &core)) {
                         *slot = None;
+                        *lock(&self.fault) = Some((core.origin.clone(), why.clone()));
                     }
+                    drop(slot);
                     self.fallbacks
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    *lock(&self.fault) = Some((core.origin.clone(), why.clone()));
                     failed = Some((core.origin.clone(), why));
                 }
             }
