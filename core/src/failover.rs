@@ -74,13 +74,34 @@ pub fn step_with(
         now,
         safeguards,
     };
-    match state.state {
+    let decision = match state.state {
         FailoverState::Offline => d.offline(),
         FailoverState::PreparingToGoOnline => d.preparing(),
         FailoverState::GoingOnline => d.going_online(),
         FailoverState::Online => d.online(),
         FailoverState::GoingOffline => d.going_offline(),
+    };
+    note_ignored_command(input, decision)
+}
+
+/// Rule: an operator's switch or force-online that this step could not act on (it arrived
+/// during a transition, or asks for what already is) is logged with the reason, not dropped.
+fn note_ignored_command(input: &Input, mut decision: Decision) -> Decision {
+    if let Some(OperatorCommand { by, command }) = &input.command
+        && decision.reason.code != ReasonCode::Operator
+    {
+        let name = match command {
+            Command::Switch => "switch",
+            Command::ForceOnline => "force online",
+            Command::SetMode(_) => return decision,
+        };
+        decision.actions.push(Action::Log(format!(
+            "Command {name} by {by} ignored: this agent is {} ({})",
+            decision.state.state.label(),
+            decision.reason.text
+        )));
     }
+    decision
 }
 
 /// Every inverted heartbeat exceeded its allowed failures: this agent is cut off from the

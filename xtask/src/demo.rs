@@ -11,6 +11,7 @@ struct Agent {
     port: u16,
 }
 
+/// The demo's agents, on fixed ports so the URLs are always the same.
 const AGENTS: [Agent; 2] = [
     Agent {
         name: "agent-a",
@@ -19,6 +20,19 @@ const AGENTS: [Agent; 2] = [
     Agent {
         name: "agent-b",
         port: 7102,
+    },
+];
+
+/// `--check` (run by `cargo xtask test`) uses ports and a folder of its own, so it never
+/// collides with a demo someone has running.
+const CHECK_AGENTS: [Agent; 2] = [
+    Agent {
+        name: "agent-a",
+        port: 17101,
+    },
+    Agent {
+        name: "agent-b",
+        port: 17102,
     },
 ];
 
@@ -38,12 +52,16 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     crate::setup()?;
     crate::run(crate::cargo(root).args(["build", "--locked", "-p", "duet-host", "--bin", "duet"]))?;
     let duet = root.join("target/debug/duet");
-    let dir = root.join("target/demo");
-    std::fs::create_dir_all(&dir).context("failed to create target/demo")?;
+    let (agents, dir) = if check {
+        (&CHECK_AGENTS, root.join("target/demo-check"))
+    } else {
+        (&AGENTS, root.join("target/demo"))
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
 
     let mut running = Running(Vec::new());
-    for (i, agent) in AGENTS.iter().enumerate() {
-        let buddy = &AGENTS[1 - i];
+    for (i, agent) in agents.iter().enumerate() {
+        let buddy = &agents[1 - i];
         let config = write_config(&dir, agent, buddy, if i == 0 { 200 } else { 100 })?;
         let log = std::fs::File::create(dir.join(format!("{}.log", agent.name)))
             .context("failed to create the agent's log")?;
@@ -60,7 +78,7 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     // Both APIs answer and exactly one agent is Online, within a bounded time.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let states: Vec<Option<String>> = AGENTS.iter().map(|a| state_of(&duet, a.port)).collect();
+        let states: Vec<Option<String>> = agents.iter().map(|a| state_of(&duet, a.port)).collect();
         let online = states
             .iter()
             .filter(|s| s.as_deref() == Some("online"))
@@ -81,7 +99,7 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    for agent in &AGENTS {
+    for agent in agents {
         println!(
             "{}: web UI http://127.0.0.1:{}/  (API /api/v1/status)",
             agent.name, agent.port
