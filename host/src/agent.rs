@@ -72,6 +72,21 @@ pub enum CoreEvent {
     Rejected(CoreOrigin, String),
 }
 
+impl PeerReport {
+    /// What the core sees of the buddy, from this report received at `received_at`.
+    pub fn view(&self, received_at: TimestampMs) -> BuddyView {
+        BuddyView {
+            name: self.agent.clone(),
+            priority: self.priority,
+            state: self.state,
+            isolated: self.isolated,
+            received_at,
+            was_online: self.was_online,
+            yielding: self.yielding,
+        }
+    }
+}
+
 /// Optional hooks into a running agent.
 #[derive(Default)]
 pub struct RunOptions {
@@ -425,15 +440,7 @@ async fn ticks(
             config: config.failover(),
             heartbeats: heartbeats.clone(),
             sync_up: false,
-            buddy: buddy.as_ref().map(|(p, at)| BuddyView {
-                name: p.agent.clone(),
-                priority: p.priority,
-                state: p.state,
-                isolated: p.isolated,
-                received_at: *at,
-                was_online: p.was_online,
-                yielding: p.yielding,
-            }),
+            buddy: buddy.as_ref().map(|(p, at)| p.view(*at)),
             command: command.clone(),
             offline_request: exchange.incoming.map(|(_, reason)| reason),
             remembered: shared.remembered,

@@ -20,10 +20,10 @@ use std::fmt::Write as _;
 
 use duet_core::failover::Safeguards;
 use duet_core::{
-    Answer, BuddyView, Command, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind, Input,
-    MachineState, Mode, OperatorCommand, RequestReason, VipResult,
+    Command, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind, Input, MachineState, Mode,
+    OperatorCommand, VipResult,
 };
-use duet_host::agent::Requests;
+use duet_host::agent::{PeerReport, Requests};
 
 /// Simulated time step.
 const DT: u64 = 50;
@@ -113,17 +113,28 @@ pub enum Fault {
     Switch(usize),
 }
 
-/// What one agent tells the other.
-#[derive(Debug, Clone)]
-struct Peer {
-    name: &'static str,
-    priority: u32,
-    state: FailoverState,
-    isolated: bool,
-    was_online: bool,
-    yielding: Option<u64>,
-    request: Option<(u64, RequestReason)>,
-    answer: Option<(u64, Answer)>,
+/// A peer report as the host publishes it, with an empty Status column (the model checks
+/// decisions, not rows).
+fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
+    PeerReport {
+        agent: name.to_string(),
+        priority,
+        state,
+        isolated: false,
+        was_online: false,
+        yielding: None,
+        report: duet_core::Report {
+            agent: name.to_string(),
+            generated_at: 0,
+            state: Some(state),
+            led: duet_core::Led::Transparent,
+            rows: Vec::new(),
+        },
+        tick: 0,
+        tick_ms: TICK,
+        request: None,
+        answer: None,
+    }
 }
 
 struct Agent {
@@ -139,14 +150,14 @@ struct Agent {
     remembered: Option<FailoverState>,
     hb_failures: u32,
     inv_failures: u32,
-    buddy: Option<(Peer, u64)>,
+    buddy: Option<(PeerReport, u64)>,
     /// The host's own request bookkeeping.
     requests: Requests,
     command: Option<OperatorCommand>,
     /// A VIP result the simulated host will deliver at a time.
     vip: Option<(u64, VipResult)>,
     /// The last report this agent published.
-    published: Peer,
+    published: PeerReport,
 }
 
 impl Agent {
@@ -167,16 +178,7 @@ impl Agent {
             requests: Requests::default(),
             command: None,
             vip: None,
-            published: Peer {
-                name,
-                priority,
-                state: FailoverState::Offline,
-                isolated: false,
-                was_online: false,
-                yielding: None,
-                request: None,
-                answer: None,
-            },
+            published: publish(name, priority, FailoverState::Offline),
         }
     }
 
@@ -248,15 +250,7 @@ impl Agent {
             },
             heartbeats: self.heartbeats(),
             sync_up,
-            buddy: buddy.as_ref().map(|(p, at)| BuddyView {
-                name: p.name.into(),
-                priority: p.priority,
-                state: p.state,
-                isolated: p.isolated,
-                received_at: *at,
-                was_online: p.was_online,
-                yielding: p.yielding,
-            }),
+            buddy: buddy.as_ref().map(|(p, at)| p.view(*at)),
             command: self.command.take(),
             offline_request: exchange.incoming.map(|(_, r)| r),
             remembered: self.remembered,
@@ -289,15 +283,13 @@ impl Agent {
         }
         self.requests.apply(&exchange, &decision, now);
         self.machine = decision.state;
-        self.published = Peer {
-            name: self.name,
-            priority: self.priority,
-            state: self.machine.state,
+        self.published = PeerReport {
             isolated: duet_core::failover::isolated(&self.heartbeats()),
             was_online: duet_core::failover::was_online(&self.machine, self.remembered),
             yielding: duet_core::failover::yielding(&self.machine, &CONFIG, now),
             request: self.requests.outgoing(),
             answer: self.requests.answered(),
+            ..publish(self.name, self.priority, self.machine.state)
         };
     }
 }
@@ -309,7 +301,7 @@ struct Net {
     gateway: [bool; 2],
     loss: u64,
     /// Reports in flight: (arrival, to, report).
-    flight: Vec<(u64, usize, Peer)>,
+    flight: Vec<(u64, usize, PeerReport)>,
 }
 
 /// A violated invariant.
