@@ -131,15 +131,20 @@ fn icmp_without_privilege_is_a_probe_fault_that_counts_no_failures() {
     .write(dir.path());
     std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .expect("chmod");
-    let child = Command::new("runuser")
-        .args(["-u", "nobody", "--"])
-        .arg(crate::support::duet_bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("runuser");
+    // Started directly with the uid and gid of "nobody", so the guard kills the agent itself
+    // (killing a `runuser` wrapper would leave the agent running).
+    let child = {
+        use std::os::unix::process::CommandExt as _;
+        Command::new(crate::support::duet_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .uid(65534)
+            .gid(65534)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn duet as nobody")
+    };
     let _agents = Agents(vec![child]);
 
     let row = eventually(Duration::from_secs(20), "the ping row", || {

@@ -16,3 +16,31 @@ pub async fn status() -> Result<Status, String> {
         .await
         .map_err(|e| format!("unreadable status: {e}"))
 }
+
+/// Calls `on_status` with every `status` event the host pushes (`GET /api/v1/stream`). The
+/// browser's EventSource reconnects by itself after a lost connection.
+pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
+    use wasm_bindgen::JsCast as _;
+    use wasm_bindgen::closure::Closure;
+    let Ok(source) = web_sys::EventSource::new("/api/v1/stream") else {
+        return;
+    };
+    let listener =
+        Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            if let Some(status) = event
+                .data()
+                .as_string()
+                .and_then(|text| serde_json::from_str::<Status>(&text).ok())
+            {
+                on_status(status);
+            }
+        });
+    if source
+        .add_event_listener_with_callback("status", listener.as_ref().unchecked_ref())
+        .is_ok()
+    {
+        // The page lives as long as the stream: keep both.
+        listener.forget();
+        std::mem::forget(source);
+    }
+}

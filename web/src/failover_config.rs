@@ -8,20 +8,18 @@ use leptos::prelude::*;
 use crate::api;
 use crate::components::LedView;
 
-/// How often the window refreshes.
-const REFRESH: Duration = Duration::from_secs(5);
+/// The periodic refresh (the reference refreshes once a minute); changes arrive at once
+/// through the host's event stream.
+const REFRESH: Duration = Duration::from_secs(60);
 
 #[component]
 pub fn FailoverConfig() -> impl IntoView {
-    let (refresh, set_refresh) = signal(0u32);
-    set_interval(
-        move || set_refresh.update(|n| *n = n.wrapping_add(1)),
-        REFRESH,
-    );
-    let status = LocalResource::new(move || {
-        refresh.track();
-        api::status()
-    });
+    let (status, set_status) = signal(None::<Result<duet_core::api::Status, String>>);
+    let fetch =
+        move || leptos::task::spawn_local(async move { set_status.set(Some(api::status().await)) });
+    fetch();
+    set_interval(fetch, REFRESH);
+    api::on_status_events(move |s| set_status.set(Some(Ok(s))));
     view! {
         <section class="window" aria-label="Failover Config">
             <h2>"Failover Config"</h2>
