@@ -50,7 +50,9 @@ impl Drop for Running {
 
 pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     crate::setup()?;
-    crate::run(crate::cargo(root).args(["build", "--locked", "-p", "duet-host", "--bin", "duet"]))?;
+    // The same package selection as `cargo xtask test`'s build: building `-p duet-host` alone
+    // would resolve features differently and compile wasmtime a second time.
+    crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
     let duet = root.join("target/debug/duet");
     let (agents, dir) = if check {
         (&CHECK_AGENTS, root.join("target/demo-check"))
