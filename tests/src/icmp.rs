@@ -6,9 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use duet_core::api::Status;
-
-use crate::support::{AgentSpec, Agents, eventually, free_port, spawn, status};
+use crate::support::{AgentSpec, Agents, eventually, free_port, spawn, status_json};
 
 fn is_root() -> bool {
     Command::new("id")
@@ -85,7 +83,7 @@ fn icmp_heartbeats_succeed_on_loopback_and_count_failures_to_a_silent_host() {
     let _agents = Agents(vec![spawn(&config)]);
 
     let rows = eventually(Duration::from_secs(20), "ping rows settled", || {
-        let status: Status = serde_json::from_str(&status(port, true).1).ok()?;
+        let status = status_json(port)?;
         let rows = status.pair?.local.rows;
         let ping = rows.iter().find(|r| r.key == "heartbeat:loop")?.clone();
         let inverted = rows.iter().find(|r| r.key == "heartbeat:gw")?.clone();
@@ -148,7 +146,7 @@ fn icmp_without_privilege_is_a_probe_fault_that_counts_no_failures() {
     let _agents = Agents(vec![child]);
 
     let row = eventually(Duration::from_secs(20), "the ping row", || {
-        let status: Status = serde_json::from_str(&status(port, true).1).ok()?;
+        let status = status_json(port)?;
         status
             .pair?
             .local
@@ -164,7 +162,7 @@ fn icmp_without_privilege_is_a_probe_fault_that_counts_no_failures() {
         "{row:?}"
     );
     std::thread::sleep(Duration::from_millis(800));
-    let status: Status = serde_json::from_str(&status(port, true).1).expect("status");
+    let status = status_json(port).expect("status");
     let row = status
         .pair
         .expect("pair")

@@ -169,6 +169,11 @@ pub fn status(port: u16, json: bool) -> (i32, String) {
     )
 }
 
+/// `duet status --json` of the agent on `port`, parsed; `None` while it does not answer.
+pub fn status_json(port: u16) -> Option<duet_core::api::Status> {
+    serde_json::from_str(&status(port, true).1).ok()
+}
+
 /// Polls `what` every 100 ms until it returns `Some`, for at most `within`.
 pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + within;
