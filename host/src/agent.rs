@@ -2,10 +2,9 @@
 //! to the core (`failover.step`, then `rules.evaluate`), carries out the decision and publishes
 //! the status. The loop never waits on the network: probes and the peer exchange run apart.
 //!
-//! The peer exchange of this first cut is state-based: each agent serves a [`PeerReport`]
-//! (state, report, its go-offline request and its answer to the buddy's request) and polls the
-//! buddy's as its agent heartbeat. Requests and answers are therefore asynchronous, idempotent
-//! (tagged with a request id) and never block either side.
+//! The agents exchange [`PeerReport`]s over the peer link ([`crate::peer`]): state, Status
+//! column, go-offline request and answer. Requests and answers are therefore asynchronous,
+//! idempotent (tagged with a request id) and never block either side.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,12 +23,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, HeartbeatConfig};
 use crate::lock;
+use crate::net::{Network, PingError, Pinger, Tcp};
+use crate::peer::{LinkStats, PathSpec};
 use crate::runtime::{CoreOrigin, CoreRuntime, Limits};
 
-/// What an agent tells its buddy (served at `GET /api/v1/peer`).
+/// What an agent tells its buddy, on every peer-link exchange.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerReport {
     pub agent: String,
+    /// A random number per run of the agent: a restarted buddy's tick count starts again.
+    pub boot: u64,
+    /// The fingerprint of the settings both agents must share ([`Config::fingerprint`]).
+    pub fingerprint: String,
     pub priority: u32,
     pub state: FailoverState,
     /// All inverted heartbeats fail.
@@ -38,9 +43,7 @@ pub struct PeerReport {
     pub report: Report,
     /// The decision loop's tick number and period: a tick that stops moving is a stuck agent,
     /// not a live one.
-    #[serde(default)]
     pub tick: u64,
-    #[serde(default)]
     pub tick_ms: u64,
     /// This agent was Online before its restart and has not switched since (tie-break).
     pub was_online: bool,
@@ -98,6 +101,10 @@ pub struct RunOptions {
     pub core_events: Option<mpsc::UnboundedSender<CoreEvent>>,
     /// Receives the API's bound address once it listens.
     pub bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    /// The network for the peer link and the ICMP heartbeats (default: the real one).
+    pub network: Option<Arc<dyn Network>>,
+    /// Do not serve the HTTP API (the simulation runs many agents in one process).
+    pub no_api: bool,
 }
 
 /// How many decisions the history keeps.
@@ -129,10 +136,55 @@ pub(crate) struct Shared {
     /// The remembered state read from the state file at start.
     pub remembered: Option<FailoverState>,
     pub(crate) heartbeats: Mutex<Vec<Heartbeat>>,
+    /// The sync connection, measured like a heartbeat path; `None` when not configured.
+    pub(crate) sync: Option<Mutex<Heartbeat>>,
+    /// The buddy's newest report and when it arrived.
     buddy: Mutex<Option<(PeerReport, TimestampMs)>>,
+    pub network: Arc<dyn Network>,
+    /// The peer link's counters.
+    pub link: LinkStats,
     pub peer: watch::Sender<PeerReport>,
     pub status: watch::Sender<Status>,
     changed: Notify,
+}
+
+impl Shared {
+    /// Takes a report received from the buddy over any path, if it is newer than the one held
+    /// (paths race; a restarted buddy has a new boot number). Wakes the tick loop when the
+    /// buddy's state or requests changed.
+    pub(crate) fn receive(&self, report: PeerReport, now: TimestampMs) {
+        let mut buddy = lock(&self.buddy);
+        let (newer, changed) = match &*buddy {
+            None => (true, true),
+            Some((old, _)) => (
+                old.boot != report.boot || report.tick > old.tick,
+                old.state != report.state
+                    || old.request != report.request
+                    || old.answer != report.answer,
+            ),
+        };
+        if newer {
+            *buddy = Some((report, now));
+            drop(buddy);
+            if changed {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// How long an incoming peer connection may stay silent before it is closed: well over
+    /// any of the buddy's intervals (its paths mirror ours).
+    pub(crate) fn peer_idle_timeout(&self) -> Duration {
+        let longest = self
+            .config
+            .heartbeats
+            .iter()
+            .map(|h| h.interval)
+            .chain(self.config.sync.iter().map(|s| s.interval))
+            .max()
+            .unwrap_or(Duration::from_secs(1));
+        longest * 3 + Duration::from_secs(10)
+    }
 }
 
 /// Runs an agent until `shutdown` is cancelled.
@@ -157,8 +209,23 @@ pub async fn run(
     };
     let now = now_ms();
     let heartbeats = config.heartbeats.iter().map(initial_heartbeat).collect();
+    let sync = config.sync.as_ref().map(|s| {
+        Mutex::new(initial_heartbeat(&HeartbeatConfig {
+            id: "sync".into(),
+            kind: HeartbeatKind::Agent,
+            target: s.target.to_string(),
+            interval: s.interval,
+            timeout: s.timeout,
+            max_failures: s.max_failures,
+            source: s.source,
+        }))
+    });
+    let mut boot = [0u8; 8];
+    getrandom::fill(&mut boot).map_err(|e| anyhow::anyhow!("failed to read random bytes: {e}"))?;
     let first = PeerReport {
         agent: config.agent.name.clone(),
+        boot: u64::from_le_bytes(boot),
+        fingerprint: config.fingerprint(),
         priority: config.agent.priority,
         state: FailoverState::Offline,
         isolated: false,
@@ -190,44 +257,94 @@ pub async fn run(
         remembered,
         shutdown: CancellationToken::new(),
         heartbeats: Mutex::new(heartbeats),
+        sync,
         buddy: Mutex::new(None),
+        network: options.network.unwrap_or_else(|| Arc::new(Tcp)),
+        link: LinkStats::default(),
         peer: watch::Sender::new(first),
         status: watch::Sender::new(Status::default()),
         changed: Notify::new(),
         config,
     });
 
-    let listener = tokio::net::TcpListener::bind(shared.config.api.listen)
+    let peer_listener = shared
+        .network
+        .listen(shared.config.peer.listen)
         .await
         .with_context(|| {
             format!(
-                "failed to listen on {} (api.listen)",
-                shared.config.api.listen
+                "failed to listen on {} (peer.listen)",
+                shared.config.peer.listen
             )
         })?;
-    let bound = listener
-        .local_addr()
-        .context("failed to read the API's address")?;
-    tracing::info!(agent = %shared.config.agent.name, api = %bound, "duet agent started");
-    if let Some(tx) = options.bound {
-        let _ = tx.send(bound);
-    }
+    let api_listener = if options.no_api {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(shared.config.api.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "failed to listen on {} (api.listen)",
+                    shared.config.api.listen
+                )
+            })?;
+        let bound = listener
+            .local_addr()
+            .context("failed to read the API's address")?;
+        tracing::info!(agent = %shared.config.agent.name, api = %bound, peer = %shared.config.peer.listen, "duet agent started");
+        if let Some(tx) = options.bound {
+            let _ = tx.send(bound);
+        }
+        Some(listener)
+    };
 
     // `shutdown` asks the agent to stop: the tick loop hands over first (planned handover) and
     // then cancels `stop`, which ends the API, the probes and the watcher. The API keeps
     // serving during the handover, so the buddy sees it.
     let stop = shared.shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::api::serve(listener, shared.clone(), stop.clone()));
+    if let Some(listener) = api_listener {
+        tasks.spawn(crate::api::serve(listener, shared.clone(), stop.clone()));
+    }
+    tasks.spawn(crate::peer::serve(
+        shared.clone(),
+        peer_listener,
+        stop.clone(),
+    ));
     for (i, hb) in shared.config.heartbeats.iter().enumerate() {
         match hb.kind {
             HeartbeatKind::Agent => {
-                tasks.spawn(agent_heartbeat(shared.clone(), i, hb.clone(), stop.clone()))
+                let spec = PathSpec {
+                    target: hb.target.parse().context("validated as address:port")?,
+                    source: hb.source,
+                    interval: hb.interval,
+                    timeout: hb.timeout,
+                };
+                tasks.spawn(crate::peer::path(
+                    shared.clone(),
+                    Slot::Heartbeat(i),
+                    spec,
+                    stop.clone(),
+                ))
             }
             HeartbeatKind::Ping | HeartbeatKind::Inverted => {
                 tasks.spawn(icmp_heartbeat(shared.clone(), i, hb.clone(), stop.clone()))
             }
         };
+    }
+    if let Some(sync) = &shared.config.sync {
+        let spec = PathSpec {
+            target: sync.target,
+            source: sync.source,
+            interval: sync.interval,
+            timeout: sync.timeout,
+        };
+        tasks.spawn(crate::peer::path(
+            shared.clone(),
+            Slot::Sync,
+            spec,
+            stop.clone(),
+        ));
     }
     if let Some(path) = shared.config.core.path.clone() {
         tasks.spawn(watch_core_file(
@@ -426,6 +543,8 @@ async fn ticks(
             commands.try_recv().ok()
         };
         let heartbeats = lock(&shared.heartbeats).clone();
+        let sync = shared.sync.as_ref().map(|s| lock(s).clone());
+        let sync_up = sync.as_ref().is_some_and(sync_up);
         let buddy = lock(&shared.buddy)
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= millis(config.status.buddy_timeout));
@@ -439,7 +558,7 @@ async fn ticks(
             started_at: shared.started_at,
             config: config.failover(),
             heartbeats: heartbeats.clone(),
-            sync_up: false,
+            sync_up,
             buddy: buddy.as_ref().map(|(p, at)| p.view(*at)),
             command: command.clone(),
             offline_request: exchange.incoming.map(|(_, reason)| reason),
@@ -502,9 +621,20 @@ async fn ticks(
             started_at: shared.started_at,
             state: machine.state,
             mode: machine.mode,
-            configuration: Check::Ok,
+            configuration: shared
+                .link
+                .configuration_problem()
+                .map_or(Check::Ok, Check::Failing),
             heartbeats,
-            sync: Check::NotConfigured,
+            sync: match &sync {
+                None => Check::NotConfigured,
+                Some(_) if sync_up => Check::Ok,
+                Some(s) => Check::Failing(
+                    s.reason
+                        .clone()
+                        .unwrap_or_else(|| "not connected yet".into()),
+                ),
+            },
             database: Check::NotConfigured,
             nats: Check::NotConfigured,
             // Distinct components in runtime error: for now the core (a loaded core.wasm that
@@ -531,8 +661,11 @@ async fn ticks(
             );
         }
 
+        let previous = shared.peer.borrow().clone();
         shared.peer.send_replace(PeerReport {
             agent: config.agent.name.clone(),
+            boot: previous.boot,
+            fingerprint: previous.fingerprint,
             priority: config.agent.priority,
             state: machine.state,
             isolated,
@@ -566,10 +699,11 @@ async fn ticks(
             let buddy_online = buddy
                 .as_ref()
                 .is_some_and(|(p, _)| p.state == FailoverState::Online);
-            let buddy_gone = lock(&shared.heartbeats)
-                .iter()
-                .filter(|h| h.kind == HeartbeatKind::Agent)
-                .all(|h| h.exceeded());
+            let buddy_gone = !sync_up
+                && lock(&shared.heartbeats)
+                    .iter()
+                    .filter(|h| h.kind == HeartbeatKind::Agent)
+                    .all(|h| h.exceeded());
             let line = if buddy_gone {
                 Some("Shutting down without handover: the buddy is gone")
             } else if machine.state == FailoverState::Online {
@@ -641,72 +775,8 @@ pub(crate) fn snake<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// The agent heartbeat of this first cut: fetch the buddy's peer report over HTTP.
-async fn agent_heartbeat(
-    shared: Arc<Shared>,
-    index: usize,
-    hb: HeartbeatConfig,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut builder = reqwest::Client::builder().timeout(hb.timeout).no_proxy();
-    if let Some(source) = hb.source {
-        builder = builder.local_address(source);
-    }
-    let client = builder
-        .build()
-        .context("failed to build the heartbeat's HTTP client")?;
-    let url = format!("http://{}/api/v1/peer", hb.target);
-    // The buddy's last tick number and when it last moved.
-    let mut last_tick: Option<(u64, std::time::Instant)> = None;
-    let mut interval = tokio::time::interval(hb.interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            _ = interval.tick() => {}
-        }
-        let started = std::time::Instant::now();
-        let result = fetch_peer(&client, &url).await;
-        let now = now_ms();
-        let attempt = match &result {
-            // Whoever answers must be the buddy. A target pointing at ourselves or at a third
-            // agent is a configuration fault: shown (red), its report never used as the
-            // buddy's, and not counted as a failure (which could start a takeover).
-            Ok(peer) if peer.agent != shared.config.buddy.name => Attempt::Fault(format!(
-                "{} answered, not the buddy {}: check heartbeat[{index}].target",
-                peer.agent, shared.config.buddy.name
-            )),
-            Ok(peer) => match last_tick {
-                Some((t, since))
-                    if peer.tick_ms > 0
-                        && t == peer.tick
-                        && since.elapsed()
-                            > Duration::from_millis(peer.tick_ms.saturating_mul(4))
-                                + hb.interval =>
-                {
-                    Attempt::Failure(format!(
-                        "the buddy answers but its decision loop is stuck at tick {t}"
-                    ))
-                }
-                _ => Attempt::Success(started.elapsed()),
-            },
-            Err(why) => Attempt::Failure(why.clone()),
-        };
-        if let Ok(peer) = &result
-            && peer.agent == shared.config.buddy.name
-            && last_tick.is_none_or(|(t, _)| t != peer.tick)
-        {
-            last_tick = Some((peer.tick, std::time::Instant::now()));
-        }
-        if let (Ok(peer), Attempt::Success(_)) = (result, &attempt) {
-            *lock(&shared.buddy) = Some((peer, now));
-        }
-        record_attempt(&shared, index, attempt, now);
-    }
-}
-
 /// The outcome of one heartbeat attempt.
-enum Attempt {
+pub(crate) enum Attempt {
     /// An answer, after this round-trip time.
     Success(Duration),
     /// No answer: counts toward the path's allowed failures.
@@ -716,11 +786,39 @@ enum Attempt {
     Fault(String),
 }
 
-/// Writes an attempt's outcome into the heartbeat's state; wakes the tick loop on a change.
-fn record_attempt(shared: &Shared, index: usize, attempt: Attempt, now: TimestampMs) {
+/// Which measured path an attempt belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Slot {
+    /// `heartbeats[i]`.
+    Heartbeat(usize),
+    /// The sync connection.
+    Sync,
+}
+
+/// Whether the sync connection counts as up: it has worked, and has not failed more often in
+/// a row than it may.
+fn sync_up(sync: &Heartbeat) -> bool {
+    sync.last_success.is_some() && !sync.exceeded()
+}
+
+/// Writes an attempt's outcome into the path's state; wakes the tick loop on a change.
+pub(crate) fn record_attempt(shared: &Shared, slot: Slot, attempt: Attempt, now: TimestampMs) {
     let changed = {
-        let mut all = lock(&shared.heartbeats);
-        let state = &mut all[index];
+        let mut all;
+        let mut sync;
+        let state: &mut Heartbeat = match slot {
+            Slot::Heartbeat(i) => {
+                all = lock(&shared.heartbeats);
+                &mut all[i]
+            }
+            Slot::Sync => match &shared.sync {
+                Some(s) => {
+                    sync = lock(s);
+                    &mut sync
+                }
+                None => return,
+            },
+        };
         let before = (state.ok, state.reason.clone());
         match attempt {
             Attempt::Success(rtt) => {
@@ -760,20 +858,10 @@ async fn icmp_heartbeat(
         .target
         .parse()
         .context("heartbeat target was validated as an IP")?;
-    let mut config = surge_ping::Config::builder();
-    if target.is_ipv6() {
-        config = config.kind(surge_ping::ICMP::V6);
-    }
-    if let Some(source) = hb.source {
-        config = config.bind(std::net::SocketAddr::new(source, 0));
-    }
-    let config = config.build();
-    let ident =
-        surge_ping::PingIdentifier(u16::try_from(index).unwrap_or(0) ^ (std::process::id() as u16));
+    let ident = u16::try_from(index).unwrap_or(0) ^ (std::process::id() as u16);
     let mut interval = tokio::time::interval(hb.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The client owns the socket; a pinger only refers to it, so both are kept.
-    let mut icmp: Option<(surge_ping::Client, surge_ping::Pinger)> = None;
+    let mut icmp: Option<Box<dyn Pinger>> = None;
     let mut seq: u16 = 0;
     loop {
         tokio::select! {
@@ -782,12 +870,12 @@ async fn icmp_heartbeat(
         }
         let now = now_ms();
         if icmp.is_none() {
-            match surge_ping::Client::new(&config) {
-                Ok(client) => {
-                    let mut p = client.pinger(target, ident).await;
-                    p.timeout(hb.timeout);
-                    icmp = Some((client, p));
-                }
+            match shared
+                .network
+                .pinger(hb.source, target, ident, hb.timeout)
+                .await
+            {
+                Ok(p) => icmp = Some(p),
                 Err(e) => {
                     let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
                         "ICMP not permitted: duet needs root or CAP_NET_RAW for this heartbeat (a probe fault, not a failure of the target)".to_string()
@@ -796,60 +884,26 @@ async fn icmp_heartbeat(
                             "cannot open an ICMP socket: {e} (a probe fault, not a failure of the target)"
                         )
                     };
-                    record_attempt(&shared, index, Attempt::Fault(why), now);
+                    record_attempt(&shared, Slot::Heartbeat(index), Attempt::Fault(why), now);
                     continue;
                 }
             }
         }
-        let Some((_, p)) = icmp.as_mut() else {
+        let Some(p) = icmp.as_mut() else {
             continue;
         };
         seq = seq.wrapping_add(1);
-        let attempt = match p.ping(surge_ping::PingSequence(seq), &[0u8; 16]).await {
-            Ok((_, rtt)) => Attempt::Success(rtt),
-            Err(surge_ping::SurgeError::Timeout { .. }) => Attempt::Failure(format!(
+        let attempt = match p.ping(seq).await {
+            Ok(rtt) => Attempt::Success(rtt),
+            Err(PingError::Timeout) => Attempt::Failure(format!(
                 "no echo reply from {target} within {}",
                 humantime::format_duration(hb.timeout)
             )),
-            Err(e) => Attempt::Failure(format!("ping to {target} failed: {e}")),
+            Err(PingError::Other(e)) => Attempt::Failure(format!("ping to {target} failed: {e}")),
         };
-        record_attempt(&shared, index, attempt, now_ms());
+        record_attempt(&shared, Slot::Heartbeat(index), attempt, now_ms());
     }
 }
-
-async fn fetch_peer(client: &reqwest::Client, url: &str) -> Result<PeerReport, String> {
-    let response = client.get(url).send().await.map_err(|e| {
-        if e.is_timeout() {
-            "timed out: the buddy's duet did not answer".to_string()
-        } else if e.is_connect() {
-            "connection refused: the buddy's duet is not listening".to_string()
-        } else {
-            format!("request failed: {e}")
-        }
-    })?;
-    if !response.status().is_success() {
-        return Err(format!("the buddy answered HTTP {}", response.status()));
-    }
-    // Bounded: a wrong target serving something large must not fill our memory.
-    let mut response = response;
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("reading the buddy's report failed: {e}"))?
-    {
-        if body.len() + chunk.len() > MAX_PEER_REPORT {
-            return Err(format!(
-                "the answer exceeds {MAX_PEER_REPORT} bytes: is heartbeat target the buddy's duet?"
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("the buddy sent an unreadable report: {e}"))
-}
-
-/// The largest peer report accepted.
-const MAX_PEER_REPORT: usize = 1 << 20;
 
 /// Loads the core file at start and whenever it changes; a broken file keeps the old core.
 async fn watch_core_file(

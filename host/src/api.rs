@@ -5,7 +5,6 @@
 //! - `GET /api/v1/history?limit=N`: decisions that changed something, newest last.
 //! - `GET /api/v1/stream`: server-sent events, one `status` event per change of the status.
 //! - `POST /api/v1/commands/{switch,force-online,mode}`: named token with the right needed.
-//! - `GET /api/v1/peer`: what this agent tells its buddy (the first cut of the peer link).
 //! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
 
 use std::convert::Infallible;
@@ -24,7 +23,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{PeerReport, Shared};
+use crate::agent::Shared;
 use crate::auth::{self, Denied};
 use crate::config::Right;
 use crate::lock;
@@ -45,7 +44,6 @@ pub(crate) async fn serve(
         .route("/api/v1/commands/switch", post(switch))
         .route("/api/v1/commands/force-online", post(force_online))
         .route("/api/v1/commands/mode", post(mode))
-        .route("/api/v1/peer", get(peer))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::web::routes())
@@ -124,10 +122,6 @@ fn fingerprint(status: &Status) -> String {
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn peer(State(shared): State<Arc<Shared>>) -> Json<PeerReport> {
-    Json(shared.peer.borrow().clone())
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -30,6 +30,9 @@ pub struct Config {
     pub agent: AgentConfig,
     pub buddy: BuddyConfig,
     pub api: ApiConfig,
+    pub peer: PeerConfig,
+    /// The sync connection to the buddy: none when not configured.
+    pub sync: Option<SyncConfig>,
     pub core: CoreConfig,
     pub status: StatusConfig,
     pub failover: FailoverTimes,
@@ -75,6 +78,25 @@ pub enum Right {
     ForceOnline,
     /// `POST /api/v1/commands/mode`.
     Mode,
+}
+
+/// The peer port: the buddy's agent heartbeats and sync connection arrive here.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub listen: SocketAddr,
+    /// The secret both agents share; frames are authenticated with it (HMAC-SHA256).
+    pub pair_key: Vec<u8>,
+}
+
+/// The sync connection: a dedicated path to the buddy's peer port (ideally a direct link).
+/// While it works, the buddy is alive even if every agent heartbeat fails.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub target: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_failures: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +158,26 @@ impl Config {
         }
     }
 
+    /// A fingerprint of the settings both agents of a pair must share (the failover timings
+    /// and the build's version), carried over the peer link so the two can be compared.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let f = &self.failover;
+        let shared = format!(
+            "duet {} prepare={:?} going_online={:?} going_offline={:?} min_switch={:?} startup_wait={:?}",
+            env!("CARGO_PKG_VERSION"),
+            f.prepare_timeout,
+            f.going_online_timeout,
+            f.going_offline_timeout,
+            f.min_switch_interval,
+            f.startup_wait,
+        );
+        sha2::Sha256::digest(shared.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The state machine's settings.
     pub fn failover(&self) -> FailoverConfig {
         FailoverConfig {
@@ -190,6 +232,8 @@ struct RawConfig {
     agent: RawAgent,
     buddy: RawBuddy,
     api: RawApi,
+    peer: RawPeer,
+    sync: Option<RawSync>,
     #[serde(default)]
     core: RawCore,
     #[serde(default)]
@@ -244,6 +288,24 @@ struct RawApi {
     listen: String,
     #[serde(default, rename = "token")]
     tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    listen: String,
+    pair_key: Option<String>,
+    pair_key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    target: String,
+    source: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    max_failures: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +418,109 @@ impl Checker {
         }
     }
 
+    /// A path's interval and per-attempt timeout (`<path>.interval`, `<path>.timeout`).
+    fn timing(
+        &mut self,
+        path: &str,
+        interval: Option<&str>,
+        timeout: Option<&str>,
+    ) -> (Duration, Duration) {
+        let interval = self.duration(
+            &format!("{path}.interval"),
+            interval,
+            Duration::from_secs(1),
+            10 * MS,
+            Duration::from_secs(600),
+        );
+        let timeout = self.duration(
+            &format!("{path}.timeout"),
+            timeout,
+            interval.min(Duration::from_millis(500)),
+            MS,
+            Duration::from_secs(600),
+        );
+        if timeout > interval {
+            self.error(
+                format!("{path}.timeout"),
+                format!(
+                    "{} is longer than the interval ({}): attempts would overlap",
+                    fmt(timeout),
+                    fmt(interval)
+                ),
+            );
+        }
+        (interval, timeout)
+    }
+
+    /// An optional source address that pins a path to one NIC.
+    fn source(&mut self, path: &str, value: Option<&str>) -> Option<IpAddr> {
+        value.and_then(|s| match s.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(path, format!("\"{s}\" is not an IP address"));
+                None
+            }
+        })
+    }
+
+    /// The buddy's peer port on one path: an address:port that is not our own peer port.
+    fn buddy_peer(&mut self, path: &str, value: &str, own: SocketAddr) -> SocketAddr {
+        match value.parse::<SocketAddr>() {
+            Ok(t) if t == own => {
+                self.error(path, format!("{value} is this agent's own peer.listen: this path goes to the buddy's peer port"));
+                t
+            }
+            Ok(t) => t,
+            Err(_) => {
+                self.error(
+                    path,
+                    format!("\"{value}\" is not the buddy's peer address (address:port of its peer.listen)"),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            }
+        }
+    }
+
+    /// The pair key: exactly one of `peer.pair_key` and `peer.pair_key_file`, 16 bytes or more.
+    fn pair_key(&mut self, raw: &RawPeer, base: &Path) -> Vec<u8> {
+        let (path, key) = match (&raw.pair_key, &raw.pair_key_file) {
+            (Some(key), None) => ("peer.pair_key", key.as_bytes().to_vec()),
+            (None, Some(file)) => {
+                let file = if file.is_absolute() {
+                    file.clone()
+                } else {
+                    base.join(file)
+                };
+                match std::fs::read(&file) {
+                    // A trailing newline from `echo` or an editor is not part of the key.
+                    Ok(bytes) => ("peer.pair_key_file", bytes.trim_ascii_end().to_vec()),
+                    Err(e) => {
+                        self.error(
+                            "peer.pair_key_file",
+                            format!("cannot read {}: {e}", file.display()),
+                        );
+                        return Vec::new();
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                self.error("peer.pair_key", "give pair_key or pair_key_file, not both");
+                return Vec::new();
+            }
+            (None, None) => {
+                self.error("peer", "a pair key is required: set pair_key_file (or pair_key) to the same secret on both agents, e.g. the output of `openssl rand -hex 32`");
+                return Vec::new();
+            }
+        };
+        if key.len() < MIN_PAIR_KEY {
+            self.error(
+                path,
+                format!("the pair key is {} bytes: use at least {MIN_PAIR_KEY} (e.g. `openssl rand -hex 32`)", key.len()),
+            );
+        }
+        key
+    }
+
     fn name(&mut self, path: &str, value: &str) {
         let ok = !value.is_empty()
             && value.len() <= 64
@@ -373,6 +538,8 @@ fn fmt(d: Duration) -> String {
 }
 
 const MS: Duration = Duration::from_millis(1);
+/// The shortest pair key accepted, in bytes.
+const MIN_PAIR_KEY: usize = 16;
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
@@ -402,6 +569,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
     };
+
+    let peer_listen = match raw.peer.listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            c.error(
+                "peer.listen",
+                format!(
+                    "\"{}\" is not an address:port such as \"10.0.0.1:7201\"",
+                    raw.peer.listen
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+    if peer_listen == listen && listen.port() != 0 {
+        c.error("peer.listen", "the peer port must differ from api.listen");
+    }
+    let pair_key = c.pair_key(&raw.peer, base);
 
     let mut tokens: Vec<TokenConfig> = Vec::new();
     for (i, t) in raw.api.tokens.iter().enumerate() {
@@ -533,18 +718,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         };
         match kind {
             HeartbeatKind::Agent => {
-                if hb.target.parse::<SocketAddr>().is_ok_and(|t| t == listen) {
-                    c.error(at("target"), format!("{} is this agent's own api.listen: an agent heartbeat goes to the buddy", hb.target));
-                }
-                if hb.target.parse::<SocketAddr>().is_err() {
-                    c.error(
-                        at("target"),
-                        format!(
-                            "\"{}\" is not the buddy's duet address (address:port)",
-                            hb.target
-                        ),
-                    );
-                }
+                c.buddy_peer(&at("target"), &hb.target, peer_listen);
             }
             HeartbeatKind::Ping | HeartbeatKind::Inverted => {
                 if hb.target.parse::<IpAddr>().is_err() {
@@ -555,40 +729,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
                 }
             }
         }
-        let interval = c.duration(
-            &at("interval"),
+        let (interval, timeout) = c.timing(
+            &format!("heartbeat[{i}]"),
             hb.interval.as_deref(),
-            Duration::from_secs(1),
-            10 * MS,
-            Duration::from_secs(600),
-        );
-        let timeout = c.duration(
-            &at("timeout"),
             hb.timeout.as_deref(),
-            interval.min(Duration::from_millis(500)),
-            MS,
-            Duration::from_secs(600),
         );
-        if timeout > interval {
-            c.error(
-                at("timeout"),
-                format!(
-                    "{} is longer than the interval ({}): attempts would overlap",
-                    fmt(timeout),
-                    fmt(interval)
-                ),
-            );
-        }
-        let source = hb
-            .source
-            .as_deref()
-            .and_then(|s| match s.parse::<IpAddr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    c.error(at("source"), format!("\"{s}\" is not an IP address"));
-                    None
-                }
-            });
+        let source = c.source(&at("source"), hb.source.as_deref());
         heartbeats.push(HeartbeatConfig {
             id,
             kind,
@@ -615,6 +761,32 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let sync = raw.sync.as_ref().map(|s| {
+        let target = c.buddy_peer("sync.target", &s.target, peer_listen);
+        let (interval, timeout) = c.timing("sync", s.interval.as_deref(), s.timeout.as_deref());
+        SyncConfig {
+            target,
+            source: c.source("sync.source", s.source.as_deref()),
+            interval,
+            timeout,
+            max_failures: s.max_failures.unwrap_or(3),
+        }
+    });
+    if let Some(sync) = &sync
+        && let Some(i) = heartbeats.iter().position(|h| {
+            h.kind == HeartbeatKind::Agent
+                && h.target
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|t| t == sync.target)
+                && h.source == sync.source
+        })
+    {
+        c.error(
+            "sync.target",
+            format!("heartbeat[{i}] already uses this path: the sync connection must be a path of its own (ideally a direct link)"),
+        );
+    }
+
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -636,6 +808,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             name: raw.buddy.name,
         },
         api: ApiConfig { listen, tokens },
+        peer: PeerConfig {
+            listen: peer_listen,
+            pair_key,
+        },
+        sync,
         core: CoreConfig {
             path: raw.core.path.map(rel),
             deadline,
@@ -689,9 +866,12 @@ mod tests {
         name = "b"
         [api]
         listen = "127.0.0.1:7101"
+        [peer]
+        listen = "127.0.0.1:7201"
+        pair_key = "0123456789abcdef0123"
         [[heartbeat]]
         kind = "agent"
-        target = "127.0.0.1:7102"
+        target = "127.0.0.1:7202"
     "#;
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`runtime`]: the core component run by wasmtime, with deadlines, memory limits, fallback
 //!   to the embedded core, and hot replacement.
 //! - [`agent`]: the tick loop: probes → core → actions, and the status it publishes.
+//! - [`peer`]: the peer link (agent heartbeats and the sync connection), over [`net`].
 //! - [`api`]: the HTTP API and the web UI.
 //!
 //! ```no_run
@@ -21,6 +22,8 @@ pub mod bindings;
 pub mod config;
 pub mod frame;
 pub mod metrics;
+pub mod net;
+pub mod peer;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;

@@ -142,6 +142,33 @@ pub(crate) fn render(shared: &Shared) -> String {
         shared.runtime.fallbacks()
     );
 
+    family(
+        &mut out,
+        "duet_peer_frames_rejected_total",
+        "counter",
+        "Peer-link frames rejected (forged, replayed, garbled, too large...), by reason.",
+    );
+    for (reason, n) in lock(&shared.link.rejected).iter() {
+        let _ = writeln!(
+            out,
+            "duet_peer_frames_rejected_total{{agent=\"{agent}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "duet_peer_auth_failures",
+        "gauge",
+        "Hellos from the buddy that failed authentication in a row (pair key mismatch).",
+    );
+    let _ = writeln!(
+        out,
+        "duet_peer_auth_failures{{agent=\"{agent}\"}} {}",
+        shared
+            .link
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+
     let counters = lock(&shared.counters);
     family(
         &mut out,

@@ -324,7 +324,8 @@ fn status_exit_codes_red_and_unreachable() {
     let (pa, pb, nobody) = (free_port(), free_port(), free_port());
     // agent-b has a second heartbeat path to a port nobody listens on: its LED is red.
     let dead_path = format!(
-        "[[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{nobody}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n"
+        "[[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+        crate::support::peer_port(nobody)
     );
     let a = AgentSpec::new("agent-a", "agent-b", 200, pa, pb).write(dir.path());
     let b = AgentSpec {

@@ -68,6 +68,9 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
         name = "b"
         [api]
         listen = "127.0.0.1:0"
+        [peer]
+        listen = "127.0.0.1:0"
+        pair_key = "{}"
         [core]
         path = "{}"
         tick = "20ms"
@@ -77,6 +80,7 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
         kind = "agent"
         target = "127.0.0.1:{}"
         "#,
+        crate::support::PAIR_KEY,
         core_path.display(),
         free_port()
     );
@@ -89,6 +93,7 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
         core_events: Some(event_tx),
         runtime: None,
         bound: None,
+        ..RunOptions::default()
     };
     let agent = tokio::spawn(duet_host::run(config, options, shutdown.clone()));
     let mut ticks = Ticks {

@@ -118,6 +118,8 @@ pub enum Fault {
 fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
     PeerReport {
         agent: name.to_string(),
+        boot: 0,
+        fingerprint: String::new(),
         priority,
         state,
         isolated: false,

@@ -60,6 +60,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The peer port of the test agent whose API listens on `api_port`: a free port, chosen at
+/// first use and the same for the rest of the test process, so each agent of a pair can name
+/// the other's peer port from its API port.
+pub fn peer_port(api_port: u16) -> u16 {
+    static PORTS: OnceLock<std::sync::Mutex<std::collections::HashMap<u16, u16>>> = OnceLock::new();
+    let mut ports = PORTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *ports.entry(api_port).or_insert_with(free_port)
+}
+
+/// The pair key of the test agents.
+pub const PAIR_KEY: &str = "duet-test-pair-key-0123456789";
+
 /// Kills the agent processes even when the test fails.
 pub struct Agents(pub Vec<std::process::Child>);
 
@@ -94,6 +109,7 @@ pub struct AgentSpec {
     /// The agent heartbeat's interval and allowed failures (detection ≈ interval × (max + 1)).
     pub interval_ms: u64,
     pub max_failures: u32,
+    pub pair_key: String,
     /// More TOML appended at the end (more heartbeats, tokens).
     pub extra: String,
 }
@@ -108,6 +124,7 @@ impl AgentSpec {
             buddy_port,
             interval_ms: 200,
             max_failures: 3,
+            pair_key: PAIR_KEY.into(),
             extra: String::new(),
         }
     }
@@ -122,8 +139,10 @@ impl AgentSpec {
             buddy_port,
             interval_ms,
             max_failures,
+            pair_key,
             extra,
         } = self;
+        let (peer, buddy_peer) = (peer_port(*port), peer_port(*buddy_port));
         let text = format!(
             r#"
             [agent]
@@ -133,6 +152,9 @@ impl AgentSpec {
             name = "{buddy}"
             [api]
             listen = "127.0.0.1:{port}"
+            [peer]
+            listen = "127.0.0.1:{peer}"
+            pair_key = "{pair_key}"
             [failover]
             startup_wait = "3s"
             [status]
@@ -142,7 +164,7 @@ impl AgentSpec {
             failover_log = "{name}-failover.log"
             [[heartbeat]]
             kind = "agent"
-            target = "127.0.0.1:{buddy_port}"
+            target = "127.0.0.1:{buddy_peer}"
             interval = "{interval_ms}ms"
             timeout = "150ms"
             max_failures = {max_failures}

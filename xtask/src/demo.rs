@@ -132,15 +132,26 @@ fn write_config(
          [agent]\nname = \"{}\"\npriority = {priority}\n\n\
          [buddy]\nname = \"{}\"\n\n\
          [api]\nlisten = \"127.0.0.1:{}\"\n\n\
+         [peer]\nlisten = \"127.0.0.1:{}\"\npair_key = \"{DEMO_PAIR_KEY}\"\n\n\
          [failover]\nstartup_wait = \"5s\"\n\n\
          [[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"500ms\"\n\n\
          [log]\nfailover_log = \"{}-failover.log\"\n",
-        agent.name, buddy.name, agent.port, buddy.port, agent.name
+        agent.name,
+        buddy.name,
+        agent.port,
+        agent.port + PEER_PORT_OFFSET,
+        buddy.port + PEER_PORT_OFFSET,
+        agent.name
     );
     let path = dir.join(format!("{}.toml", agent.name));
     std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
     Ok(path)
 }
+
+/// Each demo agent's peer port is its API port plus this.
+const PEER_PORT_OFFSET: u16 = 100;
+/// The demo pair's shared secret: fine for a demo on loopback, never for a real pair.
+const DEMO_PAIR_KEY: &str = "duet-demo-pair-key-not-secret";
 
 /// The agent's failover state from `duet status --json`, or none if it does not answer.
 fn state_of(duet: &Path, port: u16) -> Option<String> {

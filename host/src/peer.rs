@@ -1,0 +1,394 @@
+//! The peer link: agent heartbeats and the sync connection, over the peer port.
+//!
+//! Every path (each `kind = "agent"` heartbeat, and the sync connection) is a TCP connection
+//! from this agent to the buddy's `peer.listen`, optionally from a chosen source address. Both
+//! sides send a [`Hello`] at once; frames are then authenticated with the pair key and
+//! replay-protected ([`crate::frame`]). Each attempt sends this agent's [`PeerReport`] and
+//! reads the buddy's in return: its state, its Status column, its go-offline request and its
+//! answer to ours. Requests are state in the report (tagged with an id), so they are
+//! asynchronous, idempotent and time-bounded, and nothing ever waits on the buddy. The buddy's
+//! newest report from any path is the one used, so a request gets through as long as one path
+//! works.
+//!
+//! A rejected frame (forged, replayed, garbled, too large) closes its connection and is
+//! counted; it changes no state. Hellos from the buddy that fail authentication repeatedly make
+//! the Configuration row say "pair key mismatch".
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Attempt, PeerReport, Shared, Slot, now_ms, record_attempt};
+use crate::frame::{FrameError, Hello, PairKey, Session, read_frame, write_frame};
+use crate::lock;
+use crate::net::{BoxStream, Listener};
+
+/// What travels in a data frame.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerMessage {
+    /// The sender's report; the receiver answers with its own.
+    Report(Box<PeerReport>),
+}
+
+/// After this many authentication failures in a row from the buddy, the Configuration row
+/// says "pair key mismatch" (one could be a garbled hello; three are a wrong key).
+pub const AUTH_FAILURES_SHOWN: u32 = 3;
+
+/// Connections the peer port serves at once; more are closed at once (a flood must not grow
+/// memory or tasks without bound). Two agents need one per path.
+const MAX_CONNECTIONS: usize = 32;
+
+/// How long a connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The peer link's counters.
+#[derive(Default)]
+pub struct LinkStats {
+    /// Hellos from the buddy that failed authentication since the last good one.
+    pub auth_failures: AtomicU32,
+    /// Frames rejected, by reason.
+    pub rejected: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl LinkStats {
+    fn reject(&self, reason: &'static str) {
+        *lock(&self.rejected).entry(reason).or_default() += 1;
+    }
+
+    /// The Configuration problem the link has found, if any.
+    pub fn configuration_problem(&self) -> Option<String> {
+        (self.auth_failures.load(Ordering::Relaxed) >= AUTH_FAILURES_SHOWN)
+            .then(|| "pair key mismatch".to_string())
+    }
+}
+
+/// A label for metrics, per rejection reason.
+fn reason(e: &FrameError) -> &'static str {
+    match e {
+        FrameError::TooLarge(_) => "too_large",
+        FrameError::Truncated => "truncated",
+        FrameError::BadMagic => "bad_magic",
+        FrameError::Version(_) => "version",
+        FrameError::Kind(_) => "kind",
+        FrameError::BadMac => "bad_mac",
+        FrameError::Replay { .. } => "replay",
+        FrameError::Malformed(_) => "malformed",
+    }
+}
+
+/// One path to the buddy's peer port.
+#[derive(Debug, Clone)]
+pub struct PathSpec {
+    pub target: SocketAddr,
+    pub source: Option<IpAddr>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// An open, authenticated connection.
+struct Conn {
+    stream: BoxStream,
+    session: Session,
+}
+
+/// Why an attempt on a path failed.
+enum PathError {
+    /// Counts toward the path's allowed failures.
+    Failure(String),
+    /// The path is misconfigured (it reaches another agent): shown, never counted.
+    Fault(String),
+}
+
+/// Runs one path: an attempt every `interval`, each bounded by `timeout`.
+pub(crate) async fn path(
+    shared: Arc<Shared>,
+    slot: Slot,
+    spec: PathSpec,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let key = PairKey::new(&shared.config.peer.pair_key);
+    let mut conn: Option<Conn> = None;
+    // The buddy's last (boot, tick) and when it last moved.
+    let mut last_tick: Option<((u64, u64), tokio::time::Instant)> = None;
+    let mut interval = tokio::time::interval(spec.interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = interval.tick() => {}
+        }
+        let started = tokio::time::Instant::now();
+        let result = match tokio::time::timeout(
+            spec.timeout,
+            attempt(&shared, &key, &spec, &mut conn),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(PathError::Failure(format!(
+                "timed out: the buddy's duet did not answer within {}",
+                humantime::format_duration(spec.timeout)
+            ))),
+        };
+        if result.is_err() {
+            // A failed or timed-out attempt leaves the stream in an unknown state.
+            conn = None;
+        }
+        let now = now_ms();
+        let outcome = match result {
+            Ok(report) => {
+                let at = (report.boot, report.tick);
+                let stuck = match last_tick {
+                    Some((t, since)) if t == at => {
+                        report.tick_ms > 0
+                            && since.elapsed()
+                                > Duration::from_millis(report.tick_ms.saturating_mul(4))
+                                    + spec.interval
+                    }
+                    _ => {
+                        last_tick = Some((at, tokio::time::Instant::now()));
+                        false
+                    }
+                };
+                if stuck {
+                    Attempt::Failure(format!(
+                        "the buddy answers but its decision loop is stuck at tick {}",
+                        report.tick
+                    ))
+                } else {
+                    shared.receive(*report, now);
+                    Attempt::Success(started.elapsed())
+                }
+            }
+            Err(PathError::Failure(why)) => Attempt::Failure(why),
+            Err(PathError::Fault(why)) => Attempt::Fault(why),
+        };
+        record_attempt(&shared, slot, outcome, now);
+    }
+}
+
+/// One exchange on a path: connect and greet if needed, send our report, read the buddy's.
+async fn attempt(
+    shared: &Shared,
+    key: &PairKey,
+    spec: &PathSpec,
+    conn: &mut Option<Conn>,
+) -> Result<Box<PeerReport>, PathError> {
+    let buddy = &shared.config.buddy.name;
+    if conn.is_none() {
+        let mut stream = shared
+            .network
+            .connect(spec.source, spec.target)
+            .await
+            .map_err(|e| {
+                PathError::Failure(match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        "connection refused: the buddy's duet is not listening".to_string()
+                    }
+                    _ => format!("cannot connect to {}: {e}", spec.target),
+                })
+            })?;
+        let ours = Hello::new(&shared.config.agent.name)
+            .map_err(|e| PathError::Fault(format!("cannot make a hello: {e:#}")))?;
+        write_frame(&mut stream, &ours.seal(key))
+            .await
+            .map_err(|e| PathError::Failure(format!("the connection failed: {e}")))?;
+        let frame = read(&mut stream).await?;
+        let theirs = match Hello::open(key, &frame) {
+            Ok(h) => h,
+            Err(e) => {
+                shared.link.reject(reason(&e));
+                if e == FrameError::BadMac {
+                    shared.link.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(PathError::Failure(
+                        "authentication failed: pair key mismatch (or a forged hello)".into(),
+                    ));
+                }
+                return Err(PathError::Failure(format!(
+                    "the buddy's hello was rejected: {e}"
+                )));
+            }
+        };
+        shared.link.auth_failures.store(0, Ordering::Relaxed);
+        // Whoever answers must be the buddy. A target pointing at a third agent (or at
+        // ourselves) is a configuration fault: shown, and never counted as a failure, which
+        // could start a takeover.
+        if theirs.agent != *buddy {
+            shared.link.reject("wrong_agent");
+            return Err(PathError::Fault(format!(
+                "{} answered, not the buddy {buddy}: check the target {}",
+                theirs.agent, spec.target
+            )));
+        }
+        let session = Session::new(key.clone(), &ours, &theirs, true);
+        *conn = Some(Conn { stream, session });
+    }
+    let Some(Conn { stream, session }) = conn.as_mut() else {
+        unreachable!("connected above");
+    };
+    let ours = PeerMessage::Report(Box::new(shared.peer.borrow().clone()));
+    send(stream, session, &ours).await?;
+    let frame = read(stream).await?;
+    let message = open(shared, session, &frame).map_err(PathError::Failure)?;
+    let PeerMessage::Report(report) = message;
+    if report.agent != *buddy {
+        shared.link.reject("wrong_agent");
+        return Err(PathError::Fault(format!(
+            "the report is from {}, not the buddy {buddy}",
+            report.agent
+        )));
+    }
+    Ok(report)
+}
+
+async fn send(
+    stream: &mut BoxStream,
+    session: &mut Session,
+    message: &PeerMessage,
+) -> Result<(), PathError> {
+    let payload = serde_json::to_vec(message)
+        .map_err(|e| PathError::Fault(format!("cannot encode the report: {e}")))?;
+    let frame = session
+        .seal(&payload)
+        .map_err(|e| PathError::Fault(format!("cannot send the report: {e}")))?;
+    write_frame(stream, &frame)
+        .await
+        .map_err(|e| PathError::Failure(format!("the connection failed: {e}")))
+}
+
+async fn read(stream: &mut BoxStream) -> Result<Vec<u8>, PathError> {
+    match read_frame(stream).await {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(e)) => Err(PathError::Failure(format!(
+            "the buddy's frame was rejected: {e}"
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(PathError::Failure("the buddy closed the connection".into()))
+        }
+        Err(e) => Err(PathError::Failure(format!("the connection failed: {e}"))),
+    }
+}
+
+/// Authenticates and decodes a data frame; a rejection is counted.
+fn open(shared: &Shared, session: &mut Session, frame: &[u8]) -> Result<PeerMessage, String> {
+    let payload = session.open(frame).map_err(|e| {
+        shared.link.reject(reason(&e));
+        format!("frame rejected: {e}")
+    })?;
+    serde_json::from_slice(&payload).map_err(|e| {
+        shared.link.reject("unreadable");
+        format!("the buddy sent an unreadable message: {e}")
+    })
+}
+
+/// Serves the peer port until `shutdown`.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut listener: Box<dyn Listener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, from) = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(error = %e, "peer port: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%from, "peer port: too many connections; closing this one");
+            continue;
+        };
+        let shared = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                why = connection(&shared, stream) => {
+                    tracing::debug!(%from, %why, "peer connection closed");
+                }
+            }
+        });
+    }
+}
+
+/// Serves one incoming connection; returns why it ended.
+async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
+    let key = PairKey::new(&shared.config.peer.pair_key);
+    let ours = match Hello::new(&shared.config.agent.name) {
+        Ok(h) => h,
+        Err(e) => return format!("{e:#}"),
+    };
+    // Our hello first, so a client with the wrong key can tell a key mismatch from a refusal.
+    if let Err(e) = write_frame(&mut stream, &ours.seal(&key)).await {
+        return e.to_string();
+    }
+    let frame = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream)).await {
+        Err(_) => return "no hello in time".into(),
+        Ok(Err(e)) => return e.to_string(),
+        Ok(Ok(Err(e))) => {
+            shared.link.reject(reason(&e));
+            return e.to_string();
+        }
+        Ok(Ok(Ok(frame))) => frame,
+    };
+    let theirs = match Hello::open(&key, &frame) {
+        Ok(h) => h,
+        Err(e) => {
+            shared.link.reject(reason(&e));
+            return e.to_string();
+        }
+    };
+    if theirs.agent != shared.config.buddy.name {
+        shared.link.reject("wrong_agent");
+        return format!("{} is not the buddy", theirs.agent);
+    }
+    let mut session = Session::new(key, &ours, &theirs, false);
+    let idle = shared.peer_idle_timeout();
+    loop {
+        let frame = match tokio::time::timeout(idle, read_frame(&mut stream)).await {
+            Err(_) => return "idle".into(),
+            Ok(Err(e)) => return e.to_string(),
+            Ok(Ok(Err(e))) => {
+                shared.link.reject(reason(&e));
+                return e.to_string();
+            }
+            Ok(Ok(Ok(frame))) => frame,
+        };
+        let PeerMessage::Report(report) = match open(shared, &mut session, &frame) {
+            Ok(m) => m,
+            Err(why) => return why,
+        };
+        if report.agent != theirs.agent {
+            shared.link.reject("wrong_agent");
+            return format!(
+                "a report from {} on {}'s connection",
+                report.agent, theirs.agent
+            );
+        }
+        shared.receive(*report, now_ms());
+        let answer = PeerMessage::Report(Box::new(shared.peer.borrow().clone()));
+        let sent = match serde_json::to_vec(&answer)
+            .map_err(|e| e.to_string())
+            .and_then(|p| session.seal(&p).map_err(|e| e.to_string()))
+        {
+            Ok(frame) => write_frame(&mut stream, &frame).await,
+            Err(why) => return why,
+        };
+        if let Err(e) = sent {
+            return e.to_string();
+        }
+    }
+}
