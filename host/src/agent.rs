@@ -105,6 +105,10 @@ pub struct RunOptions {
     pub network: Option<Arc<dyn Network>>,
     /// Do not serve the HTTP API (the simulation runs many agents in one process).
     pub no_api: bool,
+    /// The clock (default: the system's, read at start).
+    pub clock: Option<Clock>,
+    /// Receives a sender for operator commands, as the API would give them.
+    pub commands: Option<tokio::sync::oneshot::Sender<mpsc::Sender<OperatorCommand>>>,
 }
 
 /// How many decisions the history keeps.
@@ -123,6 +127,7 @@ pub(crate) struct Counters {
 pub(crate) struct Shared {
     pub config: Config,
     pub started_at: TimestampMs,
+    pub clock: Clock,
     /// Operators' commands for the next tick (bounded: a flood is refused, not queued).
     pub commands: mpsc::Sender<OperatorCommand>,
     /// Decisions that changed something, newest last.
@@ -207,7 +212,8 @@ pub async fn run(
             )
         }
     };
-    let now = now_ms();
+    let clock = options.clock.unwrap_or_else(Clock::system);
+    let now = clock.now();
     let heartbeats = config.heartbeats.iter().map(initial_heartbeat).collect();
     let sync = config.sync.as_ref().map(|s| {
         Mutex::new(initial_heartbeat(&HeartbeatConfig {
@@ -248,9 +254,13 @@ pub async fn run(
         tracing::info!(file = %config.state.file.display(), state = state.label(), "remembered state");
     }
     let (commands, command_rx) = mpsc::channel(16);
+    if let Some(tx) = options.commands {
+        let _ = tx.send(commands.clone());
+    }
     let shared = Arc::new(Shared {
         started_at: now,
         commands,
+        clock,
         history: Mutex::new(std::collections::VecDeque::new()),
         counters: Mutex::new(Counters::default()),
         runtime: runtime.clone(),
@@ -389,22 +399,41 @@ fn initial_heartbeat(hb: &HeartbeatConfig) -> Heartbeat {
     }
 }
 
-/// Milliseconds since the Unix epoch, as the system clock said at start.
+/// The agent's clock: milliseconds since the Unix epoch, as the system clock said at start.
 ///
 /// Read once from the system clock, then advanced by the monotonic clock: a clock step (NTP,
 /// a board without a real-time clock) never stretches or skips a timeout, a start-up wait or
 /// the ping-pong guard. The price: if the clock was wrong at start (no real-time clock, NTP not
-/// yet synced), timestamps in the log and the API stay off by that much until a restart.
-pub fn now_ms() -> TimestampMs {
-    static START: std::sync::OnceLock<(TimestampMs, std::time::Instant)> =
-        std::sync::OnceLock::new();
-    let (wall, mono) = START.get_or_init(|| {
+/// yet synced), timestamps in the log and the API stay off by that much until a restart. The
+/// monotonic clock is tokio's, so a simulation with paused time runs the agent on virtual time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: TimestampMs,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    /// The system clock, now.
+    pub fn system() -> Self {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        (wall, std::time::Instant::now())
-    });
-    wall.saturating_add(u64::try_from(mono.elapsed().as_millis()).unwrap_or(u64::MAX))
+        Clock::starting_at(wall)
+    }
+
+    /// A clock that reads `wall` now.
+    pub fn starting_at(wall: TimestampMs) -> Self {
+        Clock {
+            wall,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now(&self) -> TimestampMs {
+        self.wall
+            .saturating_add(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
 }
 
 /// Bookkeeping of the go-offline requests between the agents. Requests and answers are state
@@ -522,8 +551,8 @@ async fn ticks(
                 // buddy's heartbeats to time out.
                 let f = &config.failover;
                 let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
-                handover = Some(now_ms() + millis(limit));
-                log.write(now_ms(), "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name));
+                handover = Some(shared.clock.now() + millis(limit));
+                log.write(shared.clock.now(), "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name));
             }
             _ = interval.tick() => {}
             () = shared.changed.notified() => {}
@@ -532,7 +561,7 @@ async fn ticks(
             () = shared.shutdown.cancelled() => break,
         }
         tick += 1;
-        let now = now_ms();
+        let now = shared.clock.now();
         let command = if handover.is_some() && !handover_asked {
             handover_asked = true;
             Some(OperatorCommand {
@@ -868,7 +897,7 @@ async fn icmp_heartbeat(
             () = shutdown.cancelled() => return Ok(()),
             _ = interval.tick() => {}
         }
-        let now = now_ms();
+        let now = shared.clock.now();
         if icmp.is_none() {
             match shared
                 .network
@@ -901,7 +930,7 @@ async fn icmp_heartbeat(
             )),
             Err(PingError::Other(e)) => Attempt::Failure(format!("ping to {target} failed: {e}")),
         };
-        record_attempt(&shared, Slot::Heartbeat(index), attempt, now_ms());
+        record_attempt(&shared, Slot::Heartbeat(index), attempt, shared.clock.now());
     }
 }
 

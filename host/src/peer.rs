@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{Attempt, PeerReport, Shared, Slot, now_ms, record_attempt};
+use crate::agent::{Attempt, PeerReport, Shared, Slot, record_attempt};
 use crate::frame::{FrameError, Hello, PairKey, Session, read_frame, write_frame};
 use crate::lock;
 use crate::net::{BoxStream, Listener};
@@ -139,7 +139,7 @@ pub(crate) async fn path(
             // A failed or timed-out attempt leaves the stream in an unknown state.
             conn = None;
         }
-        let now = now_ms();
+        let now = shared.clock.now();
         let outcome = match result {
             Ok(report) => {
                 let at = (report.boot, report.tick);
@@ -292,10 +292,12 @@ pub(crate) async fn serve(
     mut listener: Box<dyn Listener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // The connections live in this task's set: they end with it, however it ends.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, from) = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
+            Some(_) = connections.join_next() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -306,20 +308,14 @@ pub(crate) async fn serve(
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        if connections.len() >= MAX_CONNECTIONS {
             tracing::warn!(%from, "peer port: too many connections; closing this one");
             continue;
-        };
+        }
         let shared = shared.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                () = stop.cancelled() => {}
-                why = connection(&shared, stream) => {
-                    tracing::debug!(%from, %why, "peer connection closed");
-                }
-            }
+        connections.spawn(async move {
+            let why = connection(&shared, stream).await;
+            tracing::debug!(%from, %why, "peer connection closed");
         });
     }
 }
@@ -378,7 +374,7 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
                 report.agent, theirs.agent
             );
         }
-        shared.receive(*report, now_ms());
+        shared.receive(*report, shared.clock.now());
         let answer = PeerMessage::Report(Box::new(shared.peer.borrow().clone()));
         let sent = match serde_json::to_vec(&answer)
             .map_err(|e| e.to_string())

@@ -6,23 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{AgentSpec, Agents, eventually, free_port, spawn, status_json};
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::support::{AgentSpec, Agents, eventually, free_port, ip, is_root, spawn, status_json};
 
 /// A namespace joined to the host by a veth pair; removed on drop, even when the test fails.
 struct SilentHost {

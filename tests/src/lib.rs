@@ -8,11 +8,16 @@
 //! - `icmp`: ICMP heartbeats with real packets, to loopback and to a silent namespace host.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
 //! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
+//! - `sim`: the same plans and invariants run through two real host agents over an in-memory
+//!   network on paused time (1,000 schedules).
 //! - `api`: the JSON API, its OpenAPI document, tokens, the event stream, `/metrics` and
 //!   `duet status`, against running agents.
+//! - `netns`: two real agents in network namespaces (LAN through a bridge, gateway, sync
+//!   cable): cuts, kill -9, heals, SIGTERM, twenty simultaneous starts.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 
 pub mod model;
+pub mod sim;
 pub mod support;
 
 #[cfg(test)]
@@ -29,5 +34,7 @@ mod handover;
 mod hot_swap;
 #[cfg(test)]
 mod icmp;
+#[cfg(test)]
+mod netns;
 #[cfg(test)]
 mod scenarios;

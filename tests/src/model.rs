@@ -26,7 +26,7 @@ use duet_core::{
 use duet_host::agent::{PeerReport, Requests};
 
 /// Simulated time step.
-const DT: u64 = 50;
+pub const DT: u64 = 50;
 /// Each agent's decision tick.
 const TICK: u64 = 250;
 /// Heartbeat (and peer report) interval.
@@ -396,6 +396,184 @@ impl Plan {
 /// How a simulated agent decides: duet-core natively, with chosen safeguards, or core.wasm.
 pub type Stepper<'a> = &'a dyn Fn(&MachineState, &Input, u64) -> duet_core::Decision;
 
+/// A plan's full schedule: its faults, then healing, the planned switches, and the end.
+pub struct Timeline {
+    pub schedule: Vec<(u64, Fault)>,
+    /// When exactly one agent must be Online.
+    pub settled: u64,
+    /// When the planned switches are asked.
+    pub switches: Vec<u64>,
+    pub end: u64,
+}
+
+impl Plan {
+    /// The plan's faults, then everything healed at `healed` (and both agents running), two
+    /// planned switches once settled, and the end of the run.
+    pub fn timeline(&self) -> Timeline {
+        let mut schedule = self.schedule.clone();
+        for f in [
+            Fault::HealLink,
+            Fault::HealSync,
+            Fault::GatewayUp(0),
+            Fault::GatewayUp(1),
+            Fault::Loss(0),
+            Fault::Restart(0),
+            Fault::Restart(1),
+        ] {
+            schedule.push((self.healed, f));
+        }
+        schedule.sort_by_key(|(at, _)| *at);
+        let settled = self.healed + LIVENESS_BOUND;
+        // Two planned switches once settled, the second soon after the first: the agent that
+        // just stepped down must take over again at once (its ping-pong guard must not stop
+        // it).
+        let first_switch = settled + QUIET;
+        let switches: Vec<u64> = if self.planned_switch {
+            vec![first_switch, first_switch + HANDOVER_BOUND + 1_000]
+        } else {
+            Vec::new()
+        };
+        let end = switches
+            .last()
+            .map_or(settled + QUIET, |last| last + HANDOVER_BOUND + QUIET);
+        Timeline {
+            schedule,
+            settled,
+            switches,
+            end,
+        }
+    }
+}
+
+/// What the invariants look at, at one instant.
+pub struct Observed {
+    /// Each agent's state machine; `None` while it is not running.
+    pub states: [Option<MachineState>; 2],
+    /// Both agents run and a path between them (agent heartbeat or sync) works without loss.
+    pub contact: bool,
+    /// A running agent reaches its gateway.
+    pub healthy: bool,
+}
+
+/// The five invariants, checked over a run: the model check and the host simulation share
+/// them.
+pub struct Invariants {
+    settled: u64,
+    switches: Vec<u64>,
+    contact_since: Option<u64>,
+    zero_since: Option<u64>,
+    settled_states: Option<[Option<FailoverState>; 2]>,
+    switch_target: Option<usize>,
+}
+
+impl Invariants {
+    pub fn new(timeline: &Timeline) -> Self {
+        Invariants {
+            settled: timeline.settled,
+            switches: timeline.switches.clone(),
+            contact_since: None,
+            zero_since: None,
+            settled_states: None,
+            switch_target: None,
+        }
+    }
+
+    /// A planned switch toward agent `target` was asked.
+    pub fn switch_asked(&mut self, target: usize) {
+        self.switch_target = Some(target);
+    }
+
+    /// Checks the invariants at `now` (called every [`DT`]); `Err` says which one broke.
+    pub fn check(&mut self, now: u64, o: &Observed) -> Result<(), String> {
+        let online_at = |i: usize| o.states[i].is_some_and(|m| m.state == FailoverState::Online);
+        let online = (0..2).filter(|i| online_at(*i)).count();
+        self.contact_since = if o.contact {
+            self.contact_since.or(Some(now))
+        } else {
+            None
+        };
+        if online == 2
+            && let Some(t) = self.contact_since
+            && now - t > CONTACT_BOUND
+        {
+            return Err(format!(
+                "two agents Online after {} ms of clean contact",
+                now - t
+            ));
+        }
+        self.zero_since = if online == 0 && o.healthy {
+            self.zero_since.or(Some(now))
+        } else {
+            None
+        };
+        if let Some(t) = self.zero_since
+            && now - t > LIVENESS_BOUND
+        {
+            return Err(format!(
+                "nobody Online for {} ms while a healthy agent exists",
+                now - t
+            ));
+        }
+        for (i, m) in o.states.iter().enumerate() {
+            let Some(m) = m else { continue };
+            let limit = match m.state {
+                FailoverState::PreparingToGoOnline => CONFIG.prepare_timeout_ms,
+                FailoverState::GoingOnline => CONFIG.going_online_timeout_ms,
+                FailoverState::GoingOffline => CONFIG.going_offline_timeout_ms,
+                FailoverState::Offline | FailoverState::Online => continue,
+            };
+            if now.saturating_sub(m.since) > limit + 2 * TICK {
+                return Err(format!(
+                    "{} stuck in {:?} for {} ms",
+                    NAMES[i],
+                    m.state,
+                    now.saturating_sub(m.since)
+                ));
+            }
+        }
+        let switch_due = self.switches.iter().any(|at| now == at + HANDOVER_BOUND);
+        let switching = self
+            .switches
+            .iter()
+            .any(|at| now >= *at && now < at + HANDOVER_BOUND);
+        let states = o.states.map(|m| m.map(|m| m.state));
+        if now == self.settled || switch_due {
+            if online != 1 {
+                let since = if switch_due {
+                    "the planned switch"
+                } else {
+                    "healing"
+                };
+                return Err(format!("{online} agents Online after {since}"));
+            }
+            if let Some(target) = self.switch_target
+                && switch_due
+                && !online_at(target)
+            {
+                return Err(format!(
+                    "the planned switch to {} did not complete within {HANDOVER_BOUND} ms",
+                    NAMES[target]
+                ));
+            }
+            self.settled_states = Some(states);
+        }
+        if switching {
+            self.settled_states = None; // a planned switch is under way
+        }
+        if let Some(before) = self.settled_states
+            && states != before
+        {
+            return Err(format!(
+                "a state changed with no new fault: {before:?} -> {states:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The agents' names, by index.
+pub const NAMES: [&str; 2] = ["agent-a", "agent-b"];
+
 /// Runs one random seed with duet-core natively; `Err` carries the first violation.
 pub fn run(seed: u64, safeguards: Safeguards) -> Result<(), Violation> {
     let plan = Plan::random(&mut Rng::new(seed));
@@ -419,39 +597,12 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         loss: 0,
         flight: Vec::new(),
     };
-    let mut schedule = plan.schedule.clone();
-    let healed = plan.healed;
-    for f in [
-        Fault::HealLink,
-        Fault::HealSync,
-        Fault::GatewayUp(0),
-        Fault::GatewayUp(1),
-        Fault::Loss(0),
-        Fault::Restart(0),
-        Fault::Restart(1),
-    ] {
-        schedule.push((healed, f));
-    }
-    let settled = healed + LIVENESS_BOUND;
-    // Two planned switches once settled, the second soon after the first: the agent that
-    // just stepped down must take over again at once (its ping-pong guard must not stop it).
-    let first_switch = settled + QUIET;
-    let switches: Vec<u64> = if plan.planned_switch {
-        vec![first_switch, first_switch + HANDOVER_BOUND + 1_000]
-    } else {
-        Vec::new()
-    };
-    let end = switches
-        .last()
-        .map_or(settled + QUIET, |last| last + HANDOVER_BOUND + QUIET);
-    schedule.sort_by_key(|(at, _)| *at);
+    let timeline = plan.timeline();
+    let schedule = &timeline.schedule;
+    let mut invariants = Invariants::new(&timeline);
 
     let mut trace = String::new();
     let mut next = 0;
-    let mut contact_since: Option<u64> = None;
-    let mut zero_since: Option<u64> = None;
-    let mut settled_states: Option<[FailoverState; 2]> = None;
-    let mut switch_target: Option<usize> = None;
     let fail = |at: u64, what: String, trace: &str| {
         Err(Violation {
             seed,
@@ -462,7 +613,7 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
     };
 
     let mut now = 0;
-    while now <= end {
+    while now <= timeline.end {
         // Faults due now.
         while next < schedule.len() && schedule[next].0 <= now {
             let (_, fault) = schedule[next];
@@ -501,14 +652,14 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
             }
         }
         // The planned switch, once settled: asked of the Online agent.
-        if switches.contains(&now) {
+        if timeline.switches.contains(&now) {
             match agents.iter().position(Agent::online) {
                 Some(i) => {
                     agents[i].command = Some(OperatorCommand {
                         by: "operator".into(),
                         command: Command::Switch,
                     });
-                    switch_target = Some(1 - i);
+                    invariants.switch_asked(1 - i);
                     let _ = writeln!(
                         trace,
                         "{now:>6} ms  planned switch asked of {}",
@@ -580,100 +731,17 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         }
 
         // Invariants.
-        let online = agents.iter().filter(|a| a.online()).count();
         let both_running = agents.iter().all(|a| a.running);
-        let contact = both_running && net.loss == 0 && (net.link || net.sync);
-        contact_since = if contact {
-            contact_since.or(Some(now))
-        } else {
-            None
+        let observed = Observed {
+            states: [0, 1].map(|i| agents[i].running.then_some(agents[i].machine)),
+            contact: both_running && net.loss == 0 && (net.link || net.sync),
+            healthy: agents
+                .iter()
+                .enumerate()
+                .any(|(i, a)| a.running && net.gateway[i]),
         };
-        if online == 2 && contact_since.is_some_and(|t| now - t > CONTACT_BOUND) {
-            return fail(
-                now,
-                format!(
-                    "two agents Online after {} ms of clean contact",
-                    now - contact_since.unwrap_or(now)
-                ),
-                &trace,
-            );
-        }
-        let healthy = agents
-            .iter()
-            .enumerate()
-            .any(|(i, a)| a.running && net.gateway[i]);
-        zero_since = if online == 0 && healthy {
-            zero_since.or(Some(now))
-        } else {
-            None
-        };
-        if zero_since.is_some_and(|t| now - t > LIVENESS_BOUND) {
-            return fail(
-                now,
-                format!(
-                    "nobody Online for {} ms while a healthy agent exists",
-                    now - zero_since.unwrap_or(now)
-                ),
-                &trace,
-            );
-        }
-        for a in agents.iter().filter(|a| a.running) {
-            let limit = match a.machine.state {
-                FailoverState::PreparingToGoOnline => CONFIG.prepare_timeout_ms,
-                FailoverState::GoingOnline => CONFIG.going_online_timeout_ms,
-                FailoverState::GoingOffline => CONFIG.going_offline_timeout_ms,
-                FailoverState::Offline | FailoverState::Online => continue,
-            };
-            if now - a.machine.since > limit + 2 * TICK {
-                return fail(
-                    now,
-                    format!(
-                        "{} stuck in {:?} for {} ms",
-                        a.name,
-                        a.machine.state,
-                        now - a.machine.since
-                    ),
-                    &trace,
-                );
-            }
-        }
-        let switch_due = switches.iter().any(|at| now == at + HANDOVER_BOUND);
-        let switching = switches
-            .iter()
-            .any(|at| now >= *at && now < at + HANDOVER_BOUND);
-        if now == settled || switch_due {
-            if online != 1 {
-                let since = if switch_due {
-                    "the planned switch"
-                } else {
-                    "healing"
-                };
-                return fail(now, format!("{online} agents Online after {since}"), &trace);
-            }
-            if let Some(target) = switch_target
-                && switch_due
-                && !agents[target].online()
-            {
-                let what = format!(
-                    "the planned switch to {} did not complete within {HANDOVER_BOUND} ms",
-                    agents[target].name
-                );
-                return fail(now, what, &trace);
-            }
-            settled_states = Some([agents[0].machine.state, agents[1].machine.state]);
-        }
-        if switching {
-            settled_states = None; // a planned switch is under way
-        }
-        if let Some(states) = settled_states
-            && [agents[0].machine.state, agents[1].machine.state] != states
-        {
-            let now_states = [agents[0].machine.state, agents[1].machine.state];
-            return fail(
-                now,
-                format!("a state changed with no new fault: {states:?} -> {now_states:?}"),
-                &trace,
-            );
+        if let Err(what) = invariants.check(now, &observed) {
+            return fail(now, what, &trace);
         }
         now += DT;
     }

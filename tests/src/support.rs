@@ -210,3 +210,24 @@ pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Whether this process runs as root (network namespaces, raw ICMP).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs `ip <args>`, failing the test with ip's message if it fails.
+pub fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

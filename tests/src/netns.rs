@@ -1,0 +1,481 @@
+//! Two real `duet` agents in two network namespaces, over real links: a LAN through a bridge
+//! namespace (with a gateway namespace answering the inverted heartbeats' pings) and a direct
+//! sync cable between them.
+//!
+//! ```text
+//!   [a] lan 10.77.0.1 ──┐                 ┌── lan 10.77.0.2 [b]
+//!                       ├── [br] br0 ─────┤
+//!   [gw] lan 10.77.0.254┘                 │
+//!   [a] sync 10.78.0.1 ─────────────────── sync 10.78.0.2 [b]
+//! ```
+//!
+//! Each test builds its own namespaces (unique names) and removes them on drop, even when it
+//! fails. The agents' APIs listen on each namespace's loopback; the test asks them with
+//! `ip netns exec <ns> duet status --json`. Needs root; elsewhere the tests say so and skip.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use duet_core::FailoverState;
+use duet_core::api::Status;
+
+use crate::support::{PAIR_KEY, duet_bin, ip, is_root};
+
+const API: &str = "127.0.0.1:7101";
+const AGENTS: [&str; 2] = ["agent-a", "agent-b"];
+
+/// Detection settings of a test pair.
+#[derive(Clone, Copy)]
+struct Timing {
+    interval_ms: u64,
+    max_failures: u32,
+}
+
+/// Fast: a path fails after about 0.8 s.
+const FAST: Timing = Timing {
+    interval_ms: 200,
+    max_failures: 3,
+};
+
+/// The namespaces of one test, and its agents.
+struct Topology {
+    prefix: String,
+    dir: tempfile::TempDir,
+    agents: [Option<Child>; 2],
+}
+
+impl Topology {
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// The agents' namespaces.
+    fn agent_ns(&self, i: usize) -> String {
+        self.ns(["a", "b"][i])
+    }
+
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "duet-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let t = Topology {
+            prefix,
+            dir: tempfile::tempdir().expect("tempdir"),
+            agents: [None, None],
+        };
+        for ns in ["br", "a", "b", "gw"] {
+            ip(&["netns", "add", &t.ns(ns)]);
+            ip(&["-n", &t.ns(ns), "link", "set", "lo", "up"]);
+        }
+        let br = t.ns("br");
+        ip(&["-n", &br, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        // LAN: each of a, b, gw has `lan`, whose peer `<name>-lan` is a bridge port.
+        for (name, addr) in [
+            ("a", "10.77.0.1"),
+            ("b", "10.77.0.2"),
+            ("gw", "10.77.0.254"),
+        ] {
+            let ns = t.ns(name);
+            let port = format!("{name}-lan");
+            ip(&[
+                "-n", &ns, "link", "add", "lan", "type", "veth", "peer", "name", &port, "netns",
+                &br,
+            ]);
+            ip(&["-n", &br, "link", "set", &port, "master", "br0"]);
+            ip(&["-n", &br, "link", "set", &port, "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "lan",
+            ]);
+            ip(&["-n", &ns, "link", "set", "lan", "up"]);
+        }
+        // The sync cable.
+        let (a, b) = (t.ns("a"), t.ns("b"));
+        ip(&[
+            "-n", &a, "link", "add", "sync", "type", "veth", "peer", "name", "sync", "netns", &b,
+        ]);
+        ip(&["-n", &a, "addr", "add", "10.78.0.1/30", "dev", "sync"]);
+        ip(&["-n", &b, "addr", "add", "10.78.0.2/30", "dev", "sync"]);
+        ip(&["-n", &a, "link", "set", "sync", "up"]);
+        ip(&["-n", &b, "link", "set", "sync", "up"]);
+        t
+    }
+
+    /// Writes both agents' configurations (agent-a has the higher priority).
+    fn configure(&self, timing: Timing) {
+        for i in 0..2 {
+            let (own, other) = (i + 1, 2 - i);
+            let Timing {
+                interval_ms,
+                max_failures,
+            } = timing;
+            let timeout_ms = (interval_ms * 3 / 4).max(1);
+            let text = format!(
+                r#"
+                [agent]
+                name = "{name}"
+                priority = {priority}
+                [buddy]
+                name = "{buddy}"
+                [api]
+                listen = "{API}"
+                [peer]
+                listen = "0.0.0.0:7201"
+                pair_key = "{PAIR_KEY}"
+                [sync]
+                target = "10.78.0.{other}:7201"
+                source = "10.78.0.{own}"
+                interval = "{interval_ms}ms"
+                timeout = "{timeout_ms}ms"
+                max_failures = {max_failures}
+                [status]
+                startup_grace = "1s"
+                buddy_timeout = "3s"
+                [failover]
+                startup_wait = "3s"
+                min_switch_interval = "5s"
+                [state]
+                file = "{name}.state"
+                [log]
+                failover_log = "{name}-failover.log"
+                [[heartbeat]]
+                kind = "agent"
+                target = "10.77.0.{other}:7201"
+                source = "10.77.0.{own}"
+                interval = "{interval_ms}ms"
+                timeout = "{timeout_ms}ms"
+                max_failures = {max_failures}
+                [[heartbeat]]
+                kind = "inverted"
+                target = "10.77.0.254"
+                interval = "{interval_ms}ms"
+                timeout = "{timeout_ms}ms"
+                max_failures = {max_failures}
+                "#,
+                name = AGENTS[i],
+                buddy = AGENTS[1 - i],
+                priority = [200, 100][i],
+            );
+            std::fs::write(self.config(i), text).expect("write config");
+        }
+    }
+
+    fn config(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.toml", AGENTS[i]))
+    }
+
+    fn start(&mut self, i: usize) {
+        assert!(self.agents[i].is_none(), "{} already runs", AGENTS[i]);
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.out", AGENTS[i])))
+            .expect("agent output file");
+        // `ip netns exec` execs duet: the child's pid is the agent's.
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.agent_ns(i)])
+            .arg(duet_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(self.config(i))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn duet in its namespace");
+        self.agents[i] = Some(child);
+    }
+
+    /// Sends `signal` to agent `i` and waits for it to exit.
+    fn signal(&mut self, i: usize, signal: &str) {
+        let mut child = self.agents[i].take().expect("the agent runs");
+        let _ = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+
+    fn remove_state_files(&self) {
+        for name in AGENTS {
+            let _ = std::fs::remove_file(self.dir.path().join(format!("{name}.state")));
+        }
+    }
+
+    /// Sets a link up or down: `lan` of agent i (its bridge port, as a pulled cable) or `sync`.
+    fn link(&self, i: usize, which: &str, up: bool) {
+        let state = if up { "up" } else { "down" };
+        match which {
+            "lan" => ip(&[
+                "-n",
+                &self.ns("br"),
+                "link",
+                "set",
+                &format!("{}-lan", ["a", "b"][i]),
+                state,
+            ]),
+            _ => ip(&["-n", &self.agent_ns(i), "link", "set", which, state]),
+        }
+    }
+
+    /// Agent i's status, if it answers.
+    fn status(&self, i: usize) -> Option<Status> {
+        self.agents[i].as_ref()?;
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.agent_ns(i)])
+            .arg(duet_bin())
+            .args(["status", "--json", "--api", API])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Each running agent's own state (None: not running or not answering).
+    fn states(&self) -> [Option<FailoverState>; 2] {
+        [0, 1].map(|i| {
+            self.status(i)
+                .and_then(|s| s.decision.map(|d| d.state.state))
+        })
+    }
+
+    /// What the agents' logs say, for a failure message.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for name in AGENTS {
+            for file in [format!("{name}-failover.log"), format!("{name}.out")] {
+                let text = std::fs::read_to_string(self.dir.path().join(&file)).unwrap_or_default();
+                all.push_str(&format!("--- {file}\n{text}"));
+            }
+        }
+        all
+    }
+
+    /// Polls until `want` holds, for at most `within`; never two Online meanwhile.
+    fn until(
+        &self,
+        within: Duration,
+        what: &str,
+        want: impl Fn([Option<FailoverState>; 2]) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            let states = self.states();
+            self.assert_not_two_online(states, what);
+            if want(states) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{what}: not within {within:?}; states {states:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Watches for `during`: the states must stay `expected` throughout.
+    fn steady(&self, during: Duration, what: &str, expected: [Option<FailoverState>; 2]) {
+        let start = Instant::now();
+        while start.elapsed() < during {
+            let states = self.states();
+            assert_eq!(states, expected, "{what}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn assert_not_two_online(&self, states: [Option<FailoverState>; 2], what: &str) {
+        assert!(
+            states != [Some(FailoverState::Online); 2],
+            "two agents Online ({what})\n{}",
+            self.logs()
+        );
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for child in self.agents.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in ["a", "b", "gw", "br"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(ns)])
+                .status();
+        }
+    }
+}
+
+const ONLINE: Option<FailoverState> = Some(FailoverState::Online);
+const OFFLINE: Option<FailoverState> = Some(FailoverState::Offline);
+
+fn one_online(s: [Option<FailoverState>; 2]) -> bool {
+    matches!(s, [ONLINE, OFFLINE] | [OFFLINE, ONLINE])
+}
+
+/// The bound for a takeover after a failure: detection (interval × (max + 1)), the buddy
+/// report's age, preparing and the ticks, with room for a loaded 2-core machine.
+const TAKEOVER: Duration = Duration::from_secs(12);
+
+#[test]
+fn pair_in_namespaces_survives_cuts_kills_and_heals() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    t.configure(FAST);
+    t.start(0);
+    t.start(1);
+    t.until(Duration::from_secs(20), "start: one Online", one_online);
+    // Usually agent-a (its priority is higher); on a loaded machine agent-b may have been
+    // alone past the start-up wait and taken the pair. Either is right.
+    let (p, q) = if t.states()[0] == ONLINE {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let with = |online: usize| {
+        let mut s = [OFFLINE; 2];
+        s[online] = ONLINE;
+        s
+    };
+
+    // Only the sync cable cut: the LAN heartbeats still prove the buddy alive. No switch.
+    t.link(p, "sync", false);
+    t.steady(Duration::from_secs(3), "sync cut: no switch", with(p));
+    let sync_row = t
+        .status(p)
+        .and_then(|s| s.pair)
+        .and_then(|r| r.local.rows.into_iter().find(|r| r.key == "sync"))
+        .expect("the Online agent shows the Sync Connection row");
+    assert_eq!(sync_row.value, "Not Available");
+    t.link(p, "sync", true);
+
+    // The Online agent's LAN cable pulled, sync up: it is isolated (its gateway is gone) and
+    // hands over through the sync cable. Never two Online; exactly one again within the bound.
+    t.link(p, "lan", false);
+    t.until(TAKEOVER, "LAN cut: handover", |s| s == with(q));
+    t.link(p, "lan", true);
+    t.steady(Duration::from_secs(4), "LAN healed: no fail-back", with(q));
+
+    // Both cables of the Online agent (now q) pulled: p takes over, and q, isolated, goes
+    // Offline.
+    t.link(q, "lan", false);
+    t.link(q, "sync", false);
+    t.until(
+        TAKEOVER,
+        "both links cut: the other Online, the isolated one Offline",
+        |s| s == with(p),
+    );
+    t.link(q, "lan", true);
+    t.link(q, "sync", true);
+    t.steady(
+        Duration::from_secs(4),
+        "links healed: no fail-back",
+        with(p),
+    );
+
+    // kill -9 of the Online agent: the other takes over; the old one, restarted, stays Offline.
+    t.signal(p, "-KILL");
+    t.until(TAKEOVER, "kill -9: the other Online", |s| s[q] == ONLINE);
+    t.start(p);
+    t.until(Duration::from_secs(20), "restarted", |s| s == with(q));
+    t.steady(Duration::from_secs(4), "restarted: no fail-back", with(q));
+
+    // Both columns on each agent, green, and `duet status` exits 0 on a healthy pair.
+    for i in 0..2 {
+        let status = t.status(i).expect("status");
+        let pair = status.pair.expect("pair report");
+        assert_eq!(pair.buddy.agent, AGENTS[1 - i], "the buddy's column");
+        assert!(
+            pair.buddy.rows.iter().any(|r| r.key == "failover-status"),
+            "the buddy's column has its rows"
+        );
+    }
+    crate::support::eventually(Duration::from_secs(10), "duet status exits 0", || {
+        let code = Command::new("ip")
+            .args(["netns", "exec", &t.agent_ns(q)])
+            .arg(duet_bin())
+            .args(["status", "--api", API])
+            .stdout(Stdio::null())
+            .status()
+            .ok()?
+            .code();
+        (code == Some(0)).then_some(())
+    });
+}
+
+#[test]
+fn sigterm_hands_over_before_detection_could_fire() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    // Detection: 1 s × (10 + 1) = 11 s.
+    t.configure(Timing {
+        interval_ms: 1_000,
+        max_failures: 10,
+    });
+    t.start(0);
+    t.start(1);
+    t.until(Duration::from_secs(20), "start: one Online", one_online);
+    let (p, q) = if t.states()[0] == ONLINE {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let sent = Instant::now();
+    // `signal` returns once the agent has exited: the handover is done by then.
+    t.signal(p, "-TERM");
+    let took = t.until(Duration::from_secs(10), "SIGTERM: the other Online", |s| {
+        s[q] == ONLINE
+    });
+    let took = took.max(sent.elapsed());
+    assert!(
+        took < Duration::from_secs(10),
+        "the handover took {took:?}, longer than heartbeat detection could"
+    );
+    let log = std::fs::read_to_string(t.dir.path().join(format!("{}-failover.log", AGENTS[p])))
+        .unwrap_or_default();
+    assert!(
+        log.contains("Handover complete"),
+        "the stopped agent's log says the handover completed:\n{log}"
+    );
+}
+
+#[test]
+fn twenty_simultaneous_starts_elect_one_online_each_time() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    t.configure(FAST);
+    for round in 0..20 {
+        t.remove_state_files();
+        t.start(0);
+        t.start(1);
+        t.until(
+            Duration::from_secs(20),
+            &format!("round {round}: one Online"),
+            one_online,
+        );
+        let states = t.states();
+        t.steady(
+            Duration::from_millis(500),
+            &format!("round {round}: the elected agent stays Online"),
+            states,
+        );
+        t.signal(0, "-KILL");
+        t.signal(1, "-KILL");
+    }
+}
