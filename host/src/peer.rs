@@ -11,7 +11,8 @@
 //! works.
 //!
 //! A rejected frame (forged, replayed, garbled, too large) closes its connection and is
-//! counted; it changes no state. Hellos from the buddy that fail authentication repeatedly make
+//! counted; it changes no state. A buddy whose hello fails authentication is a probe fault, not
+//! a failure (it answers, so it is not dead: no takeover, no split brain); repeated, it makes
 //! the Configuration row say "pair key mismatch".
 
 use std::net::{IpAddr, SocketAddr};
@@ -204,9 +205,12 @@ async fn attempt(
             Err(e) => {
                 shared.link.reject(reason(&e));
                 if e == FrameError::BadMac {
+                    // Something answers on the buddy's peer port, with another key: most
+                    // likely the buddy, misconfigured. A fault, not a failure: declaring it
+                    // dead would put both agents Online.
                     shared.link.auth_failures.fetch_add(1, Ordering::Relaxed);
-                    return Err(PathError::Failure(
-                        "authentication failed: pair key mismatch (or a forged hello)".into(),
+                    return Err(PathError::Fault(
+                        "authentication failed: pair key mismatch (or a forged hello); check peer.pair_key on both agents".into(),
                     ));
                 }
                 return Err(PathError::Failure(format!(

@@ -14,6 +14,7 @@
 //!   `duet status`, against running agents.
 //! - `netns`: two real agents in network namespaces (LAN through a bridge, gateway, sync
 //!   cable): cuts, kill -9, heals, SIGTERM, twenty simultaneous starts.
+//! - `peer_link`: mismatched pair keys; forged, replayed and garbled frames against an agent.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 
 pub mod model;
@@ -36,5 +37,7 @@ mod hot_swap;
 mod icmp;
 #[cfg(test)]
 mod netns;
+#[cfg(test)]
+mod peer_link;
 #[cfg(test)]
 mod scenarios;

@@ -343,6 +343,20 @@ impl Running {
 
 type States = Arc<Mutex<[Option<MachineState>; 2]>>;
 
+/// One core runtime per simulation thread: the two threads do not queue on one core instance.
+fn core_runtime() -> Arc<duet_host::runtime::CoreRuntime> {
+    thread_local! {
+        static RT: Arc<duet_host::runtime::CoreRuntime> = Arc::new(
+            duet_host::runtime::CoreRuntime::new(duet_host::runtime::Limits {
+                deadline: Duration::from_millis(200),
+                memory_bytes: 64 << 20,
+            })
+            .expect("core runtime"),
+        );
+    }
+    RT.with(Arc::clone)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -359,7 +373,7 @@ async fn start(
     let (commands, commands_rx) = tokio::sync::oneshot::channel();
     let options = RunOptions {
         ticks: Some(ticks),
-        runtime: Some(crate::support::runtime()),
+        runtime: Some(core_runtime()),
         network: Some(Arc::new(Host {
             net: net.clone(),
             id: i,
@@ -514,7 +528,7 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
     result
 }
 
-/// Runs `seed` on a fresh paused runtime.
+/// Runs `seed` on a fresh paused runtime, with this thread's core runtime.
 pub fn run(seed: u64) -> Result<(), Violation> {
     let plan = Plan::random(&mut Rng::new(seed));
     tokio::runtime::Builder::new_current_thread()
