@@ -270,15 +270,7 @@ pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
 /// target (`fuzz/fuzz_targets/frame.rs`) and the seeded mutation test both run it.
 #[doc(hidden)]
 pub fn check_decoders(data: &[u8]) {
-    let key = PairKey::new(b"fuzzing-pair-key");
-    let ours = Hello {
-        agent: "a".into(),
-        nonce: [1; NONCE_LEN],
-    };
-    let theirs = Hello {
-        agent: "b".into(),
-        nonce: [2; NONCE_LEN],
-    };
+    let (key, ours, theirs) = fixed_hellos();
     // Only a sealed hello may open; these bytes were not sealed by us unless they equal one.
     if let Ok(h) = Hello::open(&key, data) {
         assert_eq!(
@@ -310,6 +302,19 @@ pub fn check_decoders(data: &[u8]) {
             }
         }
     });
+}
+
+/// A key and two hellos with fixed nonces, for [`check_decoders`] and its seeds.
+fn fixed_hellos() -> (PairKey, Hello, Hello) {
+    let hello = |agent: &str, n: u8| Hello {
+        agent: agent.into(),
+        nonce: [n; NONCE_LEN],
+    };
+    (
+        PairKey::new(b"fuzzing-pair-key"),
+        hello("a", 1),
+        hello("b", 2),
+    )
 }
 
 #[cfg(test)]
@@ -431,15 +436,7 @@ mod tests {
     /// insertions, splices, length lies): the stable-Rust stand-in for `cargo fuzz run frame`.
     #[test]
     fn mutated_frames_never_panic_or_open() {
-        let key = PairKey::new(b"fuzzing-pair-key");
-        let ours = Hello {
-            agent: "a".into(),
-            nonce: [1; NONCE_LEN],
-        };
-        let theirs = Hello {
-            agent: "b".into(),
-            nonce: [2; NONCE_LEN],
-        };
+        let (key, ours, theirs) = fixed_hellos();
         let mut peer = Session::new(key.clone(), &theirs, &ours, false);
         let seeds = [
             theirs.seal(&key),

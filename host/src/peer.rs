@@ -335,14 +335,9 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
     if let Err(e) = write_frame(&mut stream, &ours.seal(&key)).await {
         return e.to_string();
     }
-    let frame = match tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream)).await {
-        Err(_) => return "no hello in time".into(),
-        Ok(Err(e)) => return e.to_string(),
-        Ok(Ok(Err(e))) => {
-            shared.link.reject(reason(&e));
-            return e.to_string();
-        }
-        Ok(Ok(Ok(frame))) => frame,
+    let frame = match incoming(shared, &mut stream, HELLO_TIMEOUT).await {
+        Ok(frame) => frame,
+        Err(why) => return why,
     };
     let theirs = match Hello::open(&key, &frame) {
         Ok(h) => h,
@@ -358,14 +353,9 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
     let mut session = Session::new(key, &ours, &theirs, false);
     let idle = shared.peer_idle_timeout();
     loop {
-        let frame = match tokio::time::timeout(idle, read_frame(&mut stream)).await {
-            Err(_) => return "idle".into(),
-            Ok(Err(e)) => return e.to_string(),
-            Ok(Ok(Err(e))) => {
-                shared.link.reject(reason(&e));
-                return e.to_string();
-            }
-            Ok(Ok(Ok(frame))) => frame,
+        let frame = match incoming(shared, &mut stream, idle).await {
+            Ok(frame) => frame,
+            Err(why) => return why,
         };
         let PeerMessage::Report(report) = match open(shared, &mut session, &frame) {
             Ok(m) => m,
@@ -390,5 +380,22 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
         if let Err(e) = sent {
             return e.to_string();
         }
+    }
+}
+
+/// The next frame of an incoming connection within `within`; a rejected one is counted.
+async fn incoming(
+    shared: &Shared,
+    stream: &mut BoxStream,
+    within: Duration,
+) -> Result<Vec<u8>, String> {
+    match tokio::time::timeout(within, read_frame(stream)).await {
+        Err(_) => Err(format!("silent for {}", humantime::format_duration(within))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(Err(e))) => {
+            shared.link.reject(reason(&e));
+            Err(e.to_string())
+        }
+        Ok(Ok(Ok(frame))) => Ok(frame),
     }
 }

@@ -193,6 +193,20 @@ impl Topology {
         self.agents[i] = Some(child);
     }
 
+    /// Starts both agents and waits for one to be Online; returns (Online, Offline). Usually
+    /// agent-a (its priority is higher); on a loaded machine agent-b may have been alone past
+    /// the start-up wait and taken the pair. Either is right.
+    fn start_pair(&mut self) -> (usize, usize) {
+        self.start(0);
+        self.start(1);
+        self.until(Duration::from_secs(20), "start: one Online", one_online);
+        if self.states()[0] == ONLINE {
+            (0, 1)
+        } else {
+            (1, 0)
+        }
+    }
+
     /// Sends `signal` to agent `i` and waits for it to exit.
     fn signal(&mut self, i: usize, signal: &str) {
         let mut child = self.agents[i].take().expect("the agent runs");
@@ -332,16 +346,7 @@ fn pair_in_namespaces_survives_cuts_kills_and_heals() {
     }
     let mut t = Topology::new();
     t.configure(FAST);
-    t.start(0);
-    t.start(1);
-    t.until(Duration::from_secs(20), "start: one Online", one_online);
-    // Usually agent-a (its priority is higher); on a loaded machine agent-b may have been
-    // alone past the start-up wait and taken the pair. Either is right.
-    let (p, q) = if t.states()[0] == ONLINE {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let (p, q) = t.start_pair();
     let with = |online: usize| {
         let mut s = [OFFLINE; 2];
         s[online] = ONLINE;
@@ -425,14 +430,7 @@ fn sigterm_hands_over_before_detection_could_fire() {
         interval_ms: 1_000,
         max_failures: 10,
     });
-    t.start(0);
-    t.start(1);
-    t.until(Duration::from_secs(20), "start: one Online", one_online);
-    let (p, q) = if t.states()[0] == ONLINE {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
+    let (p, q) = t.start_pair();
     let sent = Instant::now();
     // `signal` returns once the agent has exited: the handover is done by then.
     t.signal(p, "-TERM");
