@@ -538,6 +538,7 @@ async fn ticks(
     let mut interval = tokio::time::interval(config.core.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = 0u64;
+    let fingerprint = config.fingerprint();
     // Set once shutdown is asked while Online: hand over, then stop by this deadline.
     let mut handover: Option<TimestampMs> = None;
     let mut handover_asked = false;
@@ -653,6 +654,15 @@ async fn ticks(
             configuration: shared
                 .link
                 .configuration_problem()
+                .or_else(|| {
+                    let (theirs, _) = buddy.as_ref()?;
+                    (theirs.fingerprint != fingerprint).then(|| {
+                        format!(
+                            "the [failover] settings or the duet version differ from {}'s",
+                            theirs.agent
+                        )
+                    })
+                })
                 .map_or(Check::Ok, Check::Failing),
             heartbeats,
             sync: match &sync {
