@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML configuration, parsed then validated, errors naming the key path.
 //! - [`runtime`]: the core component run by wasmtime, with deadlines, memory limits, fallback
 //!   to the embedded core, and hot replacement.
+//! - [`plugins`]: custom probe plugins (WASM components in a folder), sandboxed, hot-loaded.
 //! - [`agent`]: the tick loop: probes → core → actions, and the status it publishes.
 //! - [`api`]: the HTTP API and the web UI.
 //!
@@ -21,6 +22,7 @@ pub mod bindings;
 pub mod config;
 pub mod frame;
 pub mod metrics;
+pub mod plugins;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;

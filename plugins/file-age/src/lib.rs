@@ -15,7 +15,9 @@ impl Probe for FileAge {
 
     fn check(config: &Config) -> Result<Outcome, String> {
         let path = config.required_str("path")?;
-        let max_age = config.u64("max_age_s")?.ok_or("config.max_age_s is missing")?;
+        let max_age = config
+            .u64("max_age_s")?
+            .ok_or("config.max_age_s is missing")?;
         let modified = match std::fs::metadata(path).and_then(|m| m.modified()) {
             Ok(t) => t,
             Err(e) => return Ok(Outcome::failing("Missing", format!("{path}: {e}"))),
@@ -25,7 +27,10 @@ impl Probe for FileAge {
             .map_or(0, |d| d.as_secs());
         let value = format!("{age} s old");
         let outcome = if age > max_age {
-            Outcome::failing(value, format!("{path} was last modified {age} s ago, more than {max_age} s"))
+            Outcome::failing(
+                value,
+                format!("{path} was last modified {age} s ago, more than {max_age} s"),
+            )
         } else {
             Outcome::ok(value)
         };

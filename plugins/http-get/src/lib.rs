@@ -27,17 +27,26 @@ impl Probe for HttpGet {
         let started = Instant::now();
         let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => s,
-            Err(e) => return Ok(Outcome::failing("Failing", format!("connect to {addr}: {e}"))),
+            Err(e) => {
+                return Ok(Outcome::failing(
+                    "Failing",
+                    format!("connect to {addr}: {e}"),
+                ));
+            }
         };
         let _ = stream.set_read_timeout(Some(timeout));
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: duet-http-get\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: duet-http-get\r\n\r\n"
+        );
         stream
             .write_all(request.as_bytes())
             .map_err(|e| format!("sending the request to {addr}: {e}"))?;
         let mut response = Vec::new();
         if let Err(e) = stream.take(MAX_BODY).read_to_end(&mut response) {
-            return Ok(Outcome::failing("Failing", format!("reading the answer of {url}: {e}")));
+            return Ok(Outcome::failing(
+                "Failing",
+                format!("reading the answer of {url}: {e}"),
+            ));
         }
         let ms = started.elapsed().as_secs_f64() * 1_000.0;
         let text = String::from_utf8_lossy(&response);
@@ -47,7 +56,10 @@ impl Probe for HttpGet {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|s| s.parse().ok());
         let Some(status) = status else {
-            return Ok(Outcome::failing("Not HTTP", format!("{url} did not answer with an HTTP status line")));
+            return Ok(Outcome::failing(
+                "Not HTTP",
+                format!("{url} did not answer with an HTTP status line"),
+            ));
         };
         if status != expect {
             return Ok(Outcome::failing(
@@ -83,7 +95,9 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     let addr = authority
         .parse::<SocketAddr>()
         .or_else(|_| format!("{authority}:80").parse::<SocketAddr>())
-        .map_err(|_| format!("config.url: \"{authority}\" is not ip[:port] (the sandbox has no DNS)"))?;
+        .map_err(|_| {
+            format!("config.url: \"{authority}\" is not ip[:port] (the sandbox has no DNS)")
+        })?;
     Ok((addr, path))
 }
 

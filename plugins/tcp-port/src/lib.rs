@@ -24,7 +24,12 @@ impl Probe for TcpPort {
         let started = Instant::now();
         let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => s,
-            Err(e) => return Ok(Outcome::failing("Failing", format!("connect to {addr}: {e}"))),
+            Err(e) => {
+                return Ok(Outcome::failing(
+                    "Failing",
+                    format!("connect to {addr}: {e}"),
+                ));
+            }
         };
         let ms = started.elapsed().as_secs_f64() * 1_000.0;
         let Some(banner) = config.str("banner")? else {

@@ -45,7 +45,10 @@ impl Probe for Hostile {
                             String::from_utf8_lossy(&buf[..n])
                         )))
                     }
-                    Err(e) => Ok(Outcome::failing("Refused", format!("connect to {target}: {e}"))),
+                    Err(e) => Ok(Outcome::failing(
+                        "Refused",
+                        format!("connect to {target}: {e}"),
+                    )),
                 }
             }
             "read" => {
