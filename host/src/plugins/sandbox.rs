@@ -321,16 +321,19 @@ fn classify<T>(
                     desired,
                 });
             }
-            if matches!(
-                e.downcast_ref::<wasmtime::Trap>(),
-                Some(wasmtime::Trap::Interrupt)
-            ) {
-                return Err(Fault::Deadline(limits.timeout));
+            match e.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => Err(Fault::Deadline(limits.timeout)),
+                Some(wasmtime::Trap::UnreachableCodeReached) => Err(Fault::Trap(
+                    "wasm `unreachable` executed (a panic or abort in the plugin)".into(),
+                )),
+                Some(trap) => Err(Fault::Trap(trap.to_string())),
+                None => {
+                    let text = format!("{e:#}");
+                    Err(Fault::Trap(
+                        text.lines().next().unwrap_or("trap").to_string(),
+                    ))
+                }
             }
-            let text = format!("{e:#}");
-            Err(Fault::Trap(
-                text.lines().next().unwrap_or("trap").to_string(),
-            ))
         }
     }
 }
