@@ -10,6 +10,8 @@
 //! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
 //! - `api`: the JSON API, its OpenAPI document, tokens, the event stream, `/metrics` and
 //!   `duet status`, against running agents.
+//! - `plugins`: probe plugins in a running agent: hostile plugins contained beside a canary,
+//!   grants, hot drop-in and removal, `duet plugin check`.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 
 pub mod model;
@@ -29,5 +31,7 @@ mod handover;
 mod hot_swap;
 #[cfg(test)]
 mod icmp;
+#[cfg(test)]
+mod plugins;
 #[cfg(test)]
 mod scenarios;
