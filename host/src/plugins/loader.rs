@@ -484,3 +484,95 @@ pub async fn check_file(
         result,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, settings: &PluginSettings) -> PluginStatus {
+        PluginStatus {
+            switch_trigger: settings.switch_trigger,
+            ..rejected_row(name, Path::new("x.wasm"), "", settings)
+        }
+    }
+
+    fn failing(reason: &str) -> Result<types::Outcome, String> {
+        Ok(types::Outcome {
+            status: types::Status::Failing,
+            value: "Down".into(),
+            reason: Some(reason.into()),
+            metrics: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_switch_trigger_fires_after_its_failures_in_a_row_but_never_on_a_probe_fault() {
+        let settings = PluginSettings {
+            switch_trigger: true,
+            trigger_after: 2,
+            ..PluginSettings::default()
+        };
+        let table = PluginTable::default();
+        lock(&table.0).insert("db".into(), row("db", &settings));
+        for _ in 0..5 {
+            table.update("db", |r| {
+                record(r, Err("config.host is missing".into()), &[], 1)
+            });
+        }
+        assert!(
+            table.triggers().is_empty(),
+            "a probe fault is not the target failing"
+        );
+        table.update("db", |r| record(r, failing("refused"), &[], 2));
+        assert!(
+            table.triggers().is_empty(),
+            "one failure is below trigger_after"
+        );
+        table.update("db", |r| record(r, failing("refused"), &[], 3));
+        assert_eq!(table.triggers(), ["plugin:db"]);
+        table.update("db", |r| {
+            record(
+                r,
+                Ok(types::Outcome {
+                    status: types::Status::Ok,
+                    value: "Up".into(),
+                    reason: None,
+                    metrics: Vec::new(),
+                }),
+                &[],
+                4,
+            )
+        });
+        assert!(table.triggers().is_empty(), "a success resets the count");
+        assert_eq!(table.probes()[0].last_success, Some(4));
+    }
+
+    #[test]
+    fn each_plugin_in_runtime_error_counts_once_and_sandbox_refusals_lead_the_reason() {
+        let table = PluginTable::default();
+        for name in ["a", "b", "c"] {
+            lock(&table.0).insert(name.into(), row(name, &PluginSettings::default()));
+        }
+        for _ in 0..3 {
+            table.update("a", |r| {
+                r.fault = Some("exceeded its deadline of 1s".into())
+            });
+        }
+        table.update("b", |r| r.fault = Some("trapped".into()));
+        assert_eq!(table.faults(), 2);
+        table.update("c", |r| {
+            record(
+                r,
+                failing("connect: permission denied"),
+                &["connect to 10.0.0.1:80 is not granted".into()],
+                1,
+            )
+        });
+        let probes = table.probes();
+        assert_eq!(
+            probes[2].status,
+            Check::Failing("the sandbox refused: connect to 10.0.0.1:80 is not granted; the plugin says: connect: permission denied".into())
+        );
+        assert_eq!(probes[2].key, "plugin:c");
+    }
+}
