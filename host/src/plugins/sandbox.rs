@@ -598,6 +598,8 @@ impl host::Host for PluginState {
     }
 }
 
+// The field types differ between targets (u32 or u64): `From` keeps this portable.
+#[allow(clippy::useless_conversion)]
 fn statvfs(path: &Path) -> std::io::Result<host::DiskSpace> {
     use std::os::unix::ffi::OsStrExt as _;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -611,11 +613,11 @@ fn statvfs(path: &Path) -> std::io::Result<host::DiskSpace> {
     }
     // SAFETY: statvfs returned 0, so it filled the struct.
     let s = unsafe { s.assume_init() };
-    let frag = s.f_frsize as u64;
+    let frag = u64::from(s.f_frsize);
     Ok(host::DiskSpace {
-        total_bytes: s.f_blocks as u64 * frag,
-        free_bytes: s.f_bfree as u64 * frag,
-        available_bytes: s.f_bavail as u64 * frag,
+        total_bytes: u64::from(s.f_blocks) * frag,
+        free_bytes: u64::from(s.f_bfree) * frag,
+        available_bytes: u64::from(s.f_bavail) * frag,
     })
 }
 
