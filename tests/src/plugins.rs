@@ -368,3 +368,86 @@ fn plugin_check_validates_a_file_and_runs_it_once() {
         "{out}"
     );
 }
+
+#[test]
+fn a_failing_switch_trigger_plugin_hands_the_online_agent_over() {
+    use crate::support::AgentSpec;
+    use duet_core::FailoverState::{Offline, Online};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins dir");
+    std::fs::copy(TCP_PORT_PLUGIN, plugins.join("guard.wasm")).expect("copy tcp-port");
+    // Connects succeed while the listener exists (the kernel completes them), fail once dropped.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let guarded = listener.local_addr().expect("addr");
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = AgentSpec::new("agent-a", "agent-b", 200, pa, pb);
+    a.extra = format!(
+        r#"
+        [plugins]
+        dir = "plugins"
+        scan_interval = "100ms"
+        [plugins.plugin.guard]
+        interval = "300ms"
+        timeout = "200ms"
+        switch_trigger = true
+        trigger_after = 2
+        connect = ["{guarded}"]
+        config = {{ address = "{guarded}" }}
+        "#
+    );
+    let a = a.write(dir.path());
+    // The ping-pong guard would hold the trigger for 30 s after agent-a went online.
+    let text = std::fs::read_to_string(&a).expect("read config");
+    std::fs::write(
+        &a,
+        text.replace(
+            "startup_wait = \"3s\"",
+            "startup_wait = \"3s\"\nmin_switch_interval = \"1s\"",
+        ),
+    )
+    .expect("write config");
+    let b = AgentSpec::new("agent-b", "agent-a", 100, pb, pa).write(dir.path());
+    let _agents = Agents(vec![spawn(&a), spawn(&b)]);
+    let state = |port| status_json(port)?.decision.map(|d| d.state.state);
+    eventually(
+        Duration::from_secs(30),
+        "agent-a Online with a healthy guard",
+        || {
+            let guard_ok = rows(pa)?.get("plugin:guard")?.reason.is_none();
+            (guard_ok && state(pa) == Some(Online) && state(pb) == Some(Offline)).then_some(())
+        },
+    );
+
+    drop(listener);
+    eventually(
+        Duration::from_secs(30),
+        "agent-b Online after the trigger",
+        || (state(pb) == Some(Online) && state(pa) == Some(Offline)).then_some(()),
+    );
+    let history: Vec<duet_core::api::HistoryEntry> = history(pa);
+    assert!(
+        history.iter().any(
+            |h| h.decision.reason.code == duet_core::ReasonCode::SwitchTrigger
+                && h.decision.reason.text == "switch trigger plugin:guard fails"
+        ),
+        "{history:?}"
+    );
+}
+
+/// `GET /api/v1/history` of the agent on `port`.
+fn history(port: u16) -> Vec<duet_core::api::HistoryEntry> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/history"))
+            .await
+            .expect("history")
+            .json::<duet_core::api::History>()
+            .await
+            .expect("history JSON")
+            .entries
+    })
+}

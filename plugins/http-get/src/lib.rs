@@ -25,7 +25,7 @@ impl Probe for HttpGet {
         let expect = config.u64("expect_status")?.unwrap_or(200);
         let timeout = Duration::from_millis(config.u64("timeout_ms")?.unwrap_or(2_000));
         let started = Instant::now();
-        let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
+        let mut stream = match connect(addr, timeout) {
             Ok(s) => s,
             Err(e) => {
                 return Ok(Outcome::failing(
@@ -99,6 +99,17 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
             format!("config.url: \"{authority}\" is not ip[:port] (the sandbox has no DNS)")
         })?;
     Ok((addr, path))
+}
+
+/// Connects within `timeout`. On wasm32-wasip2, `connect_timeout` can return a stream whose
+/// connect failed (refused): asking for the peer's address tells.
+fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    if let Some(e) = stream.take_error().ok().flatten() {
+        return Err(e);
+    }
+    stream.peer_addr()?;
+    Ok(stream)
 }
 
 export_probe!(HttpGet);

@@ -22,7 +22,7 @@ impl Probe for TcpPort {
             .map_err(|_| format!("config.address: \"{address}\" is not ip:port"))?;
         let timeout = Duration::from_millis(config.u64("timeout_ms")?.unwrap_or(1_000));
         let started = Instant::now();
-        let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
+        let mut stream = match connect(addr, timeout) {
             Ok(s) => s,
             Err(e) => {
                 return Ok(Outcome::failing(
@@ -52,6 +52,17 @@ impl Probe for TcpPort {
             ))
         }
     }
+}
+
+/// Connects within `timeout`. On wasm32-wasip2, `connect_timeout` can return a stream whose
+/// connect failed (refused): asking for the peer's address tells.
+fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    if let Some(e) = stream.take_error().ok().flatten() {
+        return Err(e);
+    }
+    stream.peer_addr()?;
+    Ok(stream)
 }
 
 export_probe!(TcpPort);
