@@ -26,7 +26,7 @@ impl Probe for TcpPort {
             Ok(s) => s,
             Err(e) => {
                 return Ok(Outcome::failing(
-                    "Failing",
+                    "Closed",
                     format!("connect to {addr}: {e}"),
                 ));
             }
