@@ -451,3 +451,57 @@ fn history(port: u16) -> Vec<duet_core::api::HistoryEntry> {
             .entries
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_plugins_are_cached_by_content_and_reused_by_the_next_engine() {
+    use duet_host::plugins::{PluginEngine, config::PluginSettings, load_file};
+    let cache = tempfile::tempdir().expect("tempdir");
+    let settings = PluginSettings::default();
+    let hello = Path::new(HELLO_PLUGIN);
+    let tcp = Path::new(TCP_PORT_PLUGIN);
+
+    let first = PluginEngine::standalone(Some(cache.path().to_path_buf())).expect("engine");
+    let loaded = load_file(&first, "hello", hello, &settings)
+        .await
+        .expect("hello loads");
+    let entries: Vec<_> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let hello_entry = &entries[0];
+    let name = hello_entry
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        name.starts_with(&loaded.sha256) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // A second engine (the next start) reads the cache instead of compiling: shown by planting
+    // hello's artifact under tcp-port's hash — it then describes itself as hello.
+    let tcp_sha = {
+        use sha2::Digest as _;
+        let bytes = std::fs::read(tcp).expect("read tcp-port");
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let planted = cache.path().join(name.replace(&loaded.sha256, &tcp_sha));
+    std::fs::copy(hello_entry, &planted).expect("plant");
+    let second = PluginEngine::standalone(Some(cache.path().to_path_buf())).expect("engine");
+    let from_cache = load_file(&second, "tcp", tcp, &settings)
+        .await
+        .expect("loads");
+    assert_eq!(from_cache.description.name, "hello");
+
+    // A corrupt entry is not trusted: the file is compiled again.
+    std::fs::write(&planted, b"garbage").expect("corrupt");
+    let third = PluginEngine::standalone(Some(cache.path().to_path_buf())).expect("engine");
+    let compiled = load_file(&third, "tcp", tcp, &settings)
+        .await
+        .expect("loads");
+    assert_eq!(compiled.description.name, "tcp-port");
+}

@@ -65,8 +65,8 @@ impl PluginEngine {
         Self::on(&engine, cache_dir)
     }
 
-    /// Compiles (or takes from the cache) and validates a plugin file's bytes, then asks the
-    /// plugin to describe itself. Blocking: call it off the async executor's hot path.
+    /// Compiles (on a blocking thread, or takes from the caches) and validates a plugin file's
+    /// bytes, then asks the plugin to describe itself under its limits.
     pub async fn load(
         &self,
         name: &str,
@@ -160,9 +160,13 @@ fn compile(
     engine.precompile_compatibility_hash().hash(&mut h);
     let cached = cache_dir.map(|d| d.join(format!("{sha256}-{:016x}.cwasm", h.finish())));
     if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
+        // Read into memory, not mapped: a cache file truncated under a running host must not
+        // become a SIGBUS.
+        let read = std::fs::read(path).map_err(wasmtime::Error::from);
         // SAFETY: the cache holds only files this host serialized itself (written to a
-        // temporary name, then renamed), keyed by the sha256 of the source and the engine.
-        match unsafe { Component::deserialize_file(engine, path) } {
+        // temporary name, then renamed), keyed by the sha256 of the source and the engine;
+        // wasmtime still checks the header and the engine compatibility.
+        match read.and_then(|bytes| unsafe { Component::deserialize(engine, bytes) }) {
             Ok(c) => return Ok(c),
             Err(e) => {
                 tracing::warn!(cache = %path.display(), error = %format!("{e:#}"), "unusable plugin cache entry; compiling")
@@ -265,7 +269,7 @@ impl Compiled {
                 wasi,
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter {
-                    limit: limits.memory_bytes(),
+                    limit: limits.memory_limit_bytes,
                     exceeded: None,
                 },
                 grants: effective,
@@ -286,12 +290,6 @@ impl Compiled {
         let result = tokio::time::timeout(wait, self.pre.instantiate_async(&mut store)).await;
         let plugin = classify(&store, result, limits)?;
         Ok(Instance { store, plugin })
-    }
-}
-
-impl PluginSettings {
-    fn memory_bytes(&self) -> usize {
-        self.memory_limit_bytes
     }
 }
 
