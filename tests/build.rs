@@ -11,9 +11,22 @@ fn main() {
         &env.workspace,
         &env.target,
         "wasm32-wasip2",
-        &["duet-test-hostile-core", "duet-plugin-hello"],
+        &[
+            "duet-test-hostile-core",
+            "duet-test-hostile-plugin",
+            "duet-plugin-hello",
+            "duet-plugin-tcp-port",
+            "duet-plugin-file-age",
+        ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    for (env, file) in [
+        ("DUET_TEST_HOSTILE_PLUGIN", "duet_test_hostile_plugin.wasm"),
+        ("DUET_TEST_TCP_PORT_PLUGIN", "duet_plugin_tcp_port.wasm"),
+        ("DUET_TEST_FILE_AGE_PLUGIN", "duet_plugin_file_age.wasm"),
+    ] {
+        println!("cargo:rustc-env={env}={}", dir.join(file).display());
+    }
     println!(
         "cargo:rustc-env=DUET_TEST_HOSTILE_CORE={}",
         dir.join("duet_test_hostile_core.wasm").display()

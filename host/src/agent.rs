@@ -151,6 +151,8 @@ pub(crate) struct Shared {
     pub peer: watch::Sender<PeerReport>,
     pub status: watch::Sender<Status>,
     changed: Notify,
+    /// The probe plugins' rows (issue 9).
+    pub plugins: crate::plugins::PluginTable,
 }
 
 impl Shared {
@@ -274,6 +276,7 @@ pub async fn run(
         peer: watch::Sender::new(first),
         status: watch::Sender::new(Status::default()),
         changed: Notify::new(),
+        plugins: crate::plugins::PluginTable::default(),
         config,
     });
 
@@ -362,6 +365,21 @@ pub async fn run(
             path,
             shared.config.core.watch_interval,
             options.core_events,
+            stop.clone(),
+        ));
+    }
+    if shared.config.plugins.dir.is_some() {
+        let engine = crate::plugins::PluginEngine::on(
+            runtime.engine(),
+            shared.config.plugins.cache_dir.clone(),
+        )?;
+        let wake = shared.clone();
+        tasks.spawn(crate::plugins::run(
+            Arc::new(engine),
+            shared.clock,
+            shared.config.plugins.clone(),
+            shared.plugins.clone(),
+            Arc::new(move || wake.changed.notify_one()),
             stop.clone(),
         ));
     }
@@ -594,7 +612,7 @@ async fn ticks(
             offline_request: exchange.incoming.map(|(_, reason)| reason),
             remembered: shared.remembered,
             answer: exchange.answer.clone(),
-            triggers: Vec::new(),
+            triggers: shared.plugins.triggers(),
             vip: None,
         };
         let rt = runtime.clone();
@@ -678,8 +696,8 @@ async fn ticks(
             nats: Check::NotConfigured,
             // Distinct components in runtime error: for now the core (a loaded core.wasm that
             // failed and was replaced by the embedded one); the probes issue adds the watchdog.
-            rte_count: u32::from(runtime.fault().is_some()),
-            probes: Vec::new(),
+            rte_count: u32::from(runtime.fault().is_some()) + shared.plugins.faults(),
+            probes: shared.plugins.probes(),
         };
         let received = buddy.as_ref().map(|(p, at)| ReceivedReport {
             report: p.report.clone(),

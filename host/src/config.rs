@@ -39,6 +39,7 @@ pub struct Config {
     pub heartbeats: Vec<HeartbeatConfig>,
     pub state: StateConfig,
     pub log: LogConfig,
+    pub plugins: crate::plugins::config::PluginsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +247,8 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    plugins: crate::plugins::config::RawPlugins,
 }
 
 #[derive(Deserialize, Default)]
@@ -787,6 +790,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         );
     }
 
+    let plugins = crate::plugins::config::validate(raw.plugins, base, &mut c.errors);
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -829,6 +833,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         log: LogConfig {
             failover_log: raw.log.failover_log.map(rel),
         },
+        plugins,
     })
 }
 

@@ -3,6 +3,7 @@
 //! - [`config`]: the TOML configuration, parsed then validated, errors naming the key path.
 //! - [`runtime`]: the core component run by wasmtime, with deadlines, memory limits, fallback
 //!   to the embedded core, and hot replacement.
+//! - [`plugins`]: custom probe plugins (WASM components in a folder), sandboxed, hot-loaded.
 //! - [`agent`]: the tick loop: probes → core → actions, and the status it publishes.
 //! - [`peer`]: the peer link (agent heartbeats and the sync connection), over [`net`].
 //! - [`api`]: the HTTP API and the web UI.
@@ -24,6 +25,7 @@ pub mod frame;
 pub mod metrics;
 pub mod net;
 pub mod peer;
+pub mod plugins;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;

@@ -183,6 +183,11 @@ impl CoreRuntime {
         *lock(&self.loaded) = None;
     }
 
+    /// The engine (epoch interruption on, its ticker running), shared with the plugins.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Which core answers the next call.
     pub fn active(&self) -> CoreOrigin {
         lock(&self.loaded)
@@ -381,7 +386,7 @@ fn deadline_ticks(deadline: Duration) -> u64 {
 }
 
 /// Advances the engine's epoch until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
+pub(crate) fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("duet-epoch".into())

@@ -15,6 +15,8 @@
 //! - `netns`: two real agents in network namespaces (LAN through a bridge, gateway, sync
 //!   cable): cuts, kill -9, heals, SIGTERM, twenty simultaneous starts.
 //! - `peer_link`: mismatched pair keys; forged, replayed and garbled frames against an agent.
+//! - `plugins`: probe plugins in a running agent: hostile plugins contained beside a canary,
+//!   grants, hot drop-in and removal, `duet plugin check`.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 
 pub mod model;
@@ -39,5 +41,7 @@ mod icmp;
 mod netns;
 #[cfg(test)]
 mod peer_link;
+#[cfg(test)]
+mod plugins;
 #[cfg(test)]
 mod scenarios;

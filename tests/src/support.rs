@@ -10,6 +10,12 @@ use duet_host::runtime::{CoreRuntime, Limits};
 pub const HOSTILE_CORE: &str = env!("DUET_TEST_HOSTILE_CORE");
 /// The trivial example probe plugin (a component that is not a core).
 pub const HELLO_PLUGIN: &str = env!("DUET_TEST_HELLO_PLUGIN");
+/// A probe plugin that misbehaves as its config's `mode` says.
+pub const HOSTILE_PLUGIN: &str = env!("DUET_TEST_HOSTILE_PLUGIN");
+/// The tcp-port example plugin.
+pub const TCP_PORT_PLUGIN: &str = env!("DUET_TEST_TCP_PORT_PLUGIN");
+/// The file-age example plugin.
+pub const FILE_AGE_PLUGIN: &str = env!("DUET_TEST_FILE_AGE_PLUGIN");
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

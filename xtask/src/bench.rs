@@ -23,16 +23,44 @@ const FIGURES: [(&str, &str, &str); 4] = [
     ),
 ];
 
+/// (criterion group, function, what it measures) of the plugin bench.
+const PLUGIN_FIGURES: [(&str, &str, &str); 2] = [
+    (
+        "plugin",
+        "call",
+        "one `check` of a trivial pre-instantiated plugin (hello), deadline and limits armed",
+    ),
+    (
+        "plugin",
+        "instantiate",
+        "a fresh instance of a compiled plugin (WASI context, store, limits)",
+    ),
+];
+
 pub fn run(root: &Path) -> anyhow::Result<()> {
     crate::setup()?;
-    crate::run(crate::cargo(root).args([
-        "bench",
-        "--locked",
-        "-p",
-        "duet-host",
-        "--bench",
-        "core",
-    ]))?;
+    // The plugin bench runs the hello plugin, built like the tests' guests.
+    let guests = crate::guest::build(
+        root,
+        &root.join("target/wasm-guests"),
+        "wasm32-wasip2",
+        &["duet-plugin-hello"],
+    )
+    .map_err(anyhow::Error::msg)?;
+    crate::run(
+        crate::cargo(root)
+            .args([
+                "bench",
+                "--locked",
+                "-p",
+                "duet-host",
+                "--bench",
+                "core",
+                "--bench",
+                "plugins",
+            ])
+            .env("DUET_BENCH_PLUGIN", guests.join("duet_plugin_hello.wasm")),
+    )?;
     let commit =
         crate::output(
             Command::new("git")
@@ -68,7 +96,51 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             .trim()
     )?;
     md.push_str("\n## Core calls\n\nPer call, mean of criterion's samples (95% confidence interval in brackets). The wasm figures include\nconverting the model to and from WIT types, the deadline set-up and the call into core.wasm.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
-    for (group, function, what) in FIGURES {
+    table(root, &mut md, &FIGURES)?;
+    md.push_str("\n## Probe plugins\n\nPer call, as above: the host side of `duet:probe` (async call, epoch deadline, memory and output\nlimits armed) into the hello plugin, from a tokio runtime.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
+    table(root, &mut md, &PLUGIN_FIGURES)?;
+    let load = root.join("target/criterion/plugin-load.json");
+    let text = std::fs::read_to_string(&load)
+        .with_context(|| format!("failed to read {}", load.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("failed to parse {}", load.display()))?;
+    let f = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
+    writeln!(
+        md,
+        "\nThrough the real loader (folder scan, one task per plugin, deadlines, rows), {} copies of hello\nchecking at 1 Hz, measured over 10 s with getrusage:\n",
+        f("plugins")
+    )?;
+    md.push_str("| what | figure |\n|---|---|\n");
+    writeln!(
+        md,
+        "| memory per loaded plugin (RSS growth / plugins, instance + store + WASI context) | {:.0} KiB |",
+        f("memory_per_plugin_kib")
+    )?;
+    writeln!(md, "| checks per second | {:.1} |", f("checks_per_second"))?;
+    writeln!(
+        md,
+        "| CPU of {} plugins at 1 Hz, including the engine's 2 ms epoch ticker | {:.2} % of a core |",
+        f("plugins"),
+        f("cpu_core_fraction") * 100.0
+    )?;
+    writeln!(
+        md,
+        "| CPU of the idle engine (the epoch ticker alone), for comparison | {:.2} % of a core |",
+        f("cpu_core_fraction_idle_engine") * 100.0
+    )?;
+    let out = root.join("docs/benchmarks.md");
+    std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Appends one table row per criterion figure.
+fn table(root: &Path, md: &mut String, figures: &[(&str, &str, &str)]) -> anyhow::Result<()> {
+    for &(group, function, what) in figures {
         let path = root
             .join("target/criterion")
             .join(group)
@@ -91,9 +163,6 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             human(ns("/mean/confidence_interval/upper_bound"))
         )?;
     }
-    let out = root.join("docs/benchmarks.md");
-    std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
-    println!("wrote {}", out.display());
     Ok(())
 }
 

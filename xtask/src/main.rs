@@ -6,6 +6,7 @@
 //! - `cargo xtask lint`: `cargo fmt --check` and clippy (`-D warnings`) on every crate, the wasm
 //!   crates for their own targets.
 //! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`.
+//! - `cargo xtask plugin new NAME`: a new probe plugin crate in `plugins/NAME`.
 //!
 //! Every step is idempotent: what is installed already is left alone.
 
@@ -14,6 +15,7 @@ mod demo;
 // Shared with the build scripts, which build some guests themselves.
 #[allow(dead_code)]
 mod guest;
+mod plugin;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,7 +35,11 @@ fn main() -> anyhow::Result<()> {
             lint(&root)
         }
         Some("bench") => bench::run(&root),
-        _ => bail!("usage: cargo xtask <demo [--check] | test | lint | bench>"),
+        Some("plugin") => match (args.get(1).map(String::as_str), args.get(2)) {
+            (Some("new"), Some(name)) => plugin::new(&root, name),
+            _ => bail!("usage: cargo xtask plugin new NAME"),
+        },
+        _ => bail!("usage: cargo xtask <demo [--check] | test | lint | bench | plugin new NAME>"),
     }
 }
 
@@ -80,7 +86,12 @@ const WASM_CRATES: [(&str, &[&str]); 2] = [
             "duet-core-component",
             "duet-probe-sdk",
             "duet-plugin-hello",
+            "duet-plugin-tcp-port",
+            "duet-plugin-http-get",
+            "duet-plugin-disk-usage",
+            "duet-plugin-file-age",
             "duet-test-hostile-core",
+            "duet-test-hostile-plugin",
         ],
     ),
     ("wasm32-unknown-unknown", &["duet-web"]),

@@ -1,26 +1,17 @@
-//! The smallest duet probe plugin: reports "Hello" and is always healthy.
+//! The smallest duet probe plugin: reports "Hello" and is always healthy. A template to start
+//! from (`cargo xtask plugin new NAME` copies it).
 
-use duet_probe_sdk::{Description, Outcome, Probe, Status, export_probe};
+use duet_probe_sdk::{Config, Description, Outcome, Probe, export_probe};
 
 struct Hello;
 
 impl Probe for Hello {
     fn describe() -> Description {
-        Description {
-            name: "hello".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            default_interval_ms: 5_000,
-            capabilities: Vec::new(),
-        }
+        Description::new("hello", env!("CARGO_PKG_VERSION"), 5_000)
     }
 
-    fn check(_config: &str) -> Result<Outcome, String> {
-        Ok(Outcome {
-            status: Status::Ok,
-            value: "Hello".into(),
-            reason: None,
-            metrics: Vec::new(),
-        })
+    fn check(_config: &Config) -> Result<Outcome, String> {
+        Ok(Outcome::ok("Hello"))
     }
 }
 
