@@ -21,7 +21,6 @@ pub mod api;
 pub mod auth;
 pub mod bindings;
 pub mod config;
-pub mod frame;
 pub mod metrics;
 pub mod net;
 pub mod peer;
@@ -32,6 +31,8 @@ pub mod status_cli;
 mod web;
 
 pub use agent::run;
+/// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
+pub use duet_frame as frame;
 
 /// Locks a mutex, recovering from poisoning: every guarded value here is replaced whole, so a
 /// panic elsewhere cannot leave it half-written.
