@@ -178,20 +178,6 @@ impl Shared {
             }
         }
     }
-
-    /// How long an incoming peer connection may stay silent before it is closed: well over
-    /// any of the buddy's intervals (its paths mirror ours).
-    pub(crate) fn peer_idle_timeout(&self) -> Duration {
-        let longest = self
-            .config
-            .heartbeats
-            .iter()
-            .map(|h| h.interval)
-            .chain(self.config.sync.iter().map(|s| s.interval))
-            .max()
-            .unwrap_or(Duration::from_secs(1));
-        longest * 3 + Duration::from_secs(10)
-    }
 }
 
 /// Runs an agent until `shutdown` is cancelled.
@@ -685,7 +671,7 @@ async fn ticks(
             heartbeats,
             sync: match &sync {
                 None => Check::NotConfigured,
-                Some(_) if sync_up => Check::Ok,
+                Some(s) if s.ok => Check::Ok,
                 Some(s) => Check::Failing(
                     s.reason
                         .clone()
@@ -838,9 +824,13 @@ pub(crate) enum Attempt {
     Success(Duration),
     /// No answer: counts toward the path's allowed failures.
     Failure(String),
-    /// The probe itself cannot work (no privilege, bad socket): shown, but never counted as a
-    /// failure of the target — a broken probe must not look like a dead buddy or an isolation.
+    /// The probe itself cannot work (no privilege, bad socket, a wrong target): shown, but
+    /// never counted as a failure of the target — a broken probe must not look like a dead
+    /// buddy or an isolation. The failure count stays as it was.
     Fault(String),
+    /// The buddy answered but cannot be talked to (another pair key, another frame version):
+    /// shown, and it proves the buddy alive, so the failure count is reset.
+    Unusable(String),
 }
 
 /// Which measured path an attempt belongs to.
@@ -890,7 +880,12 @@ pub(crate) fn record_attempt(shared: &Shared, slot: Slot, attempt: Attempt, now:
                 state.failures = state.failures.saturating_add(1);
                 state.reason = Some(why);
             }
+            // The failure count stays as it was: a fault says nothing about the target.
             Attempt::Fault(why) => {
+                state.ok = false;
+                state.reason = Some(why);
+            }
+            Attempt::Unusable(why) => {
                 state.ok = false;
                 state.failures = 0;
                 state.reason = Some(why);

@@ -791,6 +791,29 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let plugins = crate::plugins::config::validate(raw.plugins, base, &mut c.errors);
+    // The buddy's report must be renewed before it counts as stale.
+    let paths = heartbeats
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.kind == HeartbeatKind::Agent)
+        .map(|(i, h)| (format!("heartbeat[{i}]"), h.interval + h.timeout))
+        .chain(
+            sync.iter()
+                .map(|s| ("sync".to_string(), s.interval + s.timeout)),
+        );
+    for (path, every) in paths {
+        if every >= status.buddy_timeout {
+            c.error(
+                "status.buddy_timeout",
+                format!(
+                    "{} is not longer than {path}'s interval + timeout ({}): the buddy's report would go stale between two attempts",
+                    fmt(status.buddy_timeout),
+                    fmt(every)
+                ),
+            );
+        }
+    }
+
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }

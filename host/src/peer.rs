@@ -42,7 +42,9 @@ pub const AUTH_FAILURES_SHOWN: u32 = 3;
 
 /// Connections the peer port serves at once; more are closed at once (a flood must not grow
 /// memory or tasks without bound). Two agents need one per path.
-const MAX_CONNECTIONS: usize = 32;
+const MAX_CONNECTIONS: usize = 64;
+/// Connections one remote address may hold: a stranger on the LAN cannot take the buddy's.
+const MAX_PER_HOST: usize = 8;
 
 /// How long a connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,8 +103,13 @@ struct Conn {
 enum PathError {
     /// Counts toward the path's allowed failures.
     Failure(String),
+    /// The connection was closed or broke before an answer: a failure, unless a kept
+    /// connection simply went stale (then the attempt is retried once on a fresh one).
+    Closed(String),
     /// The path is misconfigured (it reaches another agent): shown, never counted.
     Fault(String),
+    /// The buddy answered but cannot be talked to (key, version): alive, and shown.
+    Unusable(String),
 }
 
 /// Runs one path: an attempt every `interval`, each bounded by `timeout`.
@@ -124,17 +131,27 @@ pub(crate) async fn path(
             _ = interval.tick() => {}
         }
         let started = tokio::time::Instant::now();
-        let result = match tokio::time::timeout(
-            spec.timeout,
-            attempt(&shared, &key, &spec, &mut conn),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(PathError::Failure(format!(
-                "timed out: the buddy's duet did not answer within {}",
-                humantime::format_duration(spec.timeout)
-            ))),
+        let exchange = async {
+            let reused = conn.is_some();
+            match attempt(&shared, &key, &spec, &mut conn).await {
+                // A kept connection can have been closed meanwhile (the buddy's idle timeout,
+                // a firewall): once, try again on a fresh one within the same timeout.
+                Err(PathError::Closed(_)) if reused => {
+                    conn = None;
+                    attempt(&shared, &key, &spec, &mut conn).await
+                }
+                other => other,
+            }
+        };
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            result = tokio::time::timeout(spec.timeout, exchange) => match result {
+                Ok(result) => result,
+                Err(_) => Err(PathError::Failure(format!(
+                    "timed out: the buddy's duet did not answer within {}",
+                    humantime::format_duration(spec.timeout)
+                ))),
+            },
         };
         if result.is_err() {
             // A failed or timed-out attempt leaves the stream in an unknown state.
@@ -166,8 +183,9 @@ pub(crate) async fn path(
                     Attempt::Success(started.elapsed())
                 }
             }
-            Err(PathError::Failure(why)) => Attempt::Failure(why),
+            Err(PathError::Failure(why) | PathError::Closed(why)) => Attempt::Failure(why),
             Err(PathError::Fault(why)) => Attempt::Fault(why),
+            Err(PathError::Unusable(why)) => Attempt::Unusable(why),
         };
         record_attempt(&shared, slot, outcome, now);
     }
@@ -199,7 +217,7 @@ async fn attempt(
         write_frame(&mut stream, &ours.seal(key))
             .await
             .map_err(|e| PathError::Failure(format!("the connection failed: {e}")))?;
-        let frame = read(&mut stream).await?;
+        let frame = read(shared, &mut stream).await?;
         let theirs = match Hello::open(key, &frame) {
             Ok(h) => h,
             Err(e) => {
@@ -209,9 +227,17 @@ async fn attempt(
                     // likely the buddy, misconfigured. A fault, not a failure: declaring it
                     // dead would put both agents Online.
                     shared.link.auth_failures.fetch_add(1, Ordering::Relaxed);
-                    return Err(PathError::Fault(
+                    return Err(PathError::Unusable(
                         "authentication failed: pair key mismatch (or a forged hello); check peer.pair_key on both agents".into(),
                     ));
+                }
+                if let FrameError::Version(v) = e {
+                    // The buddy's duet speaks another frame version (a rolling upgrade): it is
+                    // alive; counting it dead would put both agents Online.
+                    return Err(PathError::Unusable(format!(
+                        "the buddy speaks peer-link frame version {v}, this agent {}: upgrade both",
+                        crate::frame::VERSION
+                    )));
                 }
                 return Err(PathError::Failure(format!(
                     "the buddy's hello was rejected: {e}"
@@ -235,9 +261,11 @@ async fn attempt(
     let Some(Conn { stream, session }) = conn.as_mut() else {
         unreachable!("connected above");
     };
-    let ours = PeerMessage::Report(Box::new(shared.peer.borrow().clone()));
-    send(stream, session, &ours).await?;
-    let frame = read(stream).await?;
+    let frame = seal_report(shared, session).map_err(PathError::Fault)?;
+    write_frame(stream, &frame)
+        .await
+        .map_err(|e| PathError::Closed(format!("the connection failed: {e}")))?;
+    let frame = read(shared, stream).await?;
     let message = open(shared, session, &frame).map_err(PathError::Failure)?;
     let PeerMessage::Report(report) = message;
     if report.agent != *buddy {
@@ -250,31 +278,66 @@ async fn attempt(
     Ok(report)
 }
 
-async fn send(
-    stream: &mut BoxStream,
-    session: &mut Session,
-    message: &PeerMessage,
-) -> Result<(), PathError> {
-    let payload = serde_json::to_vec(message)
-        .map_err(|e| PathError::Fault(format!("cannot encode the report: {e}")))?;
-    let frame = session
-        .seal(&payload)
-        .map_err(|e| PathError::Fault(format!("cannot send the report: {e}")))?;
-    write_frame(stream, &frame)
-        .await
-        .map_err(|e| PathError::Failure(format!("the connection failed: {e}")))
-}
-
-async fn read(stream: &mut BoxStream) -> Result<Vec<u8>, PathError> {
+/// Reads the buddy's next frame on a path; a rejected frame is counted.
+async fn read(shared: &Shared, stream: &mut BoxStream) -> Result<Vec<u8>, PathError> {
     match read_frame(stream).await {
         Ok(Ok(frame)) => Ok(frame),
-        Ok(Err(e)) => Err(PathError::Failure(format!(
-            "the buddy's frame was rejected: {e}"
-        ))),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(PathError::Failure("the buddy closed the connection".into()))
+        Ok(Err(e)) => {
+            shared.link.reject(reason(&e));
+            Err(PathError::Failure(format!(
+                "the buddy's frame was rejected: {e}"
+            )))
         }
-        Err(e) => Err(PathError::Failure(format!("the connection failed: {e}"))),
+        Err(e) => Err(PathError::Closed(closed(&e))),
+    }
+}
+
+/// What a broken stream means, in words.
+fn closed(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "the buddy closed the connection".into()
+    } else {
+        format!("the connection failed: {e}")
+    }
+}
+
+/// This agent's current report, sealed into the session's next frame. Row texts are trimmed
+/// so the frame always fits: a report we cannot send must never look like a dead buddy on
+/// the other side.
+fn seal_report(shared: &Shared, session: &mut Session) -> Result<Vec<u8>, String> {
+    let mut report = shared.peer.borrow().clone();
+    let mut limit = MAX_ROW_TEXT;
+    loop {
+        let payload = serde_json::to_vec(&PeerMessage::Report(Box::new(report.clone())))
+            .map_err(|e| format!("cannot encode this agent's report: {e}"))?;
+        if payload.len() + FRAME_OVERHEAD <= crate::frame::MAX_FRAME || limit == 0 {
+            return session
+                .seal(&payload)
+                .map_err(|e| format!("cannot send this agent's report: {e}"));
+        }
+        for row in &mut report.report.rows {
+            trim(&mut row.value, limit);
+            if let Some(reason) = row.reason.as_mut() {
+                trim(reason, limit);
+            }
+        }
+        limit /= 4;
+    }
+}
+
+/// Row values and reasons longer than this are cut before a report is sent.
+const MAX_ROW_TEXT: usize = 4096;
+/// A data frame's bytes besides its payload.
+const FRAME_OVERHEAD: usize = 64;
+
+fn trim(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
     }
 }
 
@@ -298,6 +361,8 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     // The connections live in this task's set: they end with it, however it ends.
     let mut connections = tokio::task::JoinSet::new();
+    // Open connections per remote address: one host cannot take every slot.
+    let per_host: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let (stream, from) = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -312,14 +377,27 @@ pub(crate) async fn serve(
                 }
             },
         };
-        if connections.len() >= MAX_CONNECTIONS {
+        while connections.try_join_next().is_some() {}
+        let host = from.ip();
+        let from_host = *lock(&per_host).get(&host).unwrap_or(&0);
+        if connections.len() >= MAX_CONNECTIONS || from_host >= MAX_PER_HOST {
+            shared.link.reject("too_many_connections");
             tracing::warn!(%from, "peer port: too many connections; closing this one");
             continue;
         }
+        *lock(&per_host).entry(host).or_default() += 1;
         let shared = shared.clone();
+        let per_host = per_host.clone();
         connections.spawn(async move {
             let why = connection(&shared, stream).await;
             tracing::debug!(%from, %why, "peer connection closed");
+            let mut counts = lock(&per_host);
+            if let Some(n) = counts.get_mut(&host) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&host);
+                }
+            }
         });
     }
 }
@@ -351,9 +429,13 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
         return format!("{} is not the buddy", theirs.agent);
     }
     let mut session = Session::new(key, &ours, &theirs, false);
-    let idle = shared.peer_idle_timeout();
+    let idle = idle_timeout(&shared.config);
+    // A hello can be replayed by anyone who recorded one; only a data frame proves the key.
+    // Until then the connection gets as little time as before its hello.
+    let mut authenticated = false;
     loop {
-        let frame = match incoming(shared, &mut stream, idle).await {
+        let within = if authenticated { idle } else { HELLO_TIMEOUT };
+        let frame = match incoming(shared, &mut stream, within).await {
             Ok(frame) => frame,
             Err(why) => return why,
         };
@@ -369,11 +451,8 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
             );
         }
         shared.receive(*report, shared.clock.now());
-        let answer = PeerMessage::Report(Box::new(shared.peer.borrow().clone()));
-        let sent = match serde_json::to_vec(&answer)
-            .map_err(|e| e.to_string())
-            .and_then(|p| session.seal(&p).map_err(|e| e.to_string()))
-        {
+        authenticated = true;
+        let sent = match seal_report(shared, &mut session) {
             Ok(frame) => write_frame(&mut stream, &frame).await,
             Err(why) => return why,
         };
@@ -391,11 +470,25 @@ async fn incoming(
 ) -> Result<Vec<u8>, String> {
     match tokio::time::timeout(within, read_frame(stream)).await {
         Err(_) => Err(format!("silent for {}", humantime::format_duration(within))),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(closed(&e)),
         Ok(Ok(Err(e))) => {
             shared.link.reject(reason(&e));
             Err(e.to_string())
         }
         Ok(Ok(Ok(frame))) => Ok(frame),
     }
+}
+
+/// How long an authenticated incoming connection may stay silent before it is closed: well
+/// over any of the buddy's intervals (its paths mirror ours; a longer one than that costs the
+/// buddy a reconnect, which its path does at once).
+fn idle_timeout(config: &crate::config::Config) -> Duration {
+    let longest = config
+        .heartbeats
+        .iter()
+        .map(|h| h.interval)
+        .chain(config.sync.iter().map(|s| s.interval))
+        .max()
+        .unwrap_or(Duration::from_secs(1));
+    longest * 3 + Duration::from_secs(10)
 }
