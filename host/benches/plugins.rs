@@ -103,6 +103,7 @@ fn load_figures(rt: &tokio::runtime::Runtime) -> serde_json::Value {
     let stop = tokio_util::sync::CancellationToken::new();
     let task = rt.spawn(duet_host::plugins::run(
         engine,
+        duet_host::agent::Clock::system(),
         config,
         table.clone(),
         Arc::new(|| {}),
