@@ -36,6 +36,7 @@ pub struct Config {
     pub heartbeats: Vec<HeartbeatConfig>,
     pub state: StateConfig,
     pub log: LogConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +121,13 @@ pub struct StateConfig {
     pub file: PathBuf,
 }
 
+/// The web UI's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WebConfig {
+    /// How often the UI refreshes on its own; changes are also pushed at once.
+    pub refresh: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     /// The failover log file (one line per transition and request); none: log only to stderr.
@@ -202,6 +210,8 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    web: RawWeb,
 }
 
 #[derive(Deserialize, Default)]
@@ -299,6 +309,12 @@ enum RawKind {
     Agent,
     Ping,
     Inverted,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    refresh: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -615,6 +631,16 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let web = WebConfig {
+        refresh: c.duration(
+            "web.refresh",
+            raw.web.refresh.as_deref(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            HOUR,
+        ),
+    };
+
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -652,6 +678,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         log: LogConfig {
             failover_log: raw.log.failover_log.map(rel),
         },
+        web,
     })
 }
 
@@ -711,5 +738,24 @@ mod tests {
         let errs = parse(&text, Path::new(".")).expect_err("invalid").0;
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["buddy.name", "api.listen"]);
+    }
+
+    #[test]
+    fn web_refresh_defaults_to_a_minute_and_is_range_checked() {
+        let c = parse(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.web.refresh, Duration::from_secs(60));
+        let c = parse(
+            &format!("{MINIMAL}\n[web]\nrefresh = \"5s\""),
+            Path::new("."),
+        )
+        .expect("valid");
+        assert_eq!(c.web.refresh, Duration::from_secs(5));
+        let errs = parse(
+            &format!("{MINIMAL}\n[web]\nrefresh = \"10ms\""),
+            Path::new("."),
+        )
+        .expect_err("too short")
+        .0;
+        assert_eq!(errs[0].path, "web.refresh");
     }
 }

@@ -21,6 +21,7 @@ pub mod bindings;
 pub mod config;
 pub mod frame;
 pub mod metrics;
+pub mod pcap;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;
