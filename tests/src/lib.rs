@@ -11,6 +11,8 @@
 //! - `api`: the JSON API, its OpenAPI document, tokens, the event stream, `/metrics` and
 //!   `duet status`, against running agents.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
+//! - `web_ui`: the web UI in headless Chromium against a real pair (LEDs, pcap icon, Status
+//!   window, switch with a token, history); screenshots under `target/web-e2e/`.
 
 pub mod model;
 pub mod support;
@@ -31,3 +33,5 @@ mod hot_swap;
 mod icmp;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod web_ui;

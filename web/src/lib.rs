@@ -49,10 +49,15 @@ impl Ctx {
         });
     }
 
-    /// A pushed status; the history may have grown with it.
+    /// A pushed status; the history may have grown with it, and the pair is asked again when
+    /// the agent did not answer at first (the page was opened while it started).
     fn pushed(self, status: Status) {
         self.status.set(Some(Ok(status)));
+        let pair_missing = !matches!(self.pair.get_untracked(), Some(Ok(_)));
         leptos::task::spawn_local(async move {
+            if pair_missing {
+                self.pair.set(Some(api::pair().await));
+            }
             self.history.set(Some(api::history().await));
         });
     }
