@@ -138,7 +138,13 @@ async fn pair(State(shared): State<Arc<Shared>>) -> Json<PairInfo> {
     // The first call loads libpcap once; later calls read the remembered answer.
     let packet_capture = tokio::task::spawn_blocking(crate::pcap::detected)
         .await
-        .unwrap_or_else(|_| crate::pcap::detect());
+        .unwrap_or_else(|e| duet_core::api::PacketCapture {
+            found: false,
+            library: None,
+            version: None,
+            message: Some(crate::pcap::NOT_DETECTED.to_string()),
+            detail: Some(format!("the detection failed: {e}")),
+        });
     let buddy_addresses =
         config
             .heartbeats
