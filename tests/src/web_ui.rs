@@ -578,7 +578,12 @@ async fn web_ui_shows_leds_pcap_status_and_switches_with_a_token_in_chromium() {
             .filter(|t| t == "alice")
     });
     assert_eq!(by, "alice");
-    screenshot(&c, &shots, "history.png").await;
+    let history = c.find(Locator::Id("history")).await.expect("the history");
+    let png = history
+        .screenshot()
+        .await
+        .expect("screenshot of the history");
+    std::fs::write(shots.join("history.png"), png).expect("write the screenshot");
 
     // 7. Kill the buddy: its LED turns red by push (the page was just reloaded, so the next
     //    periodic refresh is a minute away) and the Status window says Unreachable.
