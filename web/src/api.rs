@@ -58,13 +58,17 @@ async fn read<T: DeserializeOwned>(sent: Result<Response, gloo_net::Error>) -> R
 }
 
 /// Calls `on_status` with every `status` event the host pushes (`GET /api/v1/stream`). The
-/// browser's EventSource reconnects by itself after a lost connection.
+/// browser's EventSource reconnects by itself after a lost connection. The stream is closed when
+/// the page is hidden (navigation, back-forward cache) and opened again when it shows: an open
+/// stream holds one of the browser's few HTTP/1.1 connections to the agent, and streams left
+/// open by hidden pages made later page loads wait for a free one.
 pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
     use wasm_bindgen::JsCast as _;
     use wasm_bindgen::closure::Closure;
-    let Ok(source) = web_sys::EventSource::new("/api/v1/stream") else {
-        return;
-    };
+
     let listener =
         Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             if let Some(status) = event
@@ -75,12 +79,34 @@ pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
                 on_status(status);
             }
         });
-    if source
-        .add_event_listener_with_callback("status", listener.as_ref().unchecked_ref())
-        .is_ok()
-    {
-        // The page lives as long as the stream: keep both.
-        listener.forget();
-        std::mem::forget(source);
-    }
+    let open = move || {
+        let source = web_sys::EventSource::new("/api/v1/stream").ok()?;
+        source
+            .add_event_listener_with_callback("status", listener.as_ref().unchecked_ref())
+            .ok()?;
+        Some(source)
+    };
+    let current = Rc::new(RefCell::new(open()));
+    let Some(window) = web_sys::window() else {
+        std::mem::forget(current);
+        return;
+    };
+    let hidden = current.clone();
+    let on_hide = Closure::<dyn Fn()>::new(move || {
+        if let Some(source) = hidden.borrow_mut().take() {
+            source.close();
+        }
+    });
+    let shown = current;
+    let on_show = Closure::<dyn Fn()>::new(move || {
+        let mut slot = shown.borrow_mut();
+        if slot.is_none() {
+            *slot = open();
+        }
+    });
+    // The page lives as long as these listeners: keep them.
+    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+    let _ = window.add_event_listener_with_callback("pageshow", on_show.as_ref().unchecked_ref());
+    on_hide.forget();
+    on_show.forget();
 }
