@@ -579,7 +579,10 @@ async fn ticks(
         let heartbeats = lock(&shared.heartbeats).clone();
         let sync = shared.sync.as_ref().map(|s| lock(s).clone());
         let sync_up = sync.as_ref().is_some_and(sync_up);
-        let buddy = lock(&shared.buddy)
+        // The buddy's last report: the rules judge its age themselves (to say how long it has
+        // been silent); the failover core only sees a fresh one.
+        let last_report = lock(&shared.buddy).clone();
+        let buddy = last_report
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= millis(config.status.buddy_timeout));
 
@@ -685,7 +688,7 @@ async fn ticks(
             rte_count: u32::from(runtime.fault().is_some()) + shared.plugins.faults(),
             probes: shared.plugins.probes(),
         };
-        let received = buddy.as_ref().map(|(p, at)| ReceivedReport {
+        let received = last_report.as_ref().map(|(p, at)| ReceivedReport {
             report: p.report.clone(),
             received_at: *at,
         });

@@ -5,6 +5,9 @@
 //! - `GET /api/v1/history?limit=N`: decisions that changed something, newest last.
 //! - `GET /api/v1/stream`: server-sent events, one `status` event per change of the status.
 //! - `POST /api/v1/commands/{switch,force-online,mode}`: named token with the right needed.
+//! - `GET /api/v1/pair`: the pair as configured (names, addresses, mode, virtual IP), whether
+//!   libpcap is usable here, and the web UI's refresh period.
+//! - `GET /api/v1/session`: the name and rights of the presented token (the web UI's sign-in).
 //! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
 
 use std::convert::Infallible;
@@ -17,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use duet_core::api::{ApiError, CommandAccepted, History, Status};
+use duet_core::api::{AgentInfo, ApiError, CommandAccepted, History, PairInfo, Session, Status};
 use duet_core::{Command, Mode, OperatorCommand};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -44,6 +47,8 @@ pub(crate) async fn serve(
         .route("/api/v1/commands/switch", post(switch))
         .route("/api/v1/commands/force-online", post(force_online))
         .route("/api/v1/commands/mode", post(mode))
+        .route("/api/v1/pair", get(pair))
+        .route("/api/v1/session", get(session))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::web::routes())
@@ -118,6 +123,84 @@ fn fingerprint(status: &Status) -> String {
         d.at = 0;
     }
     serde_json::to_string(&s).unwrap_or_default()
+}
+
+async fn pair(State(shared): State<Arc<Shared>>) -> Json<PairInfo> {
+    let config = &shared.config;
+    let mode = shared
+        .status
+        .borrow()
+        .decision
+        .as_ref()
+        .map_or(config.agent.mode, |d| d.state.mode);
+    // The first call loads libpcap once; later calls read the remembered answer.
+    let packet_capture = tokio::task::spawn_blocking(crate::pcap::detected)
+        .await
+        .unwrap_or_else(|e| duet_core::api::PacketCapture {
+            found: false,
+            library: None,
+            version: None,
+            message: Some(crate::pcap::NOT_DETECTED.to_string()),
+            detail: Some(format!("the detection failed: {e}")),
+        });
+    let buddy_addresses =
+        config
+            .heartbeats
+            .iter()
+            .map(|h| h.target.clone())
+            .fold(Vec::new(), |mut all, t| {
+                if !all.contains(&t) {
+                    all.push(t);
+                }
+                all
+            });
+    Json(PairInfo {
+        local: AgentInfo {
+            name: config.agent.name.clone(),
+            addresses: vec![config.api.listen.to_string()],
+            mode: Some(mode),
+        },
+        buddy: AgentInfo {
+            name: config.buddy.name.clone(),
+            addresses: buddy_addresses,
+            mode: None,
+        },
+        virtual_ip: None,
+        packet_capture,
+        refresh_ms: u64::try_from(config.web.refresh.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Who the presented token is: the web UI signs in with it before offering commands.
+async fn session(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth::identify(&shared.config.api.tokens, header) {
+        Ok(token) => Json(Session {
+            name: token.name.clone(),
+            rights: token
+                .rights
+                .iter()
+                .map(|r| {
+                    match r {
+                        Right::Switch => "switch",
+                        Right::ForceOnline => "force_online",
+                        Right::Mode => "mode",
+                    }
+                    .to_string()
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(denied) => {
+            let mut response = error(StatusCode::UNAUTHORIZED, denied.to_string());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
 }
 
 async fn openapi() -> Response {

@@ -44,6 +44,22 @@ pub fn authorize(
     header: Option<&str>,
     right: Right,
 ) -> Result<String, Denied> {
+    let token = identify(tokens, header)?;
+    if token.rights.contains(&right) {
+        Ok(token.name.clone())
+    } else {
+        Err(Denied::Lacks {
+            name: token.name.clone(),
+            right,
+        })
+    }
+}
+
+/// The configured token an `Authorization` header value presents, whatever its rights.
+pub fn identify<'a>(
+    tokens: &'a [TokenConfig],
+    header: Option<&str>,
+) -> Result<&'a TokenConfig, Denied> {
     let presented = header
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
@@ -57,15 +73,7 @@ pub fn authorize(
             found
         }
     });
-    let token = found.ok_or(Denied::Unknown)?;
-    if token.rights.contains(&right) {
-        Ok(token.name.clone())
-    } else {
-        Err(Denied::Lacks {
-            name: token.name.clone(),
-            right,
-        })
-    }
+    found.ok_or(Denied::Unknown)
 }
 
 fn equal(a: &[u8; 32], b: &[u8; 32]) -> bool {

@@ -40,6 +40,7 @@ pub struct Config {
     pub state: StateConfig,
     pub log: LogConfig,
     pub plugins: crate::plugins::config::PluginsConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +142,13 @@ pub struct HeartbeatConfig {
 pub struct StateConfig {
     /// The remembered failover state (default `<agent.name>.state` beside the configuration).
     pub file: PathBuf,
+}
+
+/// The web UI's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WebConfig {
+    /// How often the UI refreshes on its own; changes are also pushed at once.
+    pub refresh: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +257,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     plugins: crate::plugins::config::RawPlugins,
+    web: RawWeb,
 }
 
 #[derive(Deserialize, Default)]
@@ -364,6 +373,12 @@ enum RawKind {
     Agent,
     Ping,
     Inverted,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    refresh: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -813,6 +828,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             );
         }
     }
+    let web = WebConfig {
+        refresh: c.duration(
+            "web.refresh",
+            raw.web.refresh.as_deref(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            HOUR,
+        ),
+    };
 
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
@@ -857,6 +881,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             failover_log: raw.log.failover_log.map(rel),
         },
         plugins,
+        web,
     })
 }
 
@@ -919,5 +944,24 @@ mod tests {
         let errs = parse(&text, Path::new(".")).expect_err("invalid").0;
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["buddy.name", "api.listen"]);
+    }
+
+    #[test]
+    fn web_refresh_defaults_to_a_minute_and_is_range_checked() {
+        let c = parse(MINIMAL, Path::new(".")).expect("valid");
+        assert_eq!(c.web.refresh, Duration::from_secs(60));
+        let c = parse(
+            &format!("{MINIMAL}\n[web]\nrefresh = \"5s\""),
+            Path::new("."),
+        )
+        .expect("valid");
+        assert_eq!(c.web.refresh, Duration::from_secs(5));
+        let errs = parse(
+            &format!("{MINIMAL}\n[web]\nrefresh = \"10ms\""),
+            Path::new("."),
+        )
+        .expect_err("too short")
+        .0;
+        assert_eq!(errs[0].path, "web.refresh");
     }
 }

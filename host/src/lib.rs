@@ -23,6 +23,7 @@ pub mod bindings;
 pub mod config;
 pub mod metrics;
 pub mod net;
+pub mod pcap;
 pub mod peer;
 pub mod plugins;
 pub mod runtime;

@@ -32,7 +32,7 @@ pub(crate) fn tokens() -> String {
     )
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
@@ -51,7 +51,7 @@ fn schema_errors(doc: &Value, name: &str, instance: &Value) -> Vec<String> {
 }
 
 /// Asserts that `instance` matches `#/components/schemas/<name>` of the served document.
-fn validate(doc: &Value, name: &str, instance: &Value) {
+pub(crate) fn validate(doc: &Value, name: &str, instance: &Value) {
     let errors = schema_errors(doc, name, instance);
     assert!(
         errors.is_empty(),
@@ -60,7 +60,7 @@ fn validate(doc: &Value, name: &str, instance: &Value) {
     );
 }
 
-async fn get_json(client: &reqwest::Client, port: u16, path: &str) -> Value {
+pub(crate) async fn get_json(client: &reqwest::Client, port: u16, path: &str) -> Value {
     client
         .get(format!("http://127.0.0.1:{port}{path}"))
         .send()

@@ -18,6 +18,8 @@
 //! - `plugins`: probe plugins in a running agent: hostile plugins contained beside a canary,
 //!   grants, hot drop-in and removal, `duet plugin check`.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
+//! - `web_ui`: the web UI in headless Chromium against a real pair (LEDs, pcap icon, Status
+//!   window, switch with a token, history); screenshots under `target/web-e2e/`.
 
 pub mod model;
 pub mod sim;
@@ -45,3 +47,5 @@ mod peer_link;
 mod plugins;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod web_ui;

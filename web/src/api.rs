@@ -1,30 +1,74 @@
-//! All HTTP of the web UI.
+//! All HTTP of the web UI: the agent that served the page answers every call.
 
-use duet_core::api::Status;
+use duet_core::api::{ApiError, CommandAccepted, History, PairInfo, Session, Status};
+use gloo_net::http::{Request, Response};
+use serde::de::DeserializeOwned;
 
-/// `GET /api/v1/status` of the agent that served this page.
+/// `GET /api/v1/status`: both Status columns and the last decision.
 pub async fn status() -> Result<Status, String> {
-    let response = gloo_net::http::Request::get("/api/v1/status")
-        .send()
-        .await
-        .map_err(|e| format!("the agent did not answer: {e}"))?;
+    read(Request::get("/api/v1/status").send().await).await
+}
+
+/// `GET /api/v1/pair`: the pair as configured, libpcap's presence, the refresh period.
+pub async fn pair() -> Result<PairInfo, String> {
+    read(Request::get("/api/v1/pair").send().await).await
+}
+
+/// `GET /api/v1/history`: the decisions that changed something, newest last.
+pub async fn history() -> Result<History, String> {
+    read(Request::get("/api/v1/history?limit=200").send().await).await
+}
+
+/// `GET /api/v1/session`: who `token` is and what it may do.
+pub async fn session(token: &str) -> Result<Session, String> {
+    read(
+        Request::get("/api/v1/session")
+            .header("Authorization", &format!("Bearer {token}"))
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// `POST /api/v1/commands/<path>` with `token`; `body` is JSON (`{}` when the command has
+/// nothing to say).
+pub async fn command(token: &str, path: &str, body: String) -> Result<CommandAccepted, String> {
+    let request = Request::post(&format!("/api/v1/commands/{path}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .map_err(|e| format!("could not build the request: {e}"))?;
+    read(request.send().await).await
+}
+
+/// The body of a successful answer, or the agent's own error message.
+async fn read<T: DeserializeOwned>(sent: Result<Response, gloo_net::Error>) -> Result<T, String> {
+    let response = sent.map_err(|e| format!("the agent did not answer: {e}"))?;
     if !response.ok() {
-        return Err(format!("the agent answered HTTP {}", response.status()));
+        let code = response.status();
+        return Err(match response.json::<ApiError>().await {
+            Ok(e) => e.error,
+            Err(_) => format!("the agent answered HTTP {code}"),
+        });
     }
     response
-        .json::<Status>()
+        .json::<T>()
         .await
-        .map_err(|e| format!("unreadable status: {e}"))
+        .map_err(|e| format!("unreadable answer: {e}"))
 }
 
 /// Calls `on_status` with every `status` event the host pushes (`GET /api/v1/stream`). The
-/// browser's EventSource reconnects by itself after a lost connection.
+/// browser's EventSource reconnects by itself after a lost connection. The stream is closed when
+/// the page is hidden (navigation, back-forward cache) and opened again when it shows: an open
+/// stream holds one of the browser's few HTTP/1.1 connections to the agent, and streams left
+/// open by hidden pages made later page loads wait for a free one.
 pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
     use wasm_bindgen::JsCast as _;
     use wasm_bindgen::closure::Closure;
-    let Ok(source) = web_sys::EventSource::new("/api/v1/stream") else {
-        return;
-    };
+
     let listener =
         Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             if let Some(status) = event
@@ -35,12 +79,34 @@ pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
                 on_status(status);
             }
         });
-    if source
-        .add_event_listener_with_callback("status", listener.as_ref().unchecked_ref())
-        .is_ok()
-    {
-        // The page lives as long as the stream: keep both.
-        listener.forget();
-        std::mem::forget(source);
-    }
+    let open = move || {
+        let source = web_sys::EventSource::new("/api/v1/stream").ok()?;
+        source
+            .add_event_listener_with_callback("status", listener.as_ref().unchecked_ref())
+            .ok()?;
+        Some(source)
+    };
+    let current = Rc::new(RefCell::new(open()));
+    let Some(window) = web_sys::window() else {
+        std::mem::forget(current);
+        return;
+    };
+    let hidden = current.clone();
+    let on_hide = Closure::<dyn Fn()>::new(move || {
+        if let Some(source) = hidden.borrow_mut().take() {
+            source.close();
+        }
+    });
+    let shown = current;
+    let on_show = Closure::<dyn Fn()>::new(move || {
+        let mut slot = shown.borrow_mut();
+        if slot.is_none() {
+            *slot = open();
+        }
+    });
+    // The page lives as long as these listeners: keep them.
+    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+    let _ = window.add_event_listener_with_callback("pageshow", on_show.as_ref().unchecked_ref());
+    on_hide.forget();
+    on_show.forget();
 }

@@ -1,59 +1,354 @@
-//! The Failover Config window: each agent's name, state and LED.
+//! The Failover Config window: the pair (virtual IP, each agent's name, addresses and mode),
+//! which agent is Online, one LED per agent, the packet-capture icon, and the operator's
+//! commands (switch, force online, mode) with confirmation.
 
-use std::time::Duration;
-
-use duet_core::Report;
+use duet_core::api::{AgentInfo, PacketCapture, Session, Status};
+use duet_core::{FailoverState, Led, Mode, Report};
 use leptos::prelude::*;
 
-use crate::api;
-use crate::components::LedView;
-
-/// The periodic refresh (the reference refreshes once a minute); changes arrive at once
-/// through the host's event stream.
-const REFRESH: Duration = Duration::from_secs(60);
+use crate::components::{ErrorView, LedView};
+use crate::{Ctx, api};
 
 #[component]
 pub fn FailoverConfig() -> impl IntoView {
-    let (status, set_status) = signal(None::<Result<duet_core::api::Status, String>>);
-    let fetch =
-        move || leptos::task::spawn_local(async move { set_status.set(Some(api::status().await)) });
-    fetch();
-    set_interval(fetch, REFRESH);
-    api::on_status_events(move |s| set_status.set(Some(Ok(s))));
+    let ctx = expect_context::<Ctx>();
+    let open = Callback::new(move |()| ctx.status_open.set(true));
     view! {
-        <section class="window" aria-label="Failover Config">
+        <section class="window" id="failover-config" aria-label="Failover Config">
             <h2>"Failover Config"</h2>
-            {move || match status.get() {
-                None => view! { <p class="muted">"Status information is being retrieved"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                Some(Ok(s)) => match s.pair {
-                    None => view! { <p class="muted">"Status information is being retrieved"</p> }.into_any(),
-                    Some(pair) => {
-                        let reason = s.decision.map(|d| d.reason.text).unwrap_or_default();
-                        view! {
-                            <div class="agents">
-                                <AgentBox report=pair.local />
-                                <AgentBox report=pair.buddy />
-                            </div>
-                            <p class="reason">"Last decision: " {reason}</p>
-                        }
-                        .into_any()
+            {move || type_line(ctx)}
+            {move || agents(ctx, open)}
+            {move || decision_line(ctx)}
+            <Actions />
+            <div class="buttons">
+                <button id="status-button" on:click=move |_| ctx.status_open.set(true)>
+                    "Status"
+                </button>
+            </div>
+            {move || {
+                ctx.pair.get().and_then(Result::ok).map(|p| {
+                    view! {
+                        <p class="muted" id="refresh-note">
+                            {format!(
+                                "Refreshed every {} s, and at once when the agent pushes a change.",
+                                p.refresh_ms / 1000,
+                            )}
+                        </p>
                     }
-                },
+                })
             }}
         </section>
     }
 }
 
-#[component]
-fn AgentBox(report: Report) -> impl IntoView {
-    let state = report.state.map_or("Unknown", |s| s.label());
-    let online = report.state == Some(duet_core::FailoverState::Online);
+/// "Failover (Virtual IP)", the information icon when libpcap is missing, the virtual IP.
+fn type_line(ctx: Ctx) -> AnyView {
+    match ctx.pair.get() {
+        None => ().into_any(),
+        Some(Err(message)) => view! { <ErrorView message /> }.into_any(),
+        Some(Ok(pair)) => view! {
+            <div class="type">
+                <strong id="failover-type">"Failover (Virtual IP)"</strong>
+                {pcap_icon(&pair.packet_capture)}
+                <span class="vip" id="virtual-ip">
+                    {pair.virtual_ip.unwrap_or_else(|| "no virtual IP configured".into())}
+                </span>
+            </div>
+        }
+        .into_any(),
+    }
+}
+
+/// The information icon: only when the library is missing or could not be detected; its
+/// hover text is the message, then the detail.
+fn pcap_icon(pcap: &PacketCapture) -> Option<impl IntoView + use<>> {
+    if pcap.found {
+        return None;
+    }
+    let message = pcap.message.clone().unwrap_or_default();
+    let text = match &pcap.detail {
+        Some(detail) => format!("{message}\n{detail}"),
+        None => message.clone(),
+    };
+    Some(view! {
+        <span id="pcap-info" class="info" role="img" tabindex="0" title=text aria-label=message>
+            "i"
+        </span>
+    })
+}
+
+fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
+    let pair = ctx.pair.get().and_then(Result::ok);
+    let reports = match ctx.status.get() {
+        Some(Err(message)) => return view! { <ErrorView message /> }.into_any(),
+        Some(Ok(status)) => status.pair,
+        None => None,
+    };
+    let (local, buddy) = match (pair, reports) {
+        (None, None) => {
+            return view! { <p class="muted">"Status information is being retrieved"</p> }
+                .into_any();
+        }
+        (pair, reports) => {
+            let (li, bi) = pair.map_or((None, None), |p| (Some(p.local), Some(p.buddy)));
+            let (lr, br) = reports.map_or((None, None), |r| (Some(r.local), Some(r.buddy)));
+            ((li, lr), (bi, br))
+        }
+    };
     view! {
-        <div class="agent" class:online=online data-agent=report.agent.clone()>
-            <LedView led=report.led />
-            <span class="name">{report.agent.clone()}</span>
-            <span class="state">{state}</span>
+        <div class="agents">
+            <AgentBox id="agent-local" info=local.0 report=local.1 open />
+            <AgentBox id="agent-buddy" info=buddy.0 report=buddy.1 open />
         </div>
+    }
+    .into_any()
+}
+
+/// One agent: LED, name, addresses, mode, state; the Online one is marked.
+#[component]
+fn AgentBox(
+    id: &'static str,
+    info: Option<AgentInfo>,
+    report: Option<Report>,
+    open: Callback<()>,
+) -> impl IntoView {
+    let name = info
+        .as_ref()
+        .map(|i| i.name.clone())
+        .or_else(|| report.as_ref().map(|r| r.agent.clone()))
+        .unwrap_or_default();
+    let led = report.as_ref().map_or(Led::Transparent, |r| r.led);
+    let state = report.as_ref().and_then(|r| r.state);
+    let online = state == Some(FailoverState::Online);
+    let state_text = match (state, &report) {
+        (Some(s), _) => s.label(),
+        (None, Some(r)) if r.rows.iter().any(|row| row.value == "Unreachable") => "Unreachable",
+        _ => "Unknown",
+    };
+    let addresses = info
+        .as_ref()
+        .map(|i| i.addresses.join(", "))
+        .unwrap_or_default();
+    let mode = match info.as_ref().and_then(|i| i.mode) {
+        Some(Mode::Automatic) => "automatic",
+        Some(Mode::Manual) => "manual",
+        None => "not known here",
+    };
+    let this_agent = id == "agent-local";
+    let (data_agent, led_agent) = (name.clone(), name.clone());
+    view! {
+        <div class="agent" class:online=online id=id data-agent=data_agent data-state=state_text>
+            <LedView agent=led_agent led on_open=open />
+            <div class="who">
+                <span class="name">{name}</span>
+                {this_agent.then(|| view! { <span class="muted">" (this agent)"</span> })}
+                <span class="addresses">{addresses}</span>
+                <span class="mode">"Mode: " {mode}</span>
+            </div>
+            <span class="state">{state_text}</span>
+            {online.then(|| view! { <span class="online-badge">"Online"</span> })}
+        </div>
+    }
+}
+
+/// "Why is this agent Offline?": the last decision's reason.
+fn decision_line(ctx: Ctx) -> Option<impl IntoView + use<>> {
+    let status = ctx.status.get()?.ok()?;
+    let decision = status.decision?;
+    let name = status.pair.map(|p| p.local.agent).unwrap_or_default();
+    Some(view! {
+        <p class="reason" id="decision-reason">
+            {format!("Why is {name} {}? ", decision.state.state.label())}
+            <span>{decision.reason.text}</span>
+        </p>
+    })
+}
+
+/// An operator's command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Switch,
+    ForceOnline,
+    SetMode(Mode),
+}
+
+impl Command {
+    fn id(self) -> &'static str {
+        match self {
+            Command::Switch => "switch",
+            Command::ForceOnline => "force-online",
+            Command::SetMode(_) => "mode",
+        }
+    }
+
+    fn right(self) -> &'static str {
+        match self {
+            Command::Switch => "switch",
+            Command::ForceOnline => "force_online",
+            Command::SetMode(_) => "mode",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Command::Switch => "Switch",
+            Command::ForceOnline => "Force online",
+            Command::SetMode(Mode::Manual) => "Set manual mode",
+            Command::SetMode(Mode::Automatic) => "Set automatic mode",
+        }
+    }
+
+    fn body(self) -> String {
+        match self {
+            Command::SetMode(Mode::Manual) => r#"{"mode":"manual"}"#.into(),
+            Command::SetMode(Mode::Automatic) => r#"{"mode":"automatic"}"#.into(),
+            Command::Switch | Command::ForceOnline => "{}".into(),
+        }
+    }
+
+    /// The question asked before the command is sent.
+    fn question(self, local: &str, buddy: &str, local_online: bool) -> String {
+        match self {
+            Command::Switch if local_online => {
+                format!("Switch: {local} hands over and {buddy} goes Online?")
+            }
+            Command::Switch => format!("Switch: {local} takes over and {buddy} goes Offline?"),
+            Command::ForceOnline => {
+                format!("Force {local} online? {buddy} is asked to go offline.")
+            }
+            Command::SetMode(Mode::Manual) => format!(
+                "Set {local} to manual mode? Failing heartbeats will no longer switch it on their own."
+            ),
+            Command::SetMode(Mode::Automatic) => format!(
+                "Set {local} to automatic mode? Failing heartbeats may switch it on their own."
+            ),
+        }
+    }
+}
+
+/// Why `command` cannot happen now, or `None` when it can.
+fn why_not(command: Command, session: Option<&Session>, status: Option<&Status>) -> Option<String> {
+    let Some(session) = session else {
+        return Some(format!(
+            "Sign in with a token to use {}",
+            command.label().to_lowercase()
+        ));
+    };
+    if !session.rights.iter().any(|r| r == command.right()) {
+        return Some(format!(
+            "Token \"{}\" lacks the right {}",
+            session.name,
+            command.right()
+        ));
+    }
+    let (Some(pair), Some(decision)) =
+        status.map_or((None, None), |s| (s.pair.as_ref(), s.decision.as_ref()))
+    else {
+        return Some("Status information is being retrieved".into());
+    };
+    let state = decision.state.state;
+    let buddy_state = pair.buddy.state;
+    match command {
+        Command::SetMode(_) => None,
+        _ if !matches!(state, FailoverState::Online | FailoverState::Offline) => Some(format!(
+            "{} is {}: wait until the transition ends",
+            pair.local.agent,
+            state.label()
+        )),
+        Command::Switch if buddy_state.is_none() => Some(format!(
+            "{} is unreachable: there is no agent to switch to (Force online brings this agent up)",
+            pair.buddy.agent
+        )),
+        Command::Switch => None,
+        Command::ForceOnline if state == FailoverState::Online => {
+            Some(format!("{} is already Online", pair.local.agent))
+        }
+        Command::ForceOnline if buddy_state == Some(FailoverState::Online) => Some(format!(
+            "{} is Online and reachable: use Switch for a planned handover",
+            pair.buddy.agent
+        )),
+        Command::ForceOnline => None,
+    }
+}
+
+/// The command buttons, each disabled with its reason shown when it cannot happen; a
+/// confirmation before anything is sent.
+#[component]
+fn Actions() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let pending = RwSignal::new(None::<Command>);
+    let outcome = RwSignal::new(None::<Result<String, String>>);
+    let send = move |command: Command| {
+        pending.set(None);
+        let Some((token, _)) = ctx.session.get_untracked() else {
+            outcome.set(Some(Err("sign in first".into())));
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            let result = api::command(&token, command.id(), command.body()).await;
+            outcome.set(Some(result.map(|accepted| {
+                format!(
+                    "{} accepted from {}: it runs on the next tick",
+                    command.label(),
+                    accepted.by
+                )
+            })));
+            ctx.refresh();
+        });
+    };
+    view! {
+        <div class="actions" aria-label="Commands">
+            {move || {
+                let status = ctx.status.get().and_then(Result::ok);
+                let session = ctx.session.get().map(|(_, s)| s);
+                let mode = status.as_ref().and_then(|s| s.decision.as_ref()).map(|d| d.state.mode);
+                let other = if mode == Some(Mode::Manual) { Mode::Automatic } else { Mode::Manual };
+                [Command::Switch, Command::ForceOnline, Command::SetMode(other)]
+                    .into_iter()
+                    .map(|command| {
+                        let why = why_not(command, session.as_ref(), status.as_ref());
+                        let disabled = why.is_some();
+                        view! {
+                            <div class="action">
+                                <button
+                                    id=command.id()
+                                    disabled=disabled
+                                    on:click=move |_| {
+                                        if !disabled {
+                                            outcome.set(None);
+                                            pending.set(Some(command));
+                                        }
+                                    }
+                                >
+                                    {command.label()}
+                                </button>
+                                {why.map(|why| view! {
+                                    <span class="why" id=format!("{}-why", command.id())>{why}</span>
+                                })}
+                            </div>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </div>
+        {move || {
+            let command = pending.get()?;
+            let status = ctx.status.get_untracked().and_then(Result::ok);
+            let pair = status.as_ref().and_then(|s| s.pair.as_ref());
+            let local = pair.map(|p| p.local.agent.clone()).unwrap_or_default();
+            let buddy = pair.map(|p| p.buddy.agent.clone()).unwrap_or_default();
+            let online = pair.is_some_and(|p| p.local.state == Some(FailoverState::Online));
+            Some(view! {
+                <div class="confirm" id="confirm" role="alertdialog" aria-label="Confirm">
+                    <p>{command.question(&local, &buddy, online)}</p>
+                    <button id="confirm-yes" on:click=move |_| send(command)>"Confirm"</button>
+                    <button id="confirm-no" on:click=move |_| pending.set(None)>"Cancel"</button>
+                </div>
+            })
+        }}
+        {move || outcome.get().map(|result| match result {
+            Ok(text) => view! { <p class="ok" id="command-outcome" role="status">{text}</p> }.into_any(),
+            Err(message) => view! { <ErrorView message /> }.into_any(),
+        })}
     }
 }

@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: runs the criterion benches and writes `docs/benchmarks.md` with the
-//! commit, the machine and the figures.
+//! `cargo xtask bench`: runs the criterion benches and the web UI's measurements (bundle size,
+//! time to first status in headless Chromium) and writes `docs/benchmarks.md` with the commit,
+//! the machine and the figures.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -61,6 +62,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             ])
             .env("DUET_BENCH_PLUGIN", guests.join("duet_plugin_hello.wasm")),
     )?;
+    let web = web_ui(root)?;
     let commit =
         crate::output(
             Command::new("git")
@@ -132,6 +134,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         "| CPU of the idle engine (the epoch ticker alone), for comparison | {:.2} % of a core |",
         f("cpu_core_fraction_idle_engine") * 100.0
     )?;
+    md.push_str(&web);
     let out = root.join("docs/benchmarks.md");
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
     println!("wrote {}", out.display());
@@ -164,6 +167,123 @@ fn table(root: &Path, md: &mut String, figures: &[(&str, &str, &str)]) -> anyhow
         )?;
     }
     Ok(())
+}
+
+/// The target for the web bundle (wasm + js, gzip).
+const BUNDLE_TARGET_KB: u64 = 300;
+
+/// The "Web UI" section: the bundle the host embeds (as built for the tests) and the time to
+/// the first status, measured by the ignored `web_ui::time_to_first_status_bench` test.
+fn web_ui(root: &Path) -> anyhow::Result<String> {
+    crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
+    let web = newest_web_dir(&root.join("target/debug/build"))?;
+    let mut files = Vec::new();
+    for name in ["duet-web_bg.wasm", "duet-web.js"] {
+        let path = web.join(name);
+        let raw = std::fs::metadata(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?
+            .len();
+        let gz = gzip_len(&path)?;
+        files.push((name, raw, gz));
+    }
+    crate::run(crate::cargo(root).args([
+        "test",
+        "--locked",
+        "-p",
+        "duet-tests",
+        "--lib",
+        "web_ui::time_to_first_status_bench",
+        "--",
+        "--ignored",
+        "--exact",
+    ]))?;
+    let path = root.join("target/web-e2e/first-status.json");
+    let first: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?,
+    )
+    .with_context(|| format!("failed to parse {}", path.display()))?;
+    let ms = |k: &str| first[k].as_f64().unwrap_or(f64::NAN);
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    let mut md = String::from(
+        "
+## Web UI
+
+The bundle the host embeds (`wasm-release` profile, after wasm-bindgen); the host serves
+it uncompressed, gzip is the figure for comparison. Target: under 300 KB gzip.
+
+| file | size | gzip -9 |
+|---|---|---|
+",
+    );
+    for (name, raw, gz) in &files {
+        writeln!(md, "| {name} | {} | {} |", kb(*raw), kb(*gz))?;
+    }
+    writeln!(
+        md,
+        "| **total** | {} | **{}** ({} the {BUNDLE_TARGET_KB} KB target) |",
+        kb(files.iter().map(|f| f.1).sum()),
+        kb(total),
+        if total <= BUNDLE_TARGET_KB * 1000 {
+            "within"
+        } else {
+            "over"
+        }
+    )?;
+    writeln!(
+        md,
+        "
+Time to first status: from navigation start to the first frame showing agent-a's state, headless
+Chromium on loopback against a settled pair of debug-build agents, {} fresh page loads: median
+{:.0} ms (min {:.0} ms, max {:.0} ms). Loads cut short (Chromium's ERR_NETWORK_CHANGED while
+other tests add network interfaces, or over 20 s) are repeated; there were {}.",
+        first["loads"],
+        ms("median_ms"),
+        ms("min_ms"),
+        ms("max_ms"),
+        first["cut_short"]
+    )?;
+    Ok(md)
+}
+
+/// `target/debug/build/duet-host-*/out/web` with the newest wasm (several builds may be kept).
+fn newest_web_dir(build: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let mut best: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    for entry in std::fs::read_dir(build)
+        .with_context(|| format!("failed to read {}", build.display()))?
+        .flatten()
+    {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("duet-host-")
+        {
+            continue;
+        }
+        let web = entry.path().join("out/web");
+        if let Ok(modified) =
+            std::fs::metadata(web.join("duet-web_bg.wasm")).and_then(|m| m.modified())
+            && best.as_ref().is_none_or(|(t, _)| modified > *t)
+        {
+            best = Some((modified, web));
+        }
+    }
+    best.map(|(_, dir)| dir)
+        .with_context(|| format!("no built web UI under {}", build.display()))
+}
+
+fn gzip_len(path: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .context("failed to run gzip")?;
+    anyhow::ensure!(out.status.success(), "gzip {} failed", path.display());
+    Ok(out.stdout.len() as u64)
+}
+
+fn kb(bytes: u64) -> String {
+    format!("{:.1} KB", bytes as f64 / 1000.0)
 }
 
 fn human(ns: f64) -> String {

@@ -50,7 +50,12 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Installs what the build needs and this machine lacks: the Rust wasm targets.
+/// Debian packages the tests need: Chromium and its WebDriver for the web UI's end-to-end
+/// test, libpcap for the packet-capture detection. Append what other tests need.
+const APT_PACKAGES: [&str; 3] = ["chromium", "chromium-driver", "libpcap0.8"];
+
+/// Installs what the build needs and this machine lacks: the Rust wasm targets, then the
+/// Debian packages.
 pub fn setup() -> anyhow::Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     let missing: Vec<&str> = WASM_TARGETS
@@ -63,7 +68,42 @@ pub fn setup() -> anyhow::Result<()> {
             .args(["target", "add"])
             .args(&missing))?;
     }
-    Ok(())
+    apt_install(&APT_PACKAGES)
+}
+
+/// `apt-get install` of the packages that are not installed yet; nothing at all (not even
+/// `apt-get update`) when they all are. Needs root, as in CI; elsewhere it says what to install.
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map_or(true, |o| {
+                    !String::from_utf8_lossy(&o.stdout).ends_with("install ok installed")
+                })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = output(Command::new("id").arg("-u")).is_ok_and(|id| id.trim() == "0");
+    if !root {
+        println!(
+            "xtask: not root, not installing {} (the tests that need them skip)",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    run(Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn test(root: &Path) -> anyhow::Result<()> {
