@@ -94,7 +94,7 @@ pub struct AgentInfo {
     pub name: String,
     /// Its addresses: the API's for this agent, the heartbeat targets for the buddy.
     pub addresses: Vec<String>,
-    /// Its failover mode, where known (the buddy's is not known from here).
+    /// Its failover mode: the buddy's as it last reported it; none before its first report.
     #[cfg_attr(feature = "serde", serde(default))]
     pub mode: Option<crate::Mode>,
 }

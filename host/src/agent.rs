@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use duet_core::api::{DecisionSummary, HistoryEntry, Status};
 use duet_core::{
     Action, Answer, BuddyView, Check, Decision, FailoverState, Heartbeat, HeartbeatKind, Input,
-    MachineState, Observations, OperatorCommand, ReceivedReport, Report, RequestReason,
+    MachineState, Mode, Observations, OperatorCommand, ReceivedReport, Report, RequestReason,
     TimestampMs,
 };
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,8 @@ pub struct PeerReport {
     pub fingerprint: String,
     pub priority: u32,
     pub state: FailoverState,
+    /// Its failover mode (shown in the buddy's Failover Config window).
+    pub mode: Mode,
     /// All inverted heartbeats fail.
     pub isolated: bool,
     /// This agent's own Status column.
@@ -156,6 +158,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The buddy's last report and when it arrived, however old.
+    pub(crate) fn buddy_report(&self) -> Option<(PeerReport, TimestampMs)> {
+        lock(&self.buddy).clone()
+    }
+
     /// Takes a report received from the buddy over any path, if it is newer than the one held
     /// (paths race; a restarted buddy has a new boot number). Wakes the tick loop when the
     /// buddy's state or requests changed.
@@ -222,6 +229,7 @@ pub async fn run(
         fingerprint: config.fingerprint(),
         priority: config.agent.priority,
         state: FailoverState::Offline,
+        mode: config.agent.mode,
         isolated: false,
         report: Report {
             agent: config.agent.name.clone(),
@@ -714,6 +722,7 @@ async fn ticks(
             fingerprint: previous.fingerprint,
             priority: config.agent.priority,
             state: machine.state,
+            mode: machine.mode,
             isolated,
             was_online: duet_core::failover::was_online(&machine, shared.remembered),
             yielding: duet_core::failover::yielding(&machine, &config.failover(), now),

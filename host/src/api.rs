@@ -163,7 +163,8 @@ async fn pair(State(shared): State<Arc<Shared>>) -> Json<PairInfo> {
         buddy: AgentInfo {
             name: config.buddy.name.clone(),
             addresses: buddy_addresses,
-            mode: None,
+            // As the buddy last reported it.
+            mode: shared.buddy_report().map(|(report, _)| report.mode),
         },
         virtual_ip: None,
         packet_capture,

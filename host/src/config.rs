@@ -257,6 +257,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     plugins: crate::plugins::config::RawPlugins,
+    #[serde(default)]
     web: RawWeb,
 }
 

@@ -122,6 +122,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         fingerprint: String::new(),
         priority,
         state,
+        mode: Mode::Automatic,
         isolated: false,
         was_online: false,
         yielding: None,

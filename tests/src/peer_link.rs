@@ -215,7 +215,7 @@ async fn forged_replayed_and_garbled_frames_are_rejected_counted_and_change_noth
     // A dangerous claim: agent-b is Online and asks agent-a to go offline.
     let claim = serde_json::to_vec(&serde_json::json!({"report": {
         "agent": "agent-b", "boot": 1, "fingerprint": "", "priority": 100,
-        "state": "online", "isolated": false,
+        "state": "online", "mode": "automatic", "isolated": false,
         "report": {"agent": "agent-b", "generated_at": 0, "state": "online",
                    "led": "green", "rows": []},
         "tick": 1_000_000, "tick_ms": 250, "was_online": true, "yielding": null,

@@ -132,7 +132,7 @@ fn AgentBox(
     let mode = match info.as_ref().and_then(|i| i.mode) {
         Some(Mode::Automatic) => "automatic",
         Some(Mode::Manual) => "manual",
-        None => "not known here",
+        None => "not reported yet",
     };
     let this_agent = id == "agent-local";
     let (data_agent, led_agent) = (name.clone(), name.clone());
