@@ -167,16 +167,7 @@ async fn forged_replayed_and_garbled_frames_are_rejected_counted_and_change_noth
     })
     .await
     .expect("wait");
-    let history = |port: u16| async move {
-        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/history"))
-            .await
-            .expect("history")
-            .json::<duet_core::api::History>()
-            .await
-            .expect("history JSON")
-            .entries
-    };
-    let before = history(pa).await.len();
+    let before = crate::support::history(pa).await.len();
     let peer = peer_port(pa);
     let key = PairKey::new(PAIR_KEY.as_bytes());
 
@@ -268,7 +259,11 @@ async fn forged_replayed_and_garbled_frames_are_rejected_counted_and_change_noth
         .expect("status")
         .expect("agent-a answers");
     assert!(healthy(&s), "{s:?}");
-    let since: Vec<_> = history(pa).await.into_iter().skip(before).collect();
+    let since: Vec<_> = crate::support::history(pa)
+        .await
+        .into_iter()
+        .skip(before)
+        .collect();
     assert!(
         since
             .iter()

@@ -445,15 +445,7 @@ fn history(port: u16) -> Vec<duet_core::api::HistoryEntry> {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/history"))
-            .await
-            .expect("history")
-            .json::<duet_core::api::History>()
-            .await
-            .expect("history JSON")
-            .entries
-    })
+    rt.block_on(crate::support::history(port))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,3 +237,14 @@ pub fn ip(args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `GET /api/v1/history` of the agent whose API is on `port`.
+pub async fn history(port: u16) -> Vec<duet_core::api::HistoryEntry> {
+    reqwest::get(format!("http://127.0.0.1:{port}/api/v1/history"))
+        .await
+        .expect("history")
+        .json::<duet_core::api::History>()
+        .await
+        .expect("history JSON")
+        .entries
+}
