@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
         nats: Check::Failing("no responders".into()),
         rte_count: 0,
         probes: Vec::new(),
+        nics: Vec::new(),
     };
     let config = RulesConfig::default();
     let state = MachineState::new(FailoverState::Offline, Mode::Automatic, now - 30_000);

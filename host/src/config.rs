@@ -41,6 +41,10 @@ pub struct Config {
     pub log: LogConfig,
     pub plugins: crate::plugins::config::PluginsConfig,
     pub web: WebConfig,
+    /// The NATS communication probe: none when `[nats]` is absent.
+    pub nats: Option<crate::probes::nats::NatsConfig>,
+    /// The runtime-error watchdog.
+    pub watchdog: crate::probes::WatchdogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +263,9 @@ struct RawConfig {
     plugins: crate::plugins::config::RawPlugins,
     #[serde(default)]
     web: RawWeb,
+    nats: Option<crate::probes::nats::RawNats>,
+    #[serde(default)]
+    watchdog: crate::probes::RawWatchdog,
 }
 
 #[derive(Deserialize, Default)]
@@ -807,6 +814,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let plugins = crate::plugins::config::validate(raw.plugins, base, &mut c.errors);
+    let nats = raw
+        .nats
+        .map(|n| crate::probes::nats::validate(n, base, &mut c.errors));
+    let watchdog = crate::probes::validate_watchdog(raw.watchdog, &mut c.errors);
     // The buddy's report must be renewed before it counts as stale.
     let paths = heartbeats
         .iter()
@@ -883,6 +894,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         },
         plugins,
         web,
+        nats,
+        watchdog,
     })
 }
 
