@@ -20,6 +20,9 @@ use crate::config::ConfigError;
 use crate::lock;
 use crate::probes::watchdog::Watchdog;
 
+/// How long one connection attempt may take before async-nats gives up on it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The `[nats]` section, validated.
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
@@ -176,6 +179,11 @@ impl NatsState {
     }
 }
 
+/// The first 12 hex digits of a hash (enough to tell two apart in a row).
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 fn token(name: &str) -> String {
     name.replace('.', "_")
 }
@@ -235,14 +243,17 @@ async fn attempt(
     ask: &str,
     client: &mut Option<(async_nats::Client, tokio::task::JoinHandle<()>)>,
 ) -> Check {
-    let ours = local_endpoints(config);
-    if let Some(Err(why)) = &ours {
-        // The responder still answers (the buddy shows why too); this row names our file.
-        if client.is_none() {
-            let _ = connect(config, agent, listen, client).await;
+    let ours = match local_endpoints(config) {
+        None => None,
+        Some(Ok(hash)) => Some(hash),
+        Some(Err(why)) => {
+            // The responder still answers (the buddy shows why too); this row names our file.
+            if client.is_none() {
+                let _ = connect(config, agent, listen, client).await;
+            }
+            return Check::Failing(why);
         }
-        return Check::Failing(why.clone());
-    }
+    };
     if client.is_none()
         && let Err(why) = connect(config, agent, listen, client).await
     {
@@ -302,13 +313,12 @@ async fn attempt(
             "cluster endpoints differ: {buddy} has a nats.endpoints_file, this agent none"
         )),
         (Some(_), Some(Err(why))) => Check::Failing(format!("on {buddy}: {why}")),
-        (Some(Ok(a)), Some(Ok(b))) if a == b => Check::Ok,
-        (Some(Ok(a)), Some(Ok(b))) => Check::Failing(format!(
+        (Some(a), Some(Ok(b))) if a == b => Check::Ok,
+        (Some(a), Some(Ok(b))) => Check::Failing(format!(
             "cluster endpoints differ from {buddy}'s (sha256 {} here, {} on {buddy})",
-            &a[..12],
-            &b[..12]
+            short(&a),
+            short(&b)
         )),
-        (Some(Err(_)), _) => unreachable!("returned above"),
     }
 }
 
@@ -321,7 +331,9 @@ async fn connect(
 ) -> Result<(), String> {
     let nc = async_nats::ConnectOptions::new()
         .name(format!("duet {agent}"))
-        .connection_timeout(config.timeout.max(Duration::from_secs(5)))
+        // async-nats's own bound on a connection attempt; a longer hang than
+        // `watchdog.deadline` is a runtime error meanwhile (RTE Count).
+        .connection_timeout(CONNECT_TIMEOUT)
         .request_timeout(Some(config.timeout))
         .ignore_discovered_servers()
         .connect(config.url.as_str())
