@@ -406,7 +406,8 @@ pub async fn run(
     first_error.map_or(Ok(()), Err)
 }
 
-/// The built-in probes' tasks: the watchdog's checker, the NIC watcher, the NATS probe.
+/// The built-in probes' tasks: the NIC watcher, the NATS probe. (The watchdog is checked
+/// every tick.)
 fn spawn_probes(
     shared: &Arc<Shared>,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
@@ -416,13 +417,6 @@ fn spawn_probes(
         let shared = shared.clone();
         Arc::new(move || shared.changed.notify_one())
     };
-    let (s, token) = (shared.clone(), stop.clone());
-    tasks.spawn(async move {
-        s.probes
-            .watchdog
-            .run(Duration::from_millis(100), token, || s.changed.notify_one())
-            .await
-    });
     tasks.spawn(shared.probes.nics.clone().run(stop.clone(), waker(shared)));
     if let Some(nats) = shared.config.nats.clone() {
         tasks.spawn(crate::probes::nats::run(

@@ -89,29 +89,40 @@ impl NicWatcher {
         self.observe(name, false, false)
     }
 
-    /// Watches netlink until `shutdown`, on a thread of its own (blocking receives with a short
-    /// timeout, so shutdown is seen). Calls `wake` on every change.
+    /// Watches netlink until `shutdown` (a non-blocking socket on the runtime's reactor).
+    /// Calls `wake` on every change. A watcher that cannot start logs why and ends: no NIC
+    /// rows then; the agent keeps running.
     pub async fn run(
         self: Arc<Self>,
         shutdown: CancellationToken,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> anyhow::Result<()> {
-        let result = tokio::task::spawn_blocking(move || self.watch(&shutdown, &*wake)).await?;
-        if let Err(e) = &result {
-            // No NIC rows then; the agent keeps running.
+        if let Err(e) = self.watch(&shutdown, &*wake).await {
             tracing::error!(error = %format!("{e:#}"), "NIC watcher stopped");
         }
         Ok(())
     }
 
-    fn watch(&self, shutdown: &CancellationToken, wake: &dyn Fn()) -> anyhow::Result<()> {
-        let socket = netlink::Socket::open()?;
-        socket.request_dump()?;
+    async fn watch(
+        &self,
+        shutdown: &CancellationToken,
+        wake: &(dyn Fn() + Send + Sync),
+    ) -> anyhow::Result<()> {
+        // SAFETY: the socket owns its descriptor, which stays open as long as the AsyncFd
+        // (its owner) lives, and nothing else closes or registers it.
+        let socket = unsafe { tokio::io::unix::AsyncFd::register(netlink::Socket::open()?) }
+            .map_err(|e| anyhow::anyhow!("failed to watch the netlink socket: {e}"))?;
+        socket.get_ref().request_dump()?;
         let mut dumping = true;
         let mut buf = vec![0u8; 64 * 1024];
-        while !shutdown.is_cancelled() {
-            let Some(n) = socket.recv(&mut buf)? else {
-                continue;
+        loop {
+            let mut ready = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                ready = socket.readable() => ready?,
+            };
+            let n = match ready.try_io(|s| s.get_ref().recv(&mut buf)) {
+                Ok(result) => result?,
+                Err(_would_block) => continue,
             };
             let mut changed = false;
             for msg in netlink::messages(&buf[..n]) {
@@ -128,7 +139,6 @@ impl NicWatcher {
                 wake();
             }
         }
-        Ok(())
     }
 }
 
@@ -166,7 +176,7 @@ mod netlink {
             let fd = unsafe {
                 libc::socket(
                     libc::AF_NETLINK,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
                     NETLINK_ROUTE,
                 )
             };
@@ -192,24 +202,6 @@ mod netlink {
                 return Err(std::io::Error::last_os_error())
                     .context("failed to join the netlink link group");
             }
-            let timeout = libc::timeval {
-                tv_sec: 0,
-                tv_usec: 200_000,
-            };
-            // SAFETY: timeout outlives the call; the length is its size.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    (&raw const timeout).cast(),
-                    std::mem::size_of::<libc::timeval>() as u32,
-                )
-            };
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error())
-                    .context("failed to set the netlink receive timeout");
-            }
             Ok(socket)
         }
 
@@ -229,24 +221,27 @@ mod netlink {
             Ok(())
         }
 
-        /// One datagram, or `None` when the receive timeout passed.
-        pub fn recv(&self, buf: &mut [u8]) -> anyhow::Result<Option<usize>> {
+        /// One datagram (`WouldBlock` when none is waiting). Lost events (`ENOBUFS`) ask for
+        /// the whole picture again and read as an empty datagram.
+        pub fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
             // SAFETY: buf is valid for writes of its length.
             let n =
                 unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
-                return match e.kind() {
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
-                    // Events were lost (ENOBUFS): ask for the whole picture again.
-                    _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        self.request_dump()?;
-                        Ok(None)
-                    }
-                    _ => Err(e).context("failed to read netlink"),
-                };
+                if e.raw_os_error() == Some(libc::ENOBUFS) {
+                    self.request_dump().map_err(std::io::Error::other)?;
+                    return Ok(0);
+                }
+                return Err(e);
             }
-            Ok(Some(n as usize))
+            Ok(n as usize)
+        }
+    }
+
+    impl std::os::fd::AsRawFd for Socket {
+        fn as_raw_fd(&self) -> std::os::fd::RawFd {
+            self.0.as_raw_fd()
         }
     }
 
@@ -369,18 +364,17 @@ mod tests {
     }
 
     /// Against the real kernel: the dump lists the loopback.
-    #[test]
-    fn the_dump_lists_this_namespaces_links() {
+    #[tokio::test]
+    async fn the_dump_lists_this_namespaces_links() {
         let w = Arc::new(NicWatcher::default());
         let shutdown = CancellationToken::new();
-        let (w2, stop) = (w.clone(), shutdown.clone());
-        let thread = std::thread::spawn(move || w2.watch(&stop, &|| ()));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !w.links().contains_key("lo") && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+        let task = tokio::spawn(w.clone().run(shutdown.clone(), Arc::new(|| ())));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !w.links().contains_key("lo") && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         shutdown.cancel();
-        thread.join().expect("join").expect("watch");
+        task.await.expect("join").expect("watch");
         assert!(w.links().contains_key("lo"), "{:?}", w.links());
     }
 }

@@ -87,7 +87,7 @@ impl Watchdog {
     }
 
     /// Marks the components whose calls in flight are past their deadline; returns the
-    /// components in error. Called every tick and by [`Watchdog::run`].
+    /// components in error. Called every tick.
     pub fn check(&self) -> BTreeSet<String> {
         let mut inner = lock(&self.inner);
         let now = Instant::now();
@@ -122,28 +122,6 @@ impl Watchdog {
 
     fn publish(&self, inner: &Inner) {
         self.in_error.send_replace(inner.failed.clone());
-    }
-
-    /// Checks every `every` until `shutdown`, so a hang is seen even when nothing else runs.
-    pub async fn run(
-        &self,
-        every: Duration,
-        shutdown: tokio_util::sync::CancellationToken,
-        wake: impl Fn(),
-    ) -> anyhow::Result<()> {
-        let mut interval = tokio::time::interval(every);
-        let mut before = BTreeSet::new();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                _ = interval.tick() => {}
-            }
-            let now = self.check();
-            if now != before {
-                wake();
-                before = now;
-            }
-        }
     }
 }
 
