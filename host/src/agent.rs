@@ -55,8 +55,9 @@ pub struct PeerReport {
     pub request: Option<(u64, RequestReason)>,
     /// This agent's answer to the buddy's request with that id.
     pub answer: Option<(u64, Answer)>,
-    /// The settings both agents must share, by key ([`crate::probes::configuration`]): the
-    /// buddy names the key that differs. Empty from an agent that predates it.
+    /// The settings both agents must share, by key ([`crate::probes::configuration`]), sent
+    /// while the buddy's fingerprint differs from ours so it can name the key that differs.
+    /// Empty otherwise, and from an agent that predates it.
     #[serde(default)]
     pub settings: std::collections::BTreeMap<String, String>,
 }
@@ -816,7 +817,16 @@ async fn ticks(
             tick_ms: millis(config.core.tick),
             request: requests.outgoing(),
             answer: requests.answered(),
-            settings: previous.settings,
+            // The settings travel only while the fingerprints differ (the buddy then names
+            // the key); the common case keeps the report small.
+            settings: if buddy
+                .as_ref()
+                .is_some_and(|(p, _)| p.fingerprint == fingerprint)
+            {
+                Default::default()
+            } else {
+                settings.clone()
+            },
         });
         shared.status.send_replace(Status {
             pair: Some(pair.value),

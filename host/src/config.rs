@@ -171,20 +171,16 @@ impl Config {
         }
     }
 
-    /// A fingerprint of the settings both agents of a pair must share (the failover timings
-    /// and the build's version), carried over the peer link so the two can be compared.
+    /// A fingerprint of the settings both agents of a pair must share (the failover timings,
+    /// the mode, the agent paths, the build's version: [`crate::probes::configuration`]),
+    /// carried over the peer link so the two can be compared cheaply; the settings themselves
+    /// travel only while the fingerprints differ.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest as _;
-        let f = &self.failover;
-        let shared = format!(
-            "duet {} prepare={:?} going_online={:?} going_offline={:?} min_switch={:?} startup_wait={:?}",
-            env!("CARGO_PKG_VERSION"),
-            f.prepare_timeout,
-            f.going_online_timeout,
-            f.going_offline_timeout,
-            f.min_switch_interval,
-            f.startup_wait,
-        );
+        let shared: String = crate::probes::configuration::shared_settings(self)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
         sha2::Sha256::digest(shared.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))

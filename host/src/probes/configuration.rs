@@ -98,8 +98,8 @@ pub fn compare(
 
 /// The Configuration row's reason, if any: the peer link's problems first (they make the
 /// comparison itself impossible or wrong), then the first shared setting that differs.
-/// `buddy` is the buddy's last fresh report: its settings, or (an older agent without them)
-/// its fingerprint.
+/// `buddy` is the buddy's last fresh report: its fingerprint ([`Config::fingerprint`], a hash
+/// of [`shared_settings`]), and its settings while the fingerprints differ.
 pub fn check(
     link_problems: Vec<String>,
     ours: &BTreeMap<String, String>,
@@ -107,18 +107,21 @@ pub fn check(
     buddy: Option<&crate::agent::PeerReport>,
 ) -> Option<String> {
     let mut reasons = link_problems;
-    if let Some(theirs) = buddy {
-        let diff = if theirs.settings.is_empty() {
-            (theirs.fingerprint != fingerprint).then(|| {
-                format!(
-                    "the [failover] settings or the duet version differ from {}'s",
-                    theirs.agent
-                )
-            })
-        } else {
+    if let Some(theirs) = buddy
+        && theirs.fingerprint != fingerprint
+    {
+        // Until the buddy's settings arrive (it sends them once it saw our fingerprint differ),
+        // or from an older agent without them: the fingerprint alone.
+        reasons.push(
             compare(ours, &theirs.settings, &theirs.agent)
-        };
-        reasons.extend(diff);
+                .filter(|_| !theirs.settings.is_empty())
+                .unwrap_or_else(|| {
+                    format!(
+                        "the shared settings or the duet version differ from {}'s",
+                        theirs.agent
+                    )
+                }),
+        );
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
