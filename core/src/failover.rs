@@ -6,7 +6,7 @@
 
 use crate::{
     Action, Answer, BuddyView, Command, Decision, Event, FailoverConfig, FailoverState, Heartbeat,
-    HeartbeatKind, Hook, Input, MachineState, Mode, OperatorCommand, Reason, ReasonCode,
+    HeartbeatKind, Hook, Input, MachineState, Mode, Nic, OperatorCommand, Reason, ReasonCode,
     RequestReason, Severity, TimestampMs, VipResult,
 };
 
@@ -108,6 +108,14 @@ fn note_ignored_command(input: &Input, mut decision: Decision) -> Decision {
 /// outside (false when none is configured). The host tells its buddy this in its peer report.
 pub fn isolated(heartbeats: &[Heartbeat]) -> bool {
     all_exceeded(heartbeats, HeartbeatKind::Inverted)
+}
+
+/// Rule: a NIC that carries a virtual IP and whose link is down is a switch trigger
+/// (`nic:<name>`): on the Online agent it hands over to a healthy buddy, like any trigger.
+pub fn nic_triggers(nics: &[Nic]) -> impl Iterator<Item = String> + '_ {
+    nics.iter()
+        .filter(|n| n.carries_vip && !n.up)
+        .map(|n| format!("nic:{}", n.name))
 }
 
 /// The agent was Online before its restart and has not switched since: it gets the tie-break
@@ -475,7 +483,7 @@ impl Step<'_> {
                     "both agents lost their outside targets: nobody moves",
                 );
             }
-            if let Some(trigger) = self.input.triggers.first() {
+            if let Some(trigger) = self.triggers().first() {
                 // Rule: a switch trigger hands over to a healthy buddy — not again within the
                 // ping-pong guard, or a trigger both agents see (a shared database) would bounce
                 // the pair back and forth.
@@ -495,11 +503,9 @@ impl Step<'_> {
                 return self.stay(ReasonCode::SwitchTrigger, &text);
             }
         }
-        if self.state.mode == Mode::Manual
-            && (self.view.isolated || !self.input.triggers.is_empty())
-        {
+        if self.state.mode == Mode::Manual && (self.view.isolated || !self.triggers().is_empty()) {
             // Rule: manual mode — a fault that would hand over in automatic mode is only shown.
-            let why = self.input.triggers.first().map_or_else(
+            let why = self.triggers().first().map_or_else(
                 || "all inverted heartbeats fail".to_string(),
                 |t| format!("switch trigger {t} fails"),
             );
@@ -634,6 +640,14 @@ impl Step<'_> {
         mine > theirs
     }
 
+    /// The switch triggers that fire: the host's (probes, plugins, runtime errors), then each
+    /// NIC carrying a virtual IP whose link is down ([`nic_triggers`]).
+    fn triggers(&self) -> Vec<String> {
+        let mut all = self.input.triggers.clone();
+        all.extend(nic_triggers(&self.input.nics));
+        all
+    }
+
     /// This agent switched (started going online or offline) within `min_switch_interval`.
     fn recent_switch(&self) -> bool {
         self.safeguards.ping_pong_guard
@@ -686,5 +700,81 @@ fn mode_label(mode: Mode) -> &'static str {
     match mode {
         Mode::Automatic => "Automatic",
         Mode::Manual => "Manual",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn online_with_buddy(nics: Vec<Nic>) -> (MachineState, Input) {
+        let mut state = MachineState::new(FailoverState::Online, Mode::Automatic, 0);
+        state.met_buddy = true;
+        let mut input = Input::quiet("a");
+        input.heartbeats = vec![Heartbeat {
+            id: "hb0".into(),
+            kind: HeartbeatKind::Agent,
+            target: "b".into(),
+            ok: true,
+            failures: 0,
+            max_failures: 3,
+            last_success: Some(99_000),
+            reason: None,
+            rtt_us: None,
+        }];
+        input.sync_up = true;
+        input.buddy = Some(BuddyView {
+            name: "b".into(),
+            priority: 100,
+            state: FailoverState::Offline,
+            isolated: false,
+            received_at: 99_900,
+            was_online: false,
+            yielding: None,
+        });
+        input.nics = nics;
+        (state, input)
+    }
+
+    fn nic(name: &str, up: bool, carries_vip: bool) -> Nic {
+        Nic {
+            name: name.into(),
+            up,
+            changed: true,
+            carries_vip,
+        }
+    }
+
+    #[test]
+    fn the_vip_nic_going_down_on_the_online_agent_hands_over() {
+        let (state, input) = online_with_buddy(vec![nic("eth1", false, true)]);
+        let d = step(&state, &input, 100_000);
+        assert_eq!(d.reason.code, ReasonCode::SwitchTrigger, "{d:?}");
+        assert_eq!(d.reason.text, "switch trigger nic:eth1 fails");
+        assert_eq!(d.state.state, FailoverState::GoingOffline);
+        assert!(d.actions.contains(&Action::HandOver));
+    }
+
+    #[test]
+    fn a_nic_without_vip_going_down_or_the_vip_nic_up_moves_nothing() {
+        for nics in [
+            vec![nic("eth2", false, false)],
+            vec![nic("eth1", true, true)],
+        ] {
+            let (state, input) = online_with_buddy(nics);
+            let d = step(&state, &input, 100_000);
+            assert_eq!(d.state.state, FailoverState::Online, "{d:?}");
+            assert_eq!(d.reason.code, ReasonCode::Steady);
+        }
+    }
+
+    #[test]
+    fn the_vip_nic_down_in_manual_mode_is_only_shown() {
+        let (mut state, input) = online_with_buddy(vec![nic("eth1", false, true)]);
+        state.mode = Mode::Manual;
+        let d = step(&state, &input, 100_000);
+        assert_eq!(d.state.state, FailoverState::Online);
+        assert_eq!(d.reason.code, ReasonCode::ManualMode);
+        assert!(d.reason.text.contains("nic:eth1"), "{}", d.reason.text);
     }
 }

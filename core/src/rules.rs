@@ -6,6 +6,63 @@ use crate::{
     Row, RulesConfig, TimestampMs,
 };
 
+/// When a row turns its agent's LED red (a column of [`LED_TABLE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedWhen {
+    /// Never: the row has no colour.
+    Never,
+    /// While the row reports a problem (Invalid, Failing, Not Available, Unavailable).
+    Problem,
+    /// While the number it shows is above zero.
+    AboveZero,
+    /// While failing, unless the operator configured it not to count (`counts_toward_led`).
+    ProblemIfCounted,
+    /// Whenever the row is shown.
+    Always,
+}
+
+/// The LED table: every row the rules make, by key (a trailing `:` is a prefix: one row per
+/// heartbeat, NIC or plugin), its label, and when it turns the LED red. Rows appear in this
+/// order; `docs/status-rows.md` shows the same table to operators.
+pub const LED_TABLE: &[(&str, &str, RedWhen)] = &[
+    ("failover-status", "Failover Status", RedWhen::Never),
+    ("configuration", "Configuration", RedWhen::Problem),
+    (
+        "heartbeat:",
+        "Heartbeat / Inverted Heartbeat / Ping to <ip>",
+        RedWhen::Problem,
+    ),
+    ("sync", "Sync Connection", RedWhen::Problem),
+    ("rte-count", "RTE Count", RedWhen::AboveZero),
+    ("nic:", "NIC <name>", RedWhen::Problem),
+    ("database", "Database", RedWhen::Problem),
+    ("nats", "NATS communication", RedWhen::Problem),
+    ("plugin:", "Plugin <name>", RedWhen::ProblemIfCounted),
+    ("agent-status", "Agent Status", RedWhen::Always),
+];
+
+/// The LED rule of the row with this key (rows not in [`LED_TABLE`] never turn it red).
+pub fn red_when(key: &str) -> RedWhen {
+    LED_TABLE
+        .iter()
+        .find(|(k, _, _)| match k.strip_suffix(':') {
+            Some(prefix) => key.strip_prefix(prefix).is_some_and(|r| r.starts_with(':')),
+            None => key == *k,
+        })
+        .map_or(RedWhen::Never, |(_, _, rule)| *rule)
+}
+
+/// Whether a row with this key turns the LED red, given whether it reports a problem (for
+/// `AboveZero` rows: the number is above zero) and whether the operator lets it count.
+pub fn turns_led_red(key: &str, problem: bool, counted: bool) -> bool {
+    match red_when(key) {
+        RedWhen::Never => false,
+        RedWhen::Problem | RedWhen::AboveZero => problem,
+        RedWhen::ProblemIfCounted => problem && counted,
+        RedWhen::Always => true,
+    }
+}
+
 /// Turns this agent's observations and the buddy's last report into both Status columns.
 pub fn evaluate(
     local: &Observations,
@@ -29,7 +86,7 @@ fn local_report(obs: &Observations, config: &RulesConfig, now: TimestampMs) -> R
         failures: None,
         last_success: None,
         // Rule: the Failover Status row has no colour.
-        turns_led_red: false,
+        turns_led_red: turns_led_red("failover-status", false, false),
     }];
     rows.extend(check_row(
         "configuration",
@@ -52,7 +109,7 @@ fn local_report(obs: &Observations, config: &RulesConfig, now: TimestampMs) -> R
             failures: Some(hb.failures),
             last_success: hb.last_success,
             // Rule: a failing path is a problem even before it exceeds its allowed failures.
-            turns_led_red: !hb.ok,
+            turns_led_red: turns_led_red("heartbeat:", !hb.ok, true),
         });
     }
     // Rule: Sync Connection is shown only on the Online agent (reference §4).
@@ -72,8 +129,21 @@ fn local_report(obs: &Observations, config: &RulesConfig, now: TimestampMs) -> R
         reason: None,
         failures: None,
         last_success: None,
-        turns_led_red: obs.rte_count > 0,
+        turns_led_red: turns_led_red("rte-count", obs.rte_count > 0, true),
     });
+    // Rule: a NIC row exists only once its link went down or came back (reference §4).
+    for nic in obs.nics.iter().filter(|n| n.changed) {
+        let key = format!("nic:{}", nic.name);
+        rows.push(Row {
+            turns_led_red: turns_led_red(&key, !nic.up, true),
+            key,
+            label: format!("NIC {}", nic.name),
+            value: if nic.up { "Available" } else { "Unavailable" }.into(),
+            reason: (!nic.up).then(|| "the link is down (no carrier or set down)".to_string()),
+            failures: None,
+            last_success: None,
+        });
+    }
     rows.extend(check_row(
         "database",
         "Database",
@@ -101,7 +171,7 @@ fn local_report(obs: &Observations, config: &RulesConfig, now: TimestampMs) -> R
             reason,
             failures: Some(probe.failures),
             last_success: probe.last_success,
-            turns_led_red: failing && probe.counts_toward_led,
+            turns_led_red: turns_led_red(&probe.key, failing, probe.counts_toward_led),
         });
     }
     // Rule: transparent during the start-up grace period, then red if any row says so.
@@ -158,7 +228,7 @@ fn buddy_report(
                 }),
                 failures: None,
                 last_success: stale.map(|r| r.received_at),
-                turns_led_red: true,
+                turns_led_red: turns_led_red("agent-status", true, true),
             }],
         },
     }
@@ -175,7 +245,7 @@ fn check_row(key: &str, label: &str, check: &Check, ok: &str, failing: &str) -> 
         key: key.into(),
         label: label.into(),
         value: value.into(),
-        turns_led_red: reason.is_some(),
+        turns_led_red: turns_led_red(key, reason.is_some(), true),
         reason,
         failures: None,
         last_success: None,
@@ -219,7 +289,81 @@ mod tests {
             nats: Check::NotConfigured,
             rte_count: 0,
             probes: Vec::new(),
+            nics: Vec::new(),
         }
+    }
+
+    fn nic(name: &str, up: bool, changed: bool) -> crate::Nic {
+        crate::Nic {
+            name: name.into(),
+            up,
+            changed,
+            carries_vip: false,
+        }
+    }
+
+    #[test]
+    fn nic_row_appears_only_after_a_change_and_unavailable_turns_led_red() {
+        let mut o = obs();
+        o.nics = vec![nic("eth0", true, false), nic("eth1", false, true)];
+        let report = evaluate(&o, None, &RulesConfig::default(), 60_000).local;
+        assert!(report.rows.iter().all(|r| r.key != "nic:eth0"));
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.key == "nic:eth1")
+            .expect("NIC row");
+        assert_eq!(
+            (row.label.as_str(), row.value.as_str()),
+            ("NIC eth1", "Unavailable")
+        );
+        assert_eq!(report.led, Led::Red);
+        o.nics = vec![nic("eth1", true, true)];
+        let report = evaluate(&o, None, &RulesConfig::default(), 60_000).local;
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.key == "nic:eth1")
+            .expect("NIC row");
+        assert_eq!(row.value, "Available");
+        assert_eq!(report.led, Led::Green);
+    }
+
+    #[test]
+    fn every_row_follows_the_led_table_and_the_table_is_documented() {
+        let mut o = obs();
+        o.configuration = Check::Failing("x".into());
+        o.database = Check::Failing("x".into());
+        o.nats = Check::Failing("x".into());
+        o.rte_count = 2;
+        o.nics = vec![nic("eth1", false, true)];
+        o.heartbeats[0].ok = false;
+        o.sync = Check::Failing("x".into());
+        let pair = evaluate(&o, None, &RulesConfig::default(), 60_000);
+        for row in pair.local.rows.iter().chain(&pair.buddy.rows) {
+            let rule = red_when(&row.key);
+            let expected = rule != RedWhen::Never;
+            assert_eq!(row.turns_led_red, expected, "{} under {rule:?}", row.key);
+            assert!(
+                LED_TABLE.iter().any(|(k, _, _)| row.key == *k
+                    || k.strip_suffix(':')
+                        .is_some_and(|p| row.key.starts_with(&format!("{p}:")))),
+                "{} is in the LED table",
+                row.key
+            );
+        }
+        let doc = include_str!("../../docs/status-rows.md");
+        for (key, _, _) in LED_TABLE {
+            let shown = key
+                .strip_suffix(':')
+                .map_or_else(|| format!("(`{key}`)"), |p| format!("(`{p}:"));
+            assert!(doc.contains(&shown), "docs/status-rows.md lists {key}");
+        }
+        assert_eq!(
+            red_when("nicety"),
+            RedWhen::Never,
+            "a prefix needs its colon"
+        );
     }
 
     #[test]

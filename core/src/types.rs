@@ -62,6 +62,17 @@ model! {
         pub last_success: Option<TimestampMs>,
     }
 
+    /// A network interface's link state as the host's netlink watcher saw it.
+    pub struct Nic {
+        pub name: String,
+        /// The link is administratively up and has carrier.
+        pub up: bool,
+        /// The link went down or came back since the agent started: only then is its row shown.
+        pub changed: bool,
+        /// A virtual IP of this pair lives on this NIC: down on the Online agent, it hands over.
+        pub carries_vip: bool,
+    }
+
     /// What this agent's probes saw.
     pub struct Observations {
         pub agent: String,
@@ -76,6 +87,8 @@ model! {
         pub nats: Check,
         pub rte_count: u32,
         pub probes: Vec<Probe>,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub nics: Vec<Nic>,
     }
 
     /// One row of the Status window.
@@ -178,6 +191,8 @@ model! {
         pub answer: Option<Answer>,
         pub triggers: Vec<String>,
         pub vip: Option<VipResult>,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub nics: Vec<Nic>,
     }
 
     /// The failover machine's remembered state.
@@ -337,6 +352,7 @@ impl Input {
             answer: None,
             triggers: Vec::new(),
             vip: None,
+            nics: Vec::new(),
         }
     }
 }

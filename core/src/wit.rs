@@ -37,7 +37,8 @@ macro_rules! wit_conversions {
             use $($module)::+ as wit;
             $crate::__wit_record!(wit::Heartbeat { id, kind, target, ok, failures, max_failures, last_success, reason, rtt_us });
             $crate::__wit_record!(wit::Probe { key, label, status, value, counts_toward_led, failures, last_success });
-            $crate::__wit_record!(wit::Observations { agent, buddy, started_at, state, mode, configuration, heartbeats, sync, database, nats, rte_count, probes });
+            $crate::__wit_record!(wit::Observations { agent, buddy, started_at, state, mode, configuration, heartbeats, sync, database, nats, rte_count, probes, nics });
+            $crate::__wit_record!(wit::Nic { name, up, changed, carries_vip });
             $crate::__wit_record!(wit::Row { key, label, value, reason, failures, last_success, turns_led_red });
             $crate::__wit_record!(wit::Report { agent, generated_at, state, led, rows });
             $crate::__wit_record!(wit::ReceivedReport { report, received_at });
@@ -46,7 +47,7 @@ macro_rules! wit_conversions {
             $crate::__wit_record!(wit::FailoverConfig { priority, vip_enabled, prepare_timeout_ms, going_online_timeout_ms, going_offline_timeout_ms, min_switch_interval_ms, startup_wait_ms });
             $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding });
             $crate::__wit_record!(wit::OperatorCommand { by, command });
-            $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip });
+            $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip, nics });
             $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch, met_buddy });
             $crate::__wit_record!(wit::Event { severity, code, message });
             $crate::__wit_record!(wit::Reason { code, text });

@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
         nats: Check::Failing("no responders".into()),
         rte_count: 0,
         probes: Vec::new(),
+        nics: Vec::new(),
     };
     let config = RulesConfig::default();
     let state = MachineState::new(FailoverState::Offline, Mode::Automatic, now - 30_000);
@@ -64,5 +65,62 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A full two-agent report, checked in: every row kind on this agent (heartbeats of each kind,
+/// sync, RTE, NICs, database, NATS, plugins) and the buddy's full last report.
+#[derive(serde::Deserialize)]
+struct FullPair {
+    observations: Observations,
+    buddy: duet_core::ReceivedReport,
+    config: RulesConfig,
+    now: u64,
+}
+
+fn bench_full(c: &mut Criterion) {
+    let rt = CoreRuntime::new(Limits::default()).expect("core runtime");
+    let text = include_str!("full-pair.json");
+    let full: FullPair = serde_json::from_str(text).expect("benches/full-pair.json");
+    let native = duet_core::rules::evaluate(
+        &full.observations,
+        Some(&full.buddy),
+        &full.config,
+        full.now,
+    );
+    let wasm = rt.evaluate(
+        &full.observations,
+        Some(&full.buddy),
+        &full.config,
+        full.now,
+    );
+    assert_eq!(wasm.by, CoreOrigin::Embedded);
+    assert_eq!(wasm.value, native, "core.wasm and native agree");
+    assert!(
+        native.local.rows.len() >= 14,
+        "a full report: {} rows",
+        native.local.rows.len()
+    );
+    let mut g = c.benchmark_group("evaluate-full");
+    g.bench_function("native", |b| {
+        b.iter(|| {
+            duet_core::rules::evaluate(
+                &full.observations,
+                Some(&full.buddy),
+                &full.config,
+                full.now,
+            )
+        })
+    });
+    g.bench_function("wasm", |b| {
+        b.iter(|| {
+            rt.evaluate(
+                &full.observations,
+                Some(&full.buddy),
+                &full.config,
+                full.now,
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_full);
 criterion_main!(benches);

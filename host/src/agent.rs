@@ -55,6 +55,11 @@ pub struct PeerReport {
     pub request: Option<(u64, RequestReason)>,
     /// This agent's answer to the buddy's request with that id.
     pub answer: Option<(u64, Answer)>,
+    /// The settings both agents must share, by key ([`crate::probes::configuration`]), sent
+    /// while the buddy's fingerprint differs from ours so it can name the key that differs.
+    /// Empty otherwise, and from an agent that predates it.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// One tick's outcome, for observers (tests, tools).
@@ -155,6 +160,8 @@ pub(crate) struct Shared {
     changed: Notify,
     /// The probe plugins' rows (issue 9).
     pub plugins: crate::plugins::PluginTable,
+    /// The built-in probes: NATS, NICs, the runtime-error watchdog.
+    pub probes: crate::probes::Probes,
 }
 
 impl Shared {
@@ -244,6 +251,7 @@ pub async fn run(
         tick_ms: millis(config.core.tick),
         request: None,
         answer: None,
+        settings: crate::probes::configuration::shared_settings(&config),
     };
     let remembered = crate::state_file::read(&config.state.file).map(|r| r.state);
     if let Some(state) = remembered {
@@ -271,6 +279,7 @@ pub async fn run(
         status: watch::Sender::new(Status::default()),
         changed: Notify::new(),
         plugins: crate::plugins::PluginTable::default(),
+        probes: crate::probes::Probes::default(),
         config,
     });
 
@@ -377,6 +386,7 @@ pub async fn run(
             stop.clone(),
         ));
     }
+    spawn_probes(&shared, &mut tasks, &stop);
     tasks.spawn(tick_loop(
         shared,
         runtime,
@@ -397,6 +407,32 @@ pub async fn run(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The built-in probes' tasks: the NIC watcher, the NATS probe. (The watchdog is checked
+/// every tick.)
+fn spawn_probes(
+    shared: &Arc<Shared>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: &CancellationToken,
+) {
+    let waker = |shared: &Arc<Shared>| -> Arc<dyn Fn() + Send + Sync> {
+        let shared = shared.clone();
+        Arc::new(move || shared.changed.notify_one())
+    };
+    tasks.spawn(shared.probes.nics.clone().run(stop.clone(), waker(shared)));
+    if let Some(nats) = shared.config.nats.clone() {
+        tasks.spawn(crate::probes::nats::run(
+            nats,
+            shared.config.agent.name.clone(),
+            shared.config.buddy.name.clone(),
+            shared.probes.nats.clone(),
+            shared.probes.watchdog.clone(),
+            shared.config.watchdog.deadline,
+            waker(shared),
+            stop.clone(),
+        ));
+    }
+}
+
 fn initial_heartbeat(hb: &HeartbeatConfig) -> Heartbeat {
     Heartbeat {
         id: hb.id.clone(),
@@ -409,6 +445,44 @@ fn initial_heartbeat(hb: &HeartbeatConfig) -> Heartbeat {
         reason: Some("no attempt yet".into()),
         rtt_us: None,
     }
+}
+
+/// Distinct components in runtime error: those the watchdog caught (calls past their
+/// deadline), the core when a loaded core.wasm failed and the embedded one answers, and each
+/// plugin in runtime error.
+fn rte_count(shared: &Shared, runtime: &CoreRuntime) -> u32 {
+    let mut components = shared.probes.watchdog.check();
+    if runtime.fault().is_some() {
+        components.insert("core".into());
+    }
+    u32::try_from(components.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(shared.plugins.faults())
+}
+
+/// The switch triggers that fire: plugins, and a runtime error when `watchdog.switch_trigger`.
+/// (A VIP's NIC going down is the core's own trigger, from the NICs in its input.)
+fn triggers(shared: &Shared) -> Vec<String> {
+    let mut triggers = shared.plugins.triggers();
+    if shared.config.watchdog.switch_trigger
+        && let Some(component) = shared.probes.watchdog.in_error().first()
+    {
+        triggers.push(format!("rte:{component}"));
+    }
+    triggers
+}
+
+/// The watched NICs, each flagged when it carries a virtual IP.
+fn nics(shared: &Shared) -> Vec<duet_core::Nic> {
+    shared
+        .probes
+        .nics
+        .nics(|nic| crate::probes::nic::carries_vip(&shared.config, nic))
+}
+
+/// How long a core call may take, scheduling included, before the watchdog counts it.
+fn core_deadline(config: &Config) -> Duration {
+    config.core.deadline * 4 + Duration::from_secs(1)
 }
 
 /// The agent's clock: milliseconds since the Unix epoch, as the system clock said at start.
@@ -551,6 +625,7 @@ async fn ticks(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tick = 0u64;
     let fingerprint = config.fingerprint();
+    let settings = crate::probes::configuration::shared_settings(config);
     // Set once shutdown is asked while Online: hand over, then stop by this deadline.
     let mut handover: Option<TimestampMs> = None;
     let mut handover_asked = false;
@@ -609,12 +684,20 @@ async fn ticks(
             offline_request: exchange.incoming.map(|(_, reason)| reason),
             remembered: shared.remembered,
             answer: exchange.answer.clone(),
-            triggers: shared.plugins.triggers(),
+            triggers: triggers(shared),
             vip: None,
+            nics: nics(shared),
         };
         let rt = runtime.clone();
         let before = machine;
-        let decided = tokio::task::spawn_blocking(move || rt.step(&before, &input, now))
+        let decided = shared
+            .probes
+            .watchdog
+            .call(
+                "core",
+                core_deadline(config),
+                tokio::task::spawn_blocking(move || rt.step(&before, &input, now)),
+            )
             .await
             .context("core call task failed")?;
         let decision = decided.value.clone();
@@ -666,19 +749,13 @@ async fn ticks(
             started_at: shared.started_at,
             state: machine.state,
             mode: machine.mode,
-            configuration: shared
-                .link
-                .configuration_problem()
-                .or_else(|| {
-                    let (theirs, _) = buddy.as_ref()?;
-                    (theirs.fingerprint != fingerprint).then(|| {
-                        format!(
-                            "the [failover] settings or the duet version differ from {}'s",
-                            theirs.agent
-                        )
-                    })
-                })
-                .map_or(Check::Ok, Check::Failing),
+            configuration: crate::probes::configuration::check(
+                shared.link.configuration_problems(),
+                &settings,
+                &fingerprint,
+                buddy.as_ref().map(|(p, _)| p),
+            )
+            .map_or(Check::Ok, Check::Failing),
             heartbeats,
             sync: match &sync {
                 None => Check::NotConfigured,
@@ -690,11 +767,13 @@ async fn ticks(
                 ),
             },
             database: Check::NotConfigured,
-            nats: Check::NotConfigured,
-            // Distinct components in runtime error: for now the core (a loaded core.wasm that
-            // failed and was replaced by the embedded one); the probes issue adds the watchdog.
-            rte_count: u32::from(runtime.fault().is_some()) + shared.plugins.faults(),
+            nats: match &config.nats {
+                None => Check::NotConfigured,
+                Some(_) => shared.probes.nats.check(),
+            },
+            rte_count: rte_count(shared, &runtime),
             probes: shared.plugins.probes(),
+            nics: nics(shared),
         };
         let received = last_report.as_ref().map(|(p, at)| ReceivedReport {
             report: p.report.clone(),
@@ -702,11 +781,18 @@ async fn ticks(
         });
         let rt = runtime.clone();
         let rules = config.rules();
-        let pair = tokio::task::spawn_blocking(move || {
-            rt.evaluate(&observations, received.as_ref(), &rules, now)
-        })
-        .await
-        .context("core call task failed")?;
+        let pair = shared
+            .probes
+            .watchdog
+            .call(
+                "core",
+                core_deadline(config),
+                tokio::task::spawn_blocking(move || {
+                    rt.evaluate(&observations, received.as_ref(), &rules, now)
+                }),
+            )
+            .await
+            .context("core call task failed")?;
         if let Some((core, why)) = &pair.failed {
             log.write(
                 now,
@@ -731,6 +817,16 @@ async fn ticks(
             tick_ms: millis(config.core.tick),
             request: requests.outgoing(),
             answer: requests.answered(),
+            // The settings travel only while the fingerprints differ (the buddy then names
+            // the key); the common case keeps the report small.
+            settings: if buddy
+                .as_ref()
+                .is_some_and(|(p, _)| p.fingerprint == fingerprint)
+            {
+                Default::default()
+            } else {
+                settings.clone()
+            },
         });
         shared.status.send_replace(Status {
             pair: Some(pair.value),

@@ -41,6 +41,10 @@ pub struct Config {
     pub log: LogConfig,
     pub plugins: crate::plugins::config::PluginsConfig,
     pub web: WebConfig,
+    /// The NATS communication probe: none when `[nats]` is absent.
+    pub nats: Option<crate::probes::nats::NatsConfig>,
+    /// The runtime-error watchdog.
+    pub watchdog: crate::probes::WatchdogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -167,20 +171,16 @@ impl Config {
         }
     }
 
-    /// A fingerprint of the settings both agents of a pair must share (the failover timings
-    /// and the build's version), carried over the peer link so the two can be compared.
+    /// A fingerprint of the settings both agents of a pair must share (the failover timings,
+    /// the mode, the agent paths, the build's version: [`crate::probes::configuration`]),
+    /// carried over the peer link so the two can be compared cheaply; the settings themselves
+    /// travel only while the fingerprints differ.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest as _;
-        let f = &self.failover;
-        let shared = format!(
-            "duet {} prepare={:?} going_online={:?} going_offline={:?} min_switch={:?} startup_wait={:?}",
-            env!("CARGO_PKG_VERSION"),
-            f.prepare_timeout,
-            f.going_online_timeout,
-            f.going_offline_timeout,
-            f.min_switch_interval,
-            f.startup_wait,
-        );
+        let shared: String = crate::probes::configuration::shared_settings(self)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
         sha2::Sha256::digest(shared.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -259,6 +259,9 @@ struct RawConfig {
     plugins: crate::plugins::config::RawPlugins,
     #[serde(default)]
     web: RawWeb,
+    nats: Option<crate::probes::nats::RawNats>,
+    #[serde(default)]
+    watchdog: crate::probes::RawWatchdog,
 }
 
 #[derive(Deserialize, Default)]
@@ -807,6 +810,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let plugins = crate::plugins::config::validate(raw.plugins, base, &mut c.errors);
+    let nats = raw
+        .nats
+        .map(|n| crate::probes::nats::validate(n, base, &mut c.errors));
+    let watchdog = crate::probes::validate_watchdog(raw.watchdog, &mut c.errors);
     // The buddy's report must be renewed before it counts as stale.
     let paths = heartbeats
         .iter()
@@ -883,6 +890,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         },
         plugins,
         web,
+        nats,
+        watchdog,
     })
 }
 

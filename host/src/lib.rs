@@ -5,6 +5,7 @@
 //!   to the embedded core, and hot replacement.
 //! - [`plugins`]: custom probe plugins (WASM components in a folder), sandboxed, hot-loaded.
 //! - [`agent`]: the tick loop: probes → core → actions, and the status it publishes.
+//! - [`probes`]: built-in probes: Configuration, NATS communication, RTE watchdog, NICs.
 //! - [`peer`]: the peer link (agent heartbeats and the sync connection), over [`net`].
 //! - [`api`]: the HTTP API and the web UI.
 //!
@@ -26,6 +27,7 @@ pub mod net;
 pub mod pcap;
 pub mod peer;
 pub mod plugins;
+pub mod probes;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;

@@ -56,6 +56,9 @@ pub struct LinkStats {
     pub auth_failures: AtomicU32,
     /// Frames rejected, by reason.
     pub rejected: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Configuration problems the link found, by the key they concern (a path that reaches
+    /// the wrong agent, an unreadable report): shown in the Configuration row until resolved.
+    pub problems: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl LinkStats {
@@ -67,6 +70,27 @@ impl LinkStats {
     pub fn configuration_problem(&self) -> Option<String> {
         (self.auth_failures.load(Ordering::Relaxed) >= AUTH_FAILURES_SHOWN)
             .then(|| "pair key mismatch".to_string())
+    }
+
+    /// Every configuration problem the link has found: the pair key first, then by key.
+    pub fn configuration_problems(&self) -> Vec<String> {
+        self.configuration_problem()
+            .into_iter()
+            .chain(lock(&self.problems).values().cloned())
+            .collect()
+    }
+
+    /// Records (or, with `None`, clears) the problem concerning `key`.
+    pub fn set_problem(&self, key: &str, problem: Option<String>) {
+        let mut problems = lock(&self.problems);
+        match problem {
+            Some(p) => {
+                problems.insert(key.to_string(), p);
+            }
+            None => {
+                problems.remove(key);
+            }
+        }
     }
 }
 
@@ -110,6 +134,9 @@ enum PathError {
     Fault(String),
     /// The buddy answered but cannot be talked to (key, version): alive, and shown.
     Unusable(String),
+    /// Another agent answered (this name; this agent's own when the path loops back): a
+    /// configuration fault, shown in the Configuration row and never counted.
+    WrongAgent(String, String),
 }
 
 /// Runs one path: an attempt every `interval`, each bounded by `timeout`.
@@ -158,6 +185,27 @@ pub(crate) async fn path(
             conn = None;
         }
         let now = shared.clock.now();
+        let key = match slot {
+            Slot::Heartbeat(i) => format!("heartbeat[{i}].target"),
+            Slot::Sync => "sync.target".to_string(),
+        };
+        match &result {
+            Err(PathError::WrongAgent(who, _)) => {
+                let whom = if *who == shared.config.agent.name {
+                    "this agent itself".to_string()
+                } else {
+                    format!("the agent {who}")
+                };
+                let buddy = &shared.config.buddy.name;
+                let problem = format!(
+                    "{key}: {} reaches {whom}, not the buddy {buddy}",
+                    spec.target
+                );
+                shared.link.set_problem(&key, Some(problem));
+            }
+            Ok(_) => shared.link.set_problem(&key, None),
+            Err(_) => {}
+        }
         let outcome = match result {
             Ok(report) => {
                 let at = (report.boot, report.tick);
@@ -184,7 +232,7 @@ pub(crate) async fn path(
                 }
             }
             Err(PathError::Failure(why) | PathError::Closed(why)) => Attempt::Failure(why),
-            Err(PathError::Fault(why)) => Attempt::Fault(why),
+            Err(PathError::Fault(why) | PathError::WrongAgent(_, why)) => Attempt::Fault(why),
             Err(PathError::Unusable(why)) => Attempt::Unusable(why),
         };
         record_attempt(&shared, slot, outcome, now);
@@ -250,10 +298,13 @@ async fn attempt(
         // could start a takeover.
         if theirs.agent != *buddy {
             shared.link.reject("wrong_agent");
-            return Err(PathError::Fault(format!(
-                "{} answered, not the buddy {buddy}: check the target {}",
-                theirs.agent, spec.target
-            )));
+            return Err(PathError::WrongAgent(
+                theirs.agent.clone(),
+                format!(
+                    "{} answered, not the buddy {buddy}: check the target {}",
+                    theirs.agent, spec.target
+                ),
+            ));
         }
         let session = Session::new(key.clone(), &ours, &theirs, true);
         *conn = Some(Conn { stream, session });
@@ -270,10 +321,10 @@ async fn attempt(
     let PeerMessage::Report(report) = message;
     if report.agent != *buddy {
         shared.link.reject("wrong_agent");
-        return Err(PathError::Fault(format!(
-            "the report is from {}, not the buddy {buddy}",
-            report.agent
-        )));
+        return Err(PathError::WrongAgent(
+            report.agent.clone(),
+            format!("the report is from {}, not the buddy {buddy}", report.agent),
+        ));
     }
     Ok(report)
 }
@@ -347,10 +398,19 @@ fn open(shared: &Shared, session: &mut Session, frame: &[u8]) -> Result<PeerMess
         shared.link.reject(reason(&e));
         format!("frame rejected: {e}")
     })?;
-    serde_json::from_slice(&payload).map_err(|e| {
+    let message = serde_json::from_slice(&payload).map_err(|e| {
         shared.link.reject("unreadable");
+        // Authentic (the MAC verified) yet unreadable: another duet version, or a bug.
+        shared.link.set_problem(
+            "peer report",
+            Some(format!(
+                "the buddy's peer report is unreadable ({e}): are both agents the same duet version?"
+            )),
+        );
         format!("the buddy sent an unreadable message: {e}")
-    })
+    })?;
+    shared.link.set_problem("peer report", None);
+    Ok(message)
 }
 
 /// Serves the peer port until `shutdown`.

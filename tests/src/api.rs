@@ -322,14 +322,22 @@ async fn api_matches_its_openapi_document_tokens_guard_commands_and_events_arriv
 fn status_exit_codes_red_and_unreachable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (pa, pb, nobody) = (free_port(), free_port(), free_port());
-    // agent-b has a second heartbeat path to a port nobody listens on: its LED is red.
-    let dead_path = format!(
-        "[[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
-        crate::support::peer_port(nobody)
-    );
-    let a = AgentSpec::new("agent-a", "agent-b", 200, pa, pb).write(dir.path());
+    // agent-b has a second heartbeat path to a port nobody listens on: its LED is red. Agent
+    // paths must be symmetric (or both agents show Configuration Invalid): agent-a's second
+    // path goes to agent-b, and works.
+    let path = |port: u16| {
+        format!(
+            "[[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\n",
+            crate::support::peer_port(port)
+        )
+    };
+    let a = AgentSpec {
+        extra: path(pb),
+        ..AgentSpec::new("agent-a", "agent-b", 200, pa, pb)
+    }
+    .write(dir.path());
     let b = AgentSpec {
-        extra: dead_path,
+        extra: path(nobody),
         ..AgentSpec::new("agent-b", "agent-a", 100, pb, pa)
     }
     .write(dir.path());

@@ -117,6 +117,7 @@ fn core_growing_past_its_memory_limit_is_stopped_and_the_embedded_core_answers()
         nats: duet_core::Check::NotConfigured,
         rte_count: 0,
         probes: Vec::new(),
+        nics: Vec::new(),
     };
     let config = duet_core::RulesConfig::default();
     let answered = rt.evaluate(&obs, None, &config, 60_000);

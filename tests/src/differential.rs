@@ -135,6 +135,7 @@ impl Gen {
                 1 => VipResult::Released,
                 _ => VipResult::Failed(g.text()),
             }),
+            nics: self.nics(),
         }
     }
     fn observations(&mut self, now: u64) -> Observations {
@@ -161,7 +162,18 @@ impl Gen {
                     last_success: self.maybe(|g| g.below(100_000)),
                 })
                 .collect(),
+            nics: self.nics(),
         }
+    }
+    fn nics(&mut self) -> Vec<duet_core::Nic> {
+        (0..self.below(3))
+            .map(|i| duet_core::Nic {
+                name: format!("eth{i}"),
+                up: self.flip(),
+                changed: self.flip(),
+                carries_vip: self.flip(),
+            })
+            .collect()
     }
     fn received(&mut self, now: u64) -> ReceivedReport {
         ReceivedReport {

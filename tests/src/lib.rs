@@ -17,6 +17,9 @@
 //! - `peer_link`: mismatched pair keys; forged, replayed and garbled frames against an agent.
 //! - `plugins`: probe plugins in a running agent: hostile plugins contained beside a canary,
 //!   grants, hot drop-in and removal, `duet plugin check`.
+//! - `rows`: Status rows from real probes: NATS through a real nats-server (stop/start, buddy
+//!   killed, endpoints files edited, garbled, a directory), RTE Count over a hanging probe, NIC
+//!   rows from `ip link set down/up` in a namespace, Configuration Invalid naming the key.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 //! - `web_ui`: the web UI in headless Chromium against a real pair (LEDs, pcap icon, Status
 //!   window, switch with a token, history); screenshots under `target/web-e2e/`.
@@ -45,6 +48,8 @@ mod netns;
 mod peer_link;
 #[cfg(test)]
 mod plugins;
+#[cfg(test)]
+mod rows;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]

@@ -137,6 +137,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         tick_ms: TICK,
         request: None,
         answer: None,
+        settings: Default::default(),
     }
 }
 
@@ -260,6 +261,7 @@ impl Agent {
             answer: exchange.answer.clone(),
             triggers: Vec::new(),
             vip,
+            nics: Vec::new(),
         };
         let decision = step(&self.machine, &input, now);
         for action in &decision.actions {

@@ -86,14 +86,16 @@ fn different_failover_settings_show_configuration_invalid_on_both() {
     assert_ne!(text, changed, "the setting was changed");
     std::fs::write(&b, changed).expect("config");
     let _agents = Agents(vec![spawn(&a), spawn(&b)]);
-    for (port, buddy) in [(pa, "agent-b"), (pb, "agent-a")] {
+    for (port, ours, theirs, buddy) in
+        [(pa, "30s", "10s", "agent-b"), (pb, "10s", "30s", "agent-a")]
+    {
         let config = eventually(Duration::from_secs(20), "Configuration Invalid", || {
             row(&status_json(port)?, "configuration").filter(|r| r.value == "Invalid")
         });
         assert_eq!(
             config.reason,
             Some(format!(
-                "the [failover] settings or the duet version differ from {buddy}'s"
+                "failover.min_switch_interval differs: {ours} here, {theirs} on {buddy}"
             ))
         );
     }

@@ -61,6 +61,8 @@ struct StepSpec {
     triggers: Vec<String>,
     #[serde(default)]
     vip: Option<VipResult>,
+    #[serde(default)]
+    nics: Vec<duet_core::Nic>,
 }
 
 /// A heartbeat with defaults: ok when it has no failures, 3 allowed failures.
@@ -171,6 +173,7 @@ impl StepSpec {
             answer: self.answer.clone(),
             triggers: self.triggers.clone(),
             vip: self.vip.clone(),
+            nics: self.nics.clone(),
         }
     }
 }

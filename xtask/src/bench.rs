@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::Context as _;
 
 /// (criterion group, function, what it measures).
-const FIGURES: [(&str, &str, &str); 4] = [
+const FIGURES: [(&str, &str, &str); 6] = [
     ("evaluate", "native", "rules.evaluate, native duet-core"),
     (
         "evaluate",
@@ -22,7 +22,20 @@ const FIGURES: [(&str, &str, &str); 4] = [
         "wasm",
         "failover.step, core.wasm through the host runtime",
     ),
+    (
+        "evaluate-full",
+        "native",
+        "rules.evaluate of a full two-agent report (host/benches/full-pair.json), native",
+    ),
+    (
+        "evaluate-full",
+        "wasm",
+        "rules.evaluate of a full two-agent report (host/benches/full-pair.json), core.wasm",
+    ),
 ];
+
+/// The target for one evaluation of the full two-agent report through core.wasm, in ns.
+const EVALUATE_FULL_TARGET_NS: f64 = 20_000.0;
 
 /// (criterion group, function, what it measures) of the plugin bench.
 const PLUGIN_FIGURES: [(&str, &str, &str); 2] = [
@@ -99,6 +112,22 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     md.push_str("\n## Core calls\n\nPer call, mean of criterion's samples (95% confidence interval in brackets). The wasm figures include\nconverting the model to and from WIT types, the deadline set-up and the call into core.wasm.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
     table(root, &mut md, &FIGURES)?;
+    let (native, wasm) = (
+        mean_ns(root, "evaluate-full", "native")?,
+        mean_ns(root, "evaluate-full", "wasm")?,
+    );
+    writeln!(
+        md,
+        "\nFull two-agent report through core.wasm: {} per evaluation, {:.1}× native; target under {}: {}.",
+        human(wasm),
+        wasm / native,
+        human(EVALUATE_FULL_TARGET_NS),
+        if wasm < EVALUATE_FULL_TARGET_NS {
+            "met"
+        } else {
+            "NOT met"
+        }
+    )?;
     md.push_str("\n## Probe plugins\n\nPer call, as above: the host side of `duet:probe` (async call, epoch deadline, memory and output\nlimits armed) into the hello plugin, from a tokio runtime.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
     table(root, &mut md, &PLUGIN_FIGURES)?;
     let load = root.join("target/criterion/plugin-load.json");
@@ -139,6 +168,22 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// A criterion figure's mean, in ns.
+fn mean_ns(root: &Path, group: &str, function: &str) -> anyhow::Result<f64> {
+    let path = root
+        .join("target/criterion")
+        .join(group)
+        .join(function)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("failed to parse {}", path.display()))?;
+    v.pointer("/mean/point_estimate")
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("no mean in {}", path.display()))
 }
 
 /// Appends one table row per criterion figure.

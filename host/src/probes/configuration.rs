@@ -1,0 +1,198 @@
+//! The Configuration row: the settings both agents of a pair must share, compared key by key
+//! over the peer link, plus the problems the peer link finds (pair key mismatch, a path that
+//! reaches the wrong agent or this agent itself, an unreadable report). Every reason names the key.
+
+use std::collections::BTreeMap;
+
+use duet_core::HeartbeatKind;
+
+use crate::config::Config;
+
+/// The settings both agents must share, by key path (as written in the configuration file):
+/// carried in every peer report so each agent can name the key that differs.
+pub fn shared_settings(config: &Config) -> BTreeMap<String, String> {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let f = &config.failover;
+    let agent_paths = config
+        .heartbeats
+        .iter()
+        .filter(|h| h.kind == HeartbeatKind::Agent)
+        .count();
+    let mut pair = [config.agent.name.as_str(), config.buddy.name.as_str()];
+    pair.sort_unstable();
+    [
+        ("duet.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("pair", pair.join(" + ")),
+        (
+            "agent.mode",
+            match config.agent.mode {
+                duet_core::Mode::Automatic => "automatic",
+                duet_core::Mode::Manual => "manual",
+            }
+            .to_string(),
+        ),
+        ("failover.prepare_timeout", d(f.prepare_timeout)),
+        ("failover.going_online_timeout", d(f.going_online_timeout)),
+        ("failover.going_offline_timeout", d(f.going_offline_timeout)),
+        ("failover.min_switch_interval", d(f.min_switch_interval)),
+        ("failover.startup_wait", d(f.startup_wait)),
+        (
+            "heartbeat (kind = \"agent\")",
+            format!(
+                "{agent_paths} path{}",
+                if agent_paths == 1 { "" } else { "s" }
+            ),
+        ),
+        (
+            "sync",
+            if config.sync.is_some() {
+                "configured"
+            } else {
+                "not configured"
+            }
+            .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The first key whose value differs between `ours` and `theirs` (the buddy's), as a reason
+/// that names it, and how many more differ. A key only one side has (an agent of another
+/// version) counts as differing too.
+pub fn compare(
+    ours: &BTreeMap<String, String>,
+    theirs: &BTreeMap<String, String>,
+    buddy: &str,
+) -> Option<String> {
+    let missing = "(not set)";
+    let differing: Vec<(&str, &str, &str)> = ours
+        .keys()
+        .chain(theirs.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|k| {
+            let a = ours.get(k).map_or(missing, String::as_str);
+            let b = theirs.get(k).map_or(missing, String::as_str);
+            (a != b).then_some((k.as_str(), a, b))
+        })
+        .collect();
+    // The version first: when it differs, the rest follows from it.
+    let first = differing
+        .iter()
+        .find(|(k, _, _)| *k == "duet.version")
+        .or_else(|| differing.first())?;
+    let (key, a, b) = first;
+    let mut reason = format!("{key} differs: {a} here, {b} on {buddy}");
+    let others: Vec<&str> = differing
+        .iter()
+        .map(|(k, _, _)| *k)
+        .filter(|k| k != key)
+        .collect();
+    if !others.is_empty() {
+        reason.push_str(&format!(" (also differ: {})", others.join(", ")));
+    }
+    Some(reason)
+}
+
+/// The Configuration row's reason, if any: the peer link's problems first (they make the
+/// comparison itself impossible or wrong), then the first shared setting that differs.
+/// `buddy` is the buddy's last fresh report: its fingerprint ([`Config::fingerprint`], a hash
+/// of [`shared_settings`]), and its settings while the fingerprints differ.
+pub fn check(
+    link_problems: Vec<String>,
+    ours: &BTreeMap<String, String>,
+    fingerprint: &str,
+    buddy: Option<&crate::agent::PeerReport>,
+) -> Option<String> {
+    let mut reasons = link_problems;
+    if let Some(theirs) = buddy
+        && theirs.fingerprint != fingerprint
+    {
+        // Until the buddy's settings arrive (it sends them once it saw our fingerprint differ),
+        // or from an older agent without them: the fingerprint alone.
+        reasons.push(
+            compare(ours, &theirs.settings, &theirs.agent)
+                .filter(|_| !theirs.settings.is_empty())
+                .unwrap_or_else(|| {
+                    format!(
+                        "the shared settings or the duet version differ from {}'s",
+                        theirs.agent
+                    )
+                }),
+        );
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_differing_key_is_named_with_both_values() {
+        let ours = settings(&[("agent.mode", "automatic"), ("failover.startup_wait", "3s")]);
+        let theirs = settings(&[("agent.mode", "manual"), ("failover.startup_wait", "3s")]);
+        assert_eq!(
+            compare(&ours, &theirs, "b").as_deref(),
+            Some("agent.mode differs: automatic here, manual on b")
+        );
+        assert_eq!(compare(&ours, &ours, "b"), None);
+    }
+
+    #[test]
+    fn the_version_comes_first_and_the_others_are_listed() {
+        let ours = settings(&[("agent.mode", "automatic"), ("duet.version", "0.1.0")]);
+        let theirs = settings(&[
+            ("agent.mode", "manual"),
+            ("duet.version", "0.2.0"),
+            ("x", "1"),
+        ]);
+        assert_eq!(
+            compare(&ours, &theirs, "b").as_deref(),
+            Some("duet.version differs: 0.1.0 here, 0.2.0 on b (also differ: agent.mode, x)")
+        );
+    }
+
+    #[test]
+    fn shared_settings_name_the_pair_the_same_way_on_both_agents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = |me: &str, buddy: &str| {
+            format!(
+                r#"
+                [agent]
+                name = "{me}"
+                [buddy]
+                name = "{buddy}"
+                [api]
+                listen = "127.0.0.1:0"
+                [peer]
+                listen = "127.0.0.1:7201"
+                pair_key = "0123456789abcdef0123"
+                [[heartbeat]]
+                kind = "agent"
+                target = "127.0.0.1:7202"
+                "#
+            )
+        };
+        let a = crate::config::parse(&text("a", "b"), dir.path()).expect("a");
+        let b = crate::config::parse(&text("b", "a"), dir.path()).expect("b");
+        assert_eq!(
+            compare(&shared_settings(&a), &shared_settings(&b), "b"),
+            None
+        );
+        assert_eq!(shared_settings(&a)["pair"], "a + b");
+        assert_eq!(
+            shared_settings(&a)["heartbeat (kind = \"agent\")"],
+            "1 path"
+        );
+    }
+}
