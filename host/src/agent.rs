@@ -55,6 +55,10 @@ pub struct PeerReport {
     pub request: Option<(u64, RequestReason)>,
     /// This agent's answer to the buddy's request with that id.
     pub answer: Option<(u64, Answer)>,
+    /// This agent's MAC addresses: once it is declared dead, an ARP answer for a VIP from one
+    /// of them is its lapsing lease, not an occupant.
+    #[serde(default)]
+    pub macs: Vec<String>,
 }
 
 /// One tick's outcome, for observers (tests, tools).
@@ -155,6 +159,10 @@ pub(crate) struct Shared {
     changed: Notify,
     /// The probe plugins' rows (issue 9).
     pub plugins: crate::plugins::PluginTable,
+    /// The virtual IPs (`[[vip]]`; none configured: nothing to do).
+    pub vips: Arc<crate::vip::Vips>,
+    /// The hook commands (`[hooks]`).
+    hooks: crate::vip::hooks::Hooks,
 }
 
 impl Shared {
@@ -244,6 +252,10 @@ pub async fn run(
         tick_ms: millis(config.core.tick),
         request: None,
         answer: None,
+        macs: crate::vip::netif::all_macs()
+            .iter()
+            .map(crate::vip::arp::format_mac)
+            .collect(),
     };
     let remembered = crate::state_file::read(&config.state.file).map(|r| r.state);
     if let Some(state) = remembered {
@@ -253,7 +265,8 @@ pub async fn run(
     if let Some(tx) = options.commands {
         let _ = tx.send(commands.clone());
     }
-    let shared = Arc::new(Shared {
+    let hooks = crate::vip::hooks::Hooks::start(config.hooks.clone(), config.agent.name.clone());
+    let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| Shared {
         started_at: now,
         commands,
         clock,
@@ -271,6 +284,19 @@ pub async fn run(
         status: watch::Sender::new(Status::default()),
         changed: Notify::new(),
         plugins: crate::plugins::PluginTable::default(),
+        vips: {
+            let me = me.clone();
+            crate::vip::Vips::new(
+                config.vips.clone(),
+                Arc::new(move || {
+                    if let Some(shared) = me.upgrade() {
+                        shared.changed.notify_one();
+                    }
+                }),
+                Arc::new(move || clock.now()),
+            )
+        },
+        hooks,
         config,
     });
 
@@ -352,6 +378,9 @@ pub async fn run(
             spec,
             stop.clone(),
         ));
+    }
+    if shared.vips.enabled() {
+        tasks.spawn(shared.vips.clone().run(stop.clone()));
     }
     if let Some(path) = shared.config.core.path.clone() {
         tasks.spawn(watch_core_file(
@@ -594,6 +623,15 @@ async fn ticks(
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= millis(config.status.buddy_timeout));
 
+        let buddy_dead = !sync_up
+            && heartbeats
+                .iter()
+                .filter(|h| h.kind == HeartbeatKind::Agent)
+                .all(Heartbeat::exceeded);
+        shared.vips.set_buddy(
+            last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
+            buddy_dead,
+        );
         let exchange = requests.exchange(
             buddy.as_ref().and_then(|(p, _)| p.request),
             buddy.as_ref().and_then(|(p, _)| p.answer.as_ref()),
@@ -610,7 +648,7 @@ async fn ticks(
             remembered: shared.remembered,
             answer: exchange.answer.clone(),
             triggers: shared.plugins.triggers(),
-            vip: None,
+            vip: shared.vips.take_result(),
         };
         let rt = runtime.clone();
         let before = machine;
@@ -648,11 +686,38 @@ async fn ticks(
                     state: *state,
                     at: now,
                 }),
-                // No virtual IP or hooks in this build: the core is configured with
-                // vip_enabled = false; hooks arrive with the virtual-IP issue.
-                Action::AcquireVip | Action::ReleaseVip | Action::RunHook(_) => {
-                    tracing::debug!(?action, "action not carried out by this build");
+                Action::AcquireVip => {
+                    log.write(
+                        now,
+                        "INF",
+                        &format!(
+                            "Acquiring Virtual IP Address {}",
+                            shared.vips.describe().unwrap_or_default()
+                        ),
+                    );
+                    shared.vips.acquire();
                 }
+                Action::ReleaseVip => {
+                    log.write(
+                        now,
+                        "INF",
+                        &format!(
+                            "Releasing Virtual IP Address {}",
+                            shared.vips.describe().unwrap_or_default()
+                        ),
+                    );
+                    shared.vips.release();
+                }
+                Action::RunHook(hook) => shared.hooks.run(
+                    *hook,
+                    vec![
+                        ("DUET_STATE".into(), decision.state.state.label().into()),
+                        (
+                            "DUET_VIPS".into(),
+                            shared.vips.describe().unwrap_or_default(),
+                        ),
+                    ],
+                ),
             }
         }
         requests.apply(&exchange, &decision, now);
@@ -678,6 +743,7 @@ async fn ticks(
                         )
                     })
                 })
+                .or_else(|| shared.vips.configuration_problem())
                 .map_or(Check::Ok, Check::Failing),
             heartbeats,
             sync: match &sync {
@@ -694,7 +760,7 @@ async fn ticks(
             // Distinct components in runtime error: for now the core (a loaded core.wasm that
             // failed and was replaced by the embedded one); the probes issue adds the watchdog.
             rte_count: u32::from(runtime.fault().is_some()) + shared.plugins.faults(),
-            probes: shared.plugins.probes(),
+            probes: [shared.plugins.probes(), shared.vips.probes()].concat(),
         };
         let received = last_report.as_ref().map(|(p, at)| ReceivedReport {
             report: p.report.clone(),
@@ -731,6 +797,7 @@ async fn ticks(
             tick_ms: millis(config.core.tick),
             request: requests.outgoing(),
             answer: requests.answered(),
+            macs: previous.macs,
         });
         shared.status.send_replace(Status {
             pair: Some(pair.value),

@@ -41,6 +41,10 @@ pub struct Config {
     pub log: LogConfig,
     pub plugins: crate::plugins::config::PluginsConfig,
     pub web: WebConfig,
+    /// The virtual IPs, one per NIC (`[[vip]]`); none: no virtual IP mode.
+    pub vips: Vec<crate::vip::config::VipConfig>,
+    /// Commands run on state changes (`[hooks]`).
+    pub hooks: crate::vip::config::HooksConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +167,7 @@ impl Config {
         RulesConfig {
             startup_grace_ms: millis(self.status.startup_grace),
             buddy_timeout_ms: millis(self.status.buddy_timeout),
-            vip_enabled: false,
+            vip_enabled: !self.vips.is_empty(),
         }
     }
 
@@ -187,11 +191,17 @@ impl Config {
             .collect()
     }
 
+    /// The NICs that carry a virtual IP (for the NIC watcher: such a NIC going down on the
+    /// Online agent is a switch trigger).
+    pub fn vip_nics(&self) -> Vec<&str> {
+        self.vips.iter().map(|v| v.nic.as_str()).collect()
+    }
+
     /// The state machine's settings.
     pub fn failover(&self) -> FailoverConfig {
         FailoverConfig {
             priority: self.agent.priority,
-            vip_enabled: false,
+            vip_enabled: !self.vips.is_empty(),
             prepare_timeout_ms: millis(self.failover.prepare_timeout),
             going_online_timeout_ms: millis(self.failover.going_online_timeout),
             going_offline_timeout_ms: millis(self.failover.going_offline_timeout),
@@ -259,6 +269,10 @@ struct RawConfig {
     plugins: crate::plugins::config::RawPlugins,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default, rename = "vip")]
+    vips: Vec<crate::vip::config::RawVip>,
+    #[serde(default)]
+    hooks: crate::vip::config::RawHooks,
 }
 
 #[derive(Deserialize, Default)]
@@ -807,6 +821,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     let plugins = crate::plugins::config::validate(raw.plugins, base, &mut c.errors);
+    let vips = crate::vip::config::validate_vips(raw.vips, &mut c.errors);
+    let hooks = crate::vip::config::validate_hooks(raw.hooks, base, &mut c.errors);
     // The buddy's report must be renewed before it counts as stale.
     let paths = heartbeats
         .iter()
@@ -883,6 +899,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         },
         plugins,
         web,
+        vips,
+        hooks,
     })
 }
 

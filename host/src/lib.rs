@@ -29,6 +29,7 @@ pub mod plugins;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;
+pub mod vip;
 mod web;
 
 pub use agent::run;

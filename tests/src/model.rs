@@ -137,6 +137,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         tick_ms: TICK,
         request: None,
         answer: None,
+        macs: Vec::new(),
     }
 }
 
