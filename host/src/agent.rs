@@ -722,6 +722,11 @@ async fn ticks(
         }
         requests.apply(&exchange, &decision, now);
         record(shared, &before, &decision, command.as_ref(), tick, now);
+        if decision.state.state != before.state {
+            // A new state decides again at once (Preparing with a dead buddy claims on its
+            // first step): no tick period is added to a failover.
+            shared.changed.notify_one();
+        }
         machine = decision.state;
 
         let isolated = duet_core::failover::isolated(&heartbeats);

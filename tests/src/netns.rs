@@ -135,7 +135,15 @@ impl Topology {
         ]);
         ip(&["-n", &br, "link", "set", &port, "master", "br0"]);
         ip(&["-n", &br, "link", "set", &port, "up"]);
-        ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "lan"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "lan",
+        ]);
         ip(&["-n", &ns, "link", "set", "lan", "up"]);
         self.hosts.push(name.to_string());
         ns
@@ -341,7 +349,12 @@ impl Topology {
     }
 
     /// Watches for `during`: the states must stay `expected` throughout.
-    pub(crate) fn steady(&self, during: Duration, what: &str, expected: [Option<FailoverState>; 2]) {
+    pub(crate) fn steady(
+        &self,
+        during: Duration,
+        what: &str,
+        expected: [Option<FailoverState>; 2],
+    ) {
         let start = Instant::now();
         while start.elapsed() < during {
             let states = self.states();

@@ -24,12 +24,7 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("the namespace file");
         // SAFETY: setns on this thread only, with a namespace file descriptor.
-        let rc = unsafe {
-            libc::setns(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                libc::CLONE_NEWNET,
-            )
-        };
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
         f()
     })
@@ -43,7 +38,9 @@ struct Service(Arc<AtomicBool>);
 impl Service {
     fn start(ns: &str, name: &'static str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let socket = in_ns(ns, || UdpSocket::bind(("0.0.0.0", PORT)).expect("bind the service"));
+        let socket = in_ns(ns, || {
+            UdpSocket::bind(("0.0.0.0", PORT)).expect("bind the service")
+        });
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
@@ -71,7 +68,9 @@ struct Client(UdpSocket);
 
 impl Client {
     fn new(ns: &str, wait: Duration) -> Self {
-        let socket = in_ns(ns, || UdpSocket::bind("0.0.0.0:0").expect("bind the client"));
+        let socket = in_ns(ns, || {
+            UdpSocket::bind("0.0.0.0:0").expect("bind the client")
+        });
         socket.set_read_timeout(Some(wait)).expect("timeout");
         Client(socket)
     }
@@ -117,7 +116,16 @@ impl Client {
 /// Whether agent i's namespace has the VIP on its LAN NIC.
 fn holds(t: &Topology, i: usize) -> bool {
     let out = Command::new("ip")
-        .args(["-n", &t.agent_ns(i), "-4", "-o", "addr", "show", "dev", "lan"])
+        .args([
+            "-n",
+            &t.agent_ns(i),
+            "-4",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            "lan",
+        ])
         .output()
         .expect("ip addr");
     String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/24"))
@@ -170,7 +178,10 @@ fn the_vip_follows_the_online_agent_through_kill_power_off_and_restart() {
     let client = Client::new(&client_ns, Duration::from_millis(100));
     let (p, q) = t.start_pair();
     client.until(AGENTS[p], Duration::from_secs(10), &t);
-    assert!(holds(&t, p) && !holds(&t, q), "only the Online agent holds the VIP");
+    assert!(
+        holds(&t, p) && !holds(&t, q),
+        "only the Online agent holds the VIP"
+    );
     let row = t.status(p).as_ref().and_then(vip_row).expect("the VIP row");
     assert_eq!(row.value, "Held", "{row:?}");
     assert_eq!(row.reason, None, "{row:?}");
@@ -182,9 +193,11 @@ fn the_vip_follows_the_online_agent_through_kill_power_off_and_restart() {
     t.signal(p, "-KILL");
     let killed = Instant::now();
     client.until(AGENTS[q], TAKEOVER, &t);
-    eventually(Duration::from_secs(6), "the dead agent's lease lapses", || {
-        (!holds(&t, p)).then_some(())
-    });
+    eventually(
+        Duration::from_secs(6),
+        "the dead agent's lease lapses",
+        || (!holds(&t, p)).then_some(()),
+    );
     assert!(
         killed.elapsed() < Duration::from_secs(3 + 2) + TAKEOVER,
         "the lease lapsed late"
@@ -211,9 +224,11 @@ fn the_vip_follows_the_online_agent_through_kill_power_off_and_restart() {
     t.link(q, "lan", false);
     t.link(q, "sync", false);
     client.until(AGENTS[p], TAKEOVER, &t);
-    eventually(Duration::from_secs(6), "the powered-off agent's lease lapses", || {
-        (!holds(&t, q)).then_some(())
-    });
+    eventually(
+        Duration::from_secs(6),
+        "the powered-off agent's lease lapses",
+        || (!holds(&t, q)).then_some(()),
+    );
     t.link(q, "lan", true);
     t.link(q, "sync", true);
     t.start(q);
@@ -228,7 +243,10 @@ fn the_vip_follows_the_online_agent_through_kill_power_off_and_restart() {
     assert_eq!(client.ask().as_deref(), Some(AGENTS[p]));
     let log = std::fs::read_to_string(t.dir.path().join(format!("{}-failover.log", AGENTS[p])))
         .unwrap_or_default();
-    assert!(log.contains("Acquiring Virtual IP Address 10.77.0.100/24 on lan"), "{log}");
+    assert!(
+        log.contains("Acquiring Virtual IP Address 10.77.0.100/24 on lan"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -247,7 +265,15 @@ fn a_stale_vip_is_removed_at_start_and_a_foreign_one_is_a_conflict() {
     });
     // Another host takes the VIP: the Online agent sees a conflict, shows and re-announces.
     let intruder = t.add_host("x", "10.77.0.60");
-    crate::support::ip(&["-n", &intruder, "addr", "add", &format!("{VIP}/24"), "dev", "lan"]);
+    crate::support::ip(&[
+        "-n",
+        &intruder,
+        "addr",
+        "add",
+        &format!("{VIP}/24"),
+        "dev",
+        "lan",
+    ]);
     // The check runs every verify_interval (10 s by default).
     let row = eventually(Duration::from_secs(20), "the conflict shown", || {
         let row = t.status(p).as_ref().and_then(vip_row)?;
@@ -257,7 +283,15 @@ fn a_stale_vip_is_removed_at_start_and_a_foreign_one_is_a_conflict() {
     assert!(reason.contains("another host"), "{reason}");
     assert!(row.turns_led_red);
     // The intruder leaves: the row clears.
-    crate::support::ip(&["-n", &intruder, "addr", "del", &format!("{VIP}/24"), "dev", "lan"]);
+    crate::support::ip(&[
+        "-n",
+        &intruder,
+        "addr",
+        "del",
+        &format!("{VIP}/24"),
+        "dev",
+        "lan",
+    ]);
     eventually(Duration::from_secs(25), "the conflict cleared", || {
         let row = t.status(p).as_ref().and_then(vip_row)?;
         (row.value == "Held").then_some(())
@@ -323,12 +357,22 @@ fn without_libpcap_the_agent_runs_and_its_vip_row_says_no_gratuitous_arp() {
         "{reason}"
     );
     // Its buddy shows the same row in agent-b's column.
-    let seen = t.status(0).and_then(|s| s.pair).expect("pair");
-    assert!(
-        seen.buddy.rows.iter().any(|r| r.key == "vip:lan"
-            && r.reason.as_deref().is_some_and(|w| w.contains("no gratuitous ARP"))),
-        "{:?}",
-        seen.buddy.rows
+    eventually(
+        Duration::from_secs(10),
+        "agent-b's VIP row in agent-a's view",
+        || {
+            let seen = t.status(0)?.pair?;
+            seen.buddy
+                .rows
+                .iter()
+                .any(|r| {
+                    r.key == "vip:lan"
+                        && r.reason
+                            .as_deref()
+                            .is_some_and(|w| w.contains("no gratuitous ARP"))
+                })
+                .then_some(())
+        },
     );
     // Without libpcap agent-b still takes the VIP (no ARP check, no announcement): the client,
     // whose entry for the VIP is agent-a's, follows once that entry goes stale and is probed.
@@ -437,7 +481,13 @@ fn failover_time_bench() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
-    let Some(mut t) = pair_with_vip(Timing { interval_ms: 0, max_failures: 0 }, "") else {
+    let Some(mut t) = pair_with_vip(
+        Timing {
+            interval_ms: 0,
+            max_failures: 0,
+        },
+        "",
+    ) else {
         panic!("the failover-time bench needs root");
     };
     t.add_host("cl", "10.77.0.50");

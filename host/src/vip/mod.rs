@@ -482,6 +482,9 @@ impl Vips {
     }
 }
 
+/// How long [`collect`] still listens after the first answer.
+const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(20);
+
 /// Reads frames for `wait`: the MACs other than `ours` that claim `vip`.
 fn collect(
     cap: &mut crate::pcap::Capture,
@@ -490,7 +493,7 @@ fn collect(
     wait: Duration,
     stop: Option<&AtomicBool>,
 ) -> Result<Vec<Mac>, String> {
-    let until = Instant::now() + wait;
+    let mut until = Instant::now() + wait;
     let mut seen = Vec::new();
     while Instant::now() < until && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
         if let Some(frame) = cap.next()?
@@ -498,6 +501,10 @@ fn collect(
             && mac != ours
             && !seen.contains(&mac)
         {
+            if seen.is_empty() {
+                // Answers to one probe arrive together: a little longer for others, then done.
+                until = until.min(Instant::now() + AFTER_FIRST_ANSWER);
+            }
             seen.push(mac);
         }
     }
