@@ -536,3 +536,30 @@ fn failover_time_bench() {
     std::fs::write(dir.join("failover.json"), out.to_string()).expect("write");
     eprintln!("{out}");
 }
+
+#[test]
+fn a_vip_outside_its_nics_subnet_makes_the_configuration_invalid() {
+    let Some(mut t) = pair_with_vip(FAST, "") else {
+        return;
+    };
+    t.extra[0] = "\n[[vip]]\nnic = \"lan\"\naddress = \"10.99.0.100/24\"\n".into();
+    t.configure(FAST);
+    t.start(0);
+    let row = eventually(Duration::from_secs(10), "the Configuration row", || {
+        let status = t.status(0)?;
+        let row = status
+            .pair?
+            .local
+            .rows
+            .into_iter()
+            .find(|r| r.key == "configuration")?;
+        (row.value == "Invalid").then_some(row)
+    });
+    assert_eq!(
+        row.reason.as_deref(),
+        Some("vip[0].address: 10.99.0.100 is outside lan's subnet (10.77.0.1/24)"),
+        "{row:?}"
+    );
+    let vip = t.status(0).as_ref().and_then(vip_row).expect("the VIP row");
+    assert!(vip.turns_led_red, "{vip:?}");
+}
