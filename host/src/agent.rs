@@ -561,6 +561,7 @@ async fn tick_loop(
     // exit, error or not, the failover log and the last state are flushed.
     shared.shutdown.cancel();
     log.close().await;
+    shared.hooks.close().await;
     result
 }
 

@@ -15,11 +15,19 @@ pub const NOT_FOUND: &str = "No Pcap libraries have been found on this agent";
 /// The message when a candidate exists but cannot be loaded or does not answer.
 pub const NOT_DETECTED: &str = "No Pcap libraries could be detected on this agent";
 
-/// What [`detect`] found the first time it ran in this process; later changes to the
-/// installed libraries show after a restart.
+/// What [`detect`] found the first time it ran in this process (the same load as
+/// [`library`]); later changes to the installed libraries show after a restart.
 pub fn detected() -> PacketCapture {
-    static FOUND: OnceLock<PacketCapture> = OnceLock::new();
-    FOUND.get_or_init(detect).clone()
+    match library() {
+        Ok(lib) => PacketCapture {
+            found: true,
+            library: Some(lib.name.to_string()),
+            version: Some(lib.version.clone()),
+            message: None,
+            detail: None,
+        },
+        Err(missing) => missing,
+    }
 }
 
 /// Tries each candidate: the first that loads and answers `pcap_lib_version` wins.

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: runs the criterion benches, the web UI's measurements (bundle size,
-//! time to first status in headless Chromium) and the failover time through a VIP and writes `docs/benchmarks.md` with the commit,
-//! the machine and the figures.
+//! time to first status in headless Chromium) and the failover time through a VIP, and writes
+//! `docs/benchmarks.md` with the commit, the machine and the figures.
 
 use std::fmt::Write as _;
 use std::path::Path;

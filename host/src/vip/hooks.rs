@@ -22,7 +22,9 @@ pub fn name(hook: Hook) -> &'static str {
 
 /// Queues hooks for one runner task; [`Hooks::run`] never waits.
 pub struct Hooks {
-    tx: Option<mpsc::UnboundedSender<(Hook, Vec<(String, String)>)>>,
+    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<(Hook, Vec<(String, String)>)>>>,
+    runner: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    timeout: Duration,
 }
 
 /// How a hook run ended.
@@ -46,10 +48,15 @@ impl Hooks {
         .iter()
         .any(|p| p.is_some());
         if !any {
-            return Hooks { tx: None };
+            return Hooks {
+                tx: std::sync::Mutex::new(None),
+                runner: std::sync::Mutex::new(None),
+                timeout: config.timeout,
+            };
         }
+        let timeout = config.timeout;
         let (tx, mut rx) = mpsc::unbounded_channel::<(Hook, Vec<(String, String)>)>();
-        tokio::spawn(async move {
+        let runner = tokio::spawn(async move {
             while let Some((hook, env)) = rx.recv().await {
                 let path = match hook {
                     Hook::Online => config.online.clone(),
@@ -79,13 +86,31 @@ impl Hooks {
                 }
             }
         });
-        Hooks { tx: Some(tx) }
+        Hooks {
+            tx: std::sync::Mutex::new(Some(tx)),
+            runner: std::sync::Mutex::new(Some(runner)),
+            timeout,
+        }
     }
 
     /// Queues `hook` with these environment variables.
     pub fn run(&self, hook: Hook, env: Vec<(String, String)>) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = crate::lock(&self.tx).as_ref() {
             let _ = tx.send((hook, env));
+        }
+    }
+
+    /// At shutdown: runs what is queued (each within its timeout, all within 4 timeouts),
+    /// then stops the runner.
+    pub async fn close(&self) {
+        drop(crate::lock(&self.tx).take());
+        let runner = crate::lock(&self.runner).take();
+        if let Some(runner) = runner
+            && tokio::time::timeout(self.timeout * 4, runner)
+                .await
+                .is_err()
+        {
+            tracing::warn!("hooks still queued at shutdown were not run");
         }
     }
 }

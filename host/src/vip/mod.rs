@@ -85,7 +85,18 @@ impl Vips {
         now: Arc<dyn Fn() -> TimestampMs + Send + Sync>,
     ) -> Arc<Self> {
         let n = specs.len();
-        let pcap = crate::pcap::library();
+        // Loaded only in virtual IP mode.
+        let pcap = if n == 0 {
+            Err(PacketCapture {
+                found: false,
+                library: None,
+                version: None,
+                message: None,
+                detail: None,
+            })
+        } else {
+            crate::pcap::library()
+        };
         if let Err(p) = &pcap
             && n > 0
         {
