@@ -248,6 +248,42 @@ other tests add network interfaces, or over 20 s) are repeated; there were {}.",
     Ok(md)
 }
 
+/// `cargo xtask bench failover`: only the failover-time bench; its section of
+/// `docs/benchmarks.md` is replaced (or appended), the rest left as the last full run wrote it.
+pub fn failover_only(root: &Path) -> anyhow::Result<()> {
+    crate::setup()?;
+    crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
+    let commit =
+        crate::output(
+            Command::new("git")
+                .current_dir(root)
+                .args(["rev-parse", "--short", "HEAD"]),
+        )
+        .unwrap_or_else(|_| "unknown".into());
+    let section = format!(
+        "{}\nThis section was measured on its own (`cargo xtask bench failover`) at commit `{}`.\n",
+        failover_time(root)?,
+        commit.trim()
+    );
+    let out = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&out).unwrap_or_default();
+    let start = old.find("\n## Failover time");
+    let kept = match start {
+        Some(i) => {
+            let rest = &old[i + 1..];
+            let end = rest.find("\n## ").map_or(old.len(), |j| i + 1 + j);
+            format!("{}{}", &old[..i], &old[end..])
+        }
+        None => old,
+    };
+    let mut md = kept.trim_end().to_string();
+    md.push('\n');
+    md.push_str(&section);
+    std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
+    println!("wrote the failover-time section of {}", out.display());
+    Ok(())
+}
+
 /// The "Failover time" section: kill -9 of the Online agent until the first answer from the
 /// backup through the VIP, measured by the ignored `vip::failover_time_bench` test (network
 /// namespaces: needs root).
