@@ -628,4 +628,17 @@ fn a_vip_outside_its_nics_subnet_makes_the_configuration_invalid() {
     );
     let vip = t.status(0).as_ref().and_then(vip_row).expect("the VIP row");
     assert!(vip.turns_led_red, "{vip:?}");
+    // The Failover Config window's virtual IP (`GET /api/v1/pair`).
+    let pair = in_ns(&t.agent_ns(0), || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(crate::netns::API).expect("the API");
+        s.write_all(b"GET /api/v1/pair HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("response");
+        text
+    });
+    let body = pair.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let pair: serde_json::Value = serde_json::from_str(body).expect("json");
+    assert_eq!(pair["virtual_ip"], "10.99.0.100/24 on lan", "{pair}");
 }
