@@ -146,7 +146,7 @@ impl Capture {
     }
 
     /// The next frame seen (either direction), or `None` when the read timeout passed first.
-    pub fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, String> {
         let mut header: *mut PktHdr = std::ptr::null_mut();
         let mut data: *const u8 = std::ptr::null();
         // SAFETY: a live handle and two out-pointers.

@@ -80,19 +80,10 @@ impl Client {
         let to: SocketAddr = format!("{VIP}:{PORT}").parse().expect("address");
         self.0.send_to(b"?", to).ok()?;
         let mut buf = [0u8; 64];
-        let deadline = Instant::now() + self.0.read_timeout().ok()??;
-        // Late answers to earlier questions may arrive first: the newest wins.
-        let mut last = None;
-        while Instant::now() < deadline {
-            match self.0.recv_from(&mut buf) {
-                Ok((n, _)) => {
-                    last = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        last
+        // A late answer to an earlier question may be the one read: it names who answered
+        // then, which is as good for following the VIP.
+        let (n, _) = self.0.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     }
 
     /// Asks until `name` answers, for at most `within`.

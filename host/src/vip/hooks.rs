@@ -20,9 +20,12 @@ pub fn name(hook: Hook) -> &'static str {
     }
 }
 
+/// A queued hook and its environment.
+type Queued = (Hook, Vec<(String, String)>);
+
 /// Queues hooks for one runner task; [`Hooks::run`] never waits.
 pub struct Hooks {
-    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<(Hook, Vec<(String, String)>)>>>,
+    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<Queued>>>,
     runner: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     timeout: Duration,
 }
@@ -55,7 +58,7 @@ impl Hooks {
             };
         }
         let timeout = config.timeout;
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Hook, Vec<(String, String)>)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
         let runner = tokio::spawn(async move {
             while let Some((hook, env)) = rx.recv().await {
                 let path = match hook {

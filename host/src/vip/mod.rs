@@ -299,29 +299,37 @@ impl Vips {
         first
     }
 
-    /// ARP check, then the kernel lease (blocking). `Some(mac)`: the dead buddy's lease lapses.
+    /// ARP check, then the kernel lease and the first gratuitous ARP at once (blocking; the
+    /// announcer sends the rest of the burst). `Some(mac)`: the dead buddy's lease lapses.
     fn take(&self, vip: &VipConfig) -> Result<Option<Mac>, String> {
-        let lapsing = match self.pcap {
-            Ok(pcap) => match self.check_free(vip, pcap)? {
-                Claim::Free => None,
-                Claim::Lapsing(mac) => {
-                    tracing::info!(vip = %vip.address, mac = %format_mac(&mac), "the dead buddy's lease still answers: claiming");
-                    Some(mac)
-                }
-            },
-            Err(_) => None,
+        let Ok(pcap) = self.pcap else {
+            netif::lease(vip)?;
+            return Ok(None);
+        };
+        let ours = netif::mac(&vip.nic)?;
+        let mut cap = pcap.open(&vip.nic, 10)?;
+        let lapsing = match self.check_free(vip, &mut cap, ours)? {
+            Claim::Free => None,
+            Claim::Lapsing(mac) => {
+                tracing::info!(vip = %vip.address, mac = %format_mac(&mac), "the dead buddy's lease still answers: claiming");
+                Some(mac)
+            }
         };
         netif::lease(vip)?;
+        cap.send(&arp::gratuitous(ours, vip.address))?;
         Ok(lapsing)
     }
 
     /// Sends `arp_tries` ARP probes, `arp_wait` apart; the VIP is free when none is answered.
-    fn check_free(&self, vip: &VipConfig, pcap: &'static Pcap) -> Result<Claim, String> {
-        let ours = netif::mac(&vip.nic)?;
-        let mut cap = pcap.open(&vip.nic, 10)?;
+    fn check_free(
+        &self,
+        vip: &VipConfig,
+        cap: &mut crate::pcap::Capture,
+        ours: Mac,
+    ) -> Result<Claim, String> {
         for round in 1..=vip.arp_tries {
             cap.send(&arp::probe(ours, vip.address))?;
-            let answers = collect(&mut cap, vip.address, ours, vip.arp_wait, None)?;
+            let answers = collect(cap, vip.address, ours, vip.arp_wait, None)?;
             if answers.is_empty() {
                 continue;
             }
@@ -494,7 +502,7 @@ impl Vips {
 }
 
 /// How long [`collect`] still listens after the first answer.
-const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(20);
+const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(10);
 
 /// Reads frames for `wait`: the MACs other than `ours` that claim `vip`.
 fn collect(
@@ -507,7 +515,7 @@ fn collect(
     let mut until = Instant::now() + wait;
     let mut seen = Vec::new();
     while Instant::now() < until && !stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-        if let Some(frame) = cap.next()?
+        if let Some(frame) = cap.next_frame()?
             && let Some(mac) = arp::claimant(&frame, vip)
             && mac != ours
             && !seen.contains(&mac)
