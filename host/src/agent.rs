@@ -60,6 +60,10 @@ pub struct PeerReport {
     /// Empty otherwise, and from an agent that predates it.
     #[serde(default)]
     pub settings: std::collections::BTreeMap<String, String>,
+    /// This agent's MAC addresses: once it is declared dead, an ARP answer for a VIP from one
+    /// of them is its lapsing lease, not an occupant.
+    #[serde(default)]
+    pub macs: Vec<String>,
 }
 
 /// One tick's outcome, for observers (tests, tools).
@@ -162,6 +166,10 @@ pub(crate) struct Shared {
     pub plugins: crate::plugins::PluginTable,
     /// The built-in probes: NATS, NICs, the runtime-error watchdog.
     pub probes: crate::probes::Probes,
+    /// The virtual IPs (`[[vip]]`; none configured: nothing to do).
+    pub vips: Arc<crate::vip::Vips>,
+    /// The hook commands (`[hooks]`).
+    hooks: crate::vip::hooks::Hooks,
 }
 
 impl Shared {
@@ -252,6 +260,10 @@ pub async fn run(
         request: None,
         answer: None,
         settings: crate::probes::configuration::shared_settings(&config),
+        macs: crate::vip::netif::all_macs()
+            .iter()
+            .map(crate::vip::arp::format_mac)
+            .collect(),
     };
     let remembered = crate::state_file::read(&config.state.file).map(|r| r.state);
     if let Some(state) = remembered {
@@ -261,7 +273,8 @@ pub async fn run(
     if let Some(tx) = options.commands {
         let _ = tx.send(commands.clone());
     }
-    let shared = Arc::new(Shared {
+    let hooks = crate::vip::hooks::Hooks::start(config.hooks.clone(), config.agent.name.clone());
+    let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| Shared {
         started_at: now,
         commands,
         clock,
@@ -280,6 +293,19 @@ pub async fn run(
         changed: Notify::new(),
         plugins: crate::plugins::PluginTable::default(),
         probes: crate::probes::Probes::default(),
+        vips: {
+            let me = me.clone();
+            crate::vip::Vips::new(
+                config.vips.clone(),
+                Arc::new(move || {
+                    if let Some(shared) = me.upgrade() {
+                        shared.changed.notify_one();
+                    }
+                }),
+                Arc::new(move || clock.now()),
+            )
+        },
+        hooks,
         config,
     });
 
@@ -361,6 +387,9 @@ pub async fn run(
             spec,
             stop.clone(),
         ));
+    }
+    if shared.vips.enabled() {
+        tasks.spawn(shared.vips.clone().run(stop.clone()));
     }
     if let Some(path) = shared.config.core.path.clone() {
         tasks.spawn(watch_core_file(
@@ -606,6 +635,7 @@ async fn tick_loop(
     // exit, error or not, the failover log and the last state are flushed.
     shared.shutdown.cancel();
     log.close().await;
+    shared.hooks.close().await;
     result
 }
 
@@ -669,6 +699,15 @@ async fn ticks(
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= millis(config.status.buddy_timeout));
 
+        let buddy_dead = !sync_up
+            && heartbeats
+                .iter()
+                .filter(|h| h.kind == HeartbeatKind::Agent)
+                .all(Heartbeat::exceeded);
+        shared.vips.set_buddy(
+            last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
+            buddy_dead,
+        );
         let exchange = requests.exchange(
             buddy.as_ref().and_then(|(p, _)| p.request),
             buddy.as_ref().and_then(|(p, _)| p.answer.as_ref()),
@@ -685,7 +724,7 @@ async fn ticks(
             remembered: shared.remembered,
             answer: exchange.answer.clone(),
             triggers: triggers(shared),
-            vip: None,
+            vip: shared.vips.take_result(),
             nics: nics(shared),
         };
         let rt = runtime.clone();
@@ -731,15 +770,47 @@ async fn ticks(
                     state: *state,
                     at: now,
                 }),
-                // No virtual IP or hooks in this build: the core is configured with
-                // vip_enabled = false; hooks arrive with the virtual-IP issue.
-                Action::AcquireVip | Action::ReleaseVip | Action::RunHook(_) => {
-                    tracing::debug!(?action, "action not carried out by this build");
+                Action::AcquireVip => {
+                    log.write(
+                        now,
+                        "INF",
+                        &format!(
+                            "Acquiring Virtual IP Address {}",
+                            shared.vips.describe().unwrap_or_default()
+                        ),
+                    );
+                    shared.vips.acquire();
                 }
+                Action::ReleaseVip => {
+                    log.write(
+                        now,
+                        "INF",
+                        &format!(
+                            "Releasing Virtual IP Address {}",
+                            shared.vips.describe().unwrap_or_default()
+                        ),
+                    );
+                    shared.vips.release();
+                }
+                Action::RunHook(hook) => shared.hooks.run(
+                    *hook,
+                    vec![
+                        ("DUET_STATE".into(), decision.state.state.label().into()),
+                        (
+                            "DUET_VIPS".into(),
+                            shared.vips.describe().unwrap_or_default(),
+                        ),
+                    ],
+                ),
             }
         }
         requests.apply(&exchange, &decision, now);
         record(shared, &before, &decision, command.as_ref(), tick, now);
+        if decision.state.state != before.state {
+            // A new state decides again at once (Preparing with a dead buddy claims on its
+            // first step): no tick period is added to a failover.
+            shared.changed.notify_one();
+        }
         machine = decision.state;
 
         let isolated = duet_core::failover::isolated(&heartbeats);
@@ -755,6 +826,9 @@ async fn ticks(
                 &fingerprint,
                 buddy.as_ref().map(|(p, _)| p),
             )
+            .into_iter()
+            .chain(shared.vips.configuration_problem())
+            .reduce(|a, b| format!("{a}; {b}"))
             .map_or(Check::Ok, Check::Failing),
             heartbeats,
             sync: match &sync {
@@ -772,7 +846,7 @@ async fn ticks(
                 Some(_) => shared.probes.nats.check(),
             },
             rte_count: rte_count(shared, &runtime),
-            probes: shared.plugins.probes(),
+            probes: [shared.plugins.probes(), shared.vips.probes()].concat(),
             nics: nics(shared),
         };
         let received = last_report.as_ref().map(|(p, at)| ReceivedReport {
@@ -827,6 +901,7 @@ async fn ticks(
             } else {
                 settings.clone()
             },
+            macs: previous.macs,
         });
         shared.status.send_replace(Status {
             pair: Some(pair.value),

@@ -166,7 +166,7 @@ async fn pair(State(shared): State<Arc<Shared>>) -> Json<PairInfo> {
             // As the buddy last reported it.
             mode: shared.buddy_report().map(|(report, _)| report.mode),
         },
-        virtual_ip: None,
+        virtual_ip: shared.vips.describe(),
         packet_capture,
         refresh_ms: u64::try_from(config.web.refresh.as_millis()).unwrap_or(u64::MAX),
     })

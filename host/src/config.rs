@@ -45,6 +45,10 @@ pub struct Config {
     pub nats: Option<crate::probes::nats::NatsConfig>,
     /// The runtime-error watchdog.
     pub watchdog: crate::probes::WatchdogConfig,
+    /// The virtual IPs, one per NIC (`[[vip]]`); none: no virtual IP mode.
+    pub vips: Vec<crate::vip::config::VipConfig>,
+    /// Commands run on state changes (`[hooks]`).
+    pub hooks: crate::vip::config::HooksConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -167,7 +171,7 @@ impl Config {
         RulesConfig {
             startup_grace_ms: millis(self.status.startup_grace),
             buddy_timeout_ms: millis(self.status.buddy_timeout),
-            vip_enabled: false,
+            vip_enabled: !self.vips.is_empty(),
         }
     }
 
@@ -187,11 +191,17 @@ impl Config {
             .collect()
     }
 
+    /// The NICs that carry a virtual IP (for the NIC watcher: such a NIC going down on the
+    /// Online agent is a switch trigger).
+    pub fn vip_nics(&self) -> Vec<&str> {
+        self.vips.iter().map(|v| v.nic.as_str()).collect()
+    }
+
     /// The state machine's settings.
     pub fn failover(&self) -> FailoverConfig {
         FailoverConfig {
             priority: self.agent.priority,
-            vip_enabled: false,
+            vip_enabled: !self.vips.is_empty(),
             prepare_timeout_ms: millis(self.failover.prepare_timeout),
             going_online_timeout_ms: millis(self.failover.going_online_timeout),
             going_offline_timeout_ms: millis(self.failover.going_offline_timeout),
@@ -262,6 +272,10 @@ struct RawConfig {
     nats: Option<crate::probes::nats::RawNats>,
     #[serde(default)]
     watchdog: crate::probes::RawWatchdog,
+    #[serde(default, rename = "vip")]
+    vips: Vec<crate::vip::config::RawVip>,
+    #[serde(default)]
+    hooks: crate::vip::config::RawHooks,
 }
 
 #[derive(Deserialize, Default)]
@@ -450,7 +464,7 @@ impl Checker {
         let interval = self.duration(
             &format!("{path}.interval"),
             interval,
-            Duration::from_secs(1),
+            DEFAULT_INTERVAL,
             10 * MS,
             Duration::from_secs(600),
         );
@@ -560,6 +574,10 @@ fn fmt(d: Duration) -> String {
 }
 
 const MS: Duration = Duration::from_millis(1);
+/// A heartbeat's (and the sync connection's) default interval: with the default timeout (the
+/// interval) and `max_failures` (3), a dead buddy is declared after 4 failed attempts, 0.6 to
+/// 0.8 s, while a buddy stalled for 500 ms fails at most 3 (docs/decisions.md).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
 /// The shortest pair key accepted, in bytes.
 const MIN_PAIR_KEY: usize = 16;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -814,6 +832,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         .nats
         .map(|n| crate::probes::nats::validate(n, base, &mut c.errors));
     let watchdog = crate::probes::validate_watchdog(raw.watchdog, &mut c.errors);
+    let vips = crate::vip::config::validate_vips(raw.vips, &mut c.errors);
+    let hooks = crate::vip::config::validate_hooks(raw.hooks, base, &mut c.errors);
     // The buddy's report must be renewed before it counts as stale.
     let paths = heartbeats
         .iter()
@@ -892,6 +912,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         web,
         nats,
         watchdog,
+        vips,
+        hooks,
     })
 }
 

@@ -31,6 +31,7 @@ pub mod probes;
 pub mod runtime;
 pub mod state_file;
 pub mod status_cli;
+pub mod vip;
 mod web;
 
 pub use agent::run;

@@ -2,7 +2,7 @@
 //! link-time dependency on it, so it starts and says what is wrong where the library is missing
 //! ("have been found") or present but unusable ("could not be detected").
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::OnceLock;
 
 use duet_core::api::PacketCapture;
@@ -15,20 +15,167 @@ pub const NOT_FOUND: &str = "No Pcap libraries have been found on this agent";
 /// The message when a candidate exists but cannot be loaded or does not answer.
 pub const NOT_DETECTED: &str = "No Pcap libraries could be detected on this agent";
 
-/// What [`detect`] found the first time it ran in this process; later changes to the
-/// installed libraries show after a restart.
+/// What [`detect`] found the first time it ran in this process (the same load as
+/// [`library`]); later changes to the installed libraries show after a restart.
 pub fn detected() -> PacketCapture {
-    static FOUND: OnceLock<PacketCapture> = OnceLock::new();
-    FOUND.get_or_init(detect).clone()
+    match library() {
+        Ok(lib) => PacketCapture {
+            found: true,
+            library: Some(lib.name.to_string()),
+            version: Some(lib.version.clone()),
+            message: None,
+            detail: None,
+        },
+        Err(missing) => missing,
+    }
 }
 
 /// Tries each candidate: the first that loads and answers `pcap_lib_version` wins.
 pub fn detect() -> PacketCapture {
+    match load() {
+        Ok(lib) => PacketCapture {
+            found: true,
+            library: Some(lib.name.to_string()),
+            version: Some(lib.version.clone()),
+            message: None,
+            detail: None,
+        },
+        Err(missing) => missing,
+    }
+}
+
+/// The library loaded once for this process (the same search as [`detect`]), for sending and
+/// capturing frames; the error is what [`detect`] reports.
+pub fn library() -> Result<&'static Pcap, PacketCapture> {
+    static LIB: OnceLock<Result<Pcap, PacketCapture>> = OnceLock::new();
+    LIB.get_or_init(load).as_ref().map_err(Clone::clone)
+}
+
+/// libpcap, loaded, with the few calls duet makes.
+pub struct Pcap {
+    /// The file that was loaded.
+    pub name: &'static str,
+    /// What `pcap_lib_version` answered.
+    pub version: String,
+    create: unsafe extern "C" fn(*const c_char, *mut c_char) -> *mut c_void,
+    set_int: [unsafe extern "C" fn(*mut c_void, c_int) -> c_int; 4],
+    activate: unsafe extern "C" fn(*mut c_void) -> c_int,
+    geterr: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    sendpacket: unsafe extern "C" fn(*mut c_void, *const u8, c_int) -> c_int,
+    next_ex: unsafe extern "C" fn(*mut c_void, *mut *mut PktHdr, *mut *const u8) -> c_int,
+    close: unsafe extern "C" fn(*mut c_void),
+    // Keeps the functions above valid.
+    _library: libloading::Library,
+}
+
+/// `struct pcap_pkthdr` (Linux, 64-bit `struct timeval`).
+#[repr(C)]
+struct PktHdr {
+    ts: [libc::c_long; 2],
+    caplen: u32,
+    len: u32,
+}
+
+/// An open capture on one interface: sends frames and reads the frames it sees.
+pub struct Capture {
+    lib: &'static Pcap,
+    handle: *mut c_void,
+}
+
+// SAFETY: a pcap handle may move between threads; `Capture` is used by one thread at a time
+// (`&mut self` for every call).
+unsafe impl Send for Capture {}
+
+impl Pcap {
+    /// Opens `interface` for capture (not promiscuous, immediate delivery, reads wake at least
+    /// every `timeout_ms`) and for sending.
+    pub fn open(&'static self, interface: &str, timeout_ms: i32) -> Result<Capture, String> {
+        let name =
+            CString::new(interface).map_err(|_| format!("bad interface name {interface:?}"))?;
+        let mut errbuf = [0 as c_char; 512];
+        // SAFETY: a NUL-terminated name and an error buffer of PCAP_ERRBUF_SIZE (256) or more.
+        let handle = unsafe { (self.create)(name.as_ptr(), errbuf.as_mut_ptr()) };
+        if handle.is_null() {
+            // SAFETY: libpcap wrote a NUL-terminated message into the buffer.
+            let why = unsafe { CStr::from_ptr(errbuf.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
+            return Err(format!("pcap_create({interface}): {why}"));
+        }
+        let capture = Capture { lib: self, handle };
+        let [snaplen, promisc, timeout, immediate] = self.set_int;
+        // SAFETY: a created, not yet activated handle; these setters only store the value.
+        unsafe {
+            snaplen(handle, 256);
+            promisc(handle, 0);
+            timeout(handle, timeout_ms);
+            immediate(handle, 1);
+        }
+        // SAFETY: the handle was created above.
+        let rc = unsafe { (self.activate)(handle) };
+        if rc < 0 {
+            return Err(format!("pcap_activate({interface}): {}", capture.error()));
+        }
+        Ok(capture)
+    }
+}
+
+impl Capture {
+    fn error(&self) -> String {
+        // SAFETY: a live handle; pcap_geterr returns its NUL-terminated error buffer.
+        let ptr = unsafe { (self.lib.geterr)(self.handle) };
+        if ptr.is_null() {
+            return "unknown error".into();
+        }
+        // SAFETY: NUL-terminated, valid until the next call on the handle.
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Sends one Ethernet frame as it is.
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), String> {
+        let len = c_int::try_from(frame.len()).map_err(|_| "frame too long".to_string())?;
+        // SAFETY: a live handle and `len` readable bytes.
+        let rc = unsafe { (self.lib.sendpacket)(self.handle, frame.as_ptr(), len) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(format!("pcap_sendpacket: {}", self.error()))
+        }
+    }
+
+    /// The next frame seen (either direction), or `None` when the read timeout passed first.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let mut header: *mut PktHdr = std::ptr::null_mut();
+        let mut data: *const u8 = std::ptr::null();
+        // SAFETY: a live handle and two out-pointers.
+        let rc = unsafe { (self.lib.next_ex)(self.handle, &raw mut header, &raw mut data) };
+        match rc {
+            1 if !header.is_null() && !data.is_null() => {
+                // SAFETY: libpcap hands a header and `caplen` bytes valid until the next call.
+                let frame =
+                    unsafe { std::slice::from_raw_parts(data, (*header).caplen as usize).to_vec() };
+                Ok(Some(frame))
+            }
+            0 | 1 => Ok(None),
+            _ => Err(format!("pcap_next_ex: {}", self.error())),
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live and closed once.
+        unsafe { (self.lib.close)(self.handle) }
+    }
+}
+
+fn load() -> Result<Pcap, PacketCapture> {
     let mut errors = Vec::new();
     let mut present = false;
     for name in CANDIDATES {
-        // SAFETY: loading libpcap runs its initialisers, which have no preconditions; the
-        // library is not otherwise used by this process while it is loaded here.
+        // SAFETY: loading libpcap runs its initialisers, which have no preconditions.
         let library = match unsafe { libloading::Library::new(name) } {
             Ok(library) => library,
             Err(e) => {
@@ -45,21 +192,22 @@ pub fn detect() -> PacketCapture {
                 .get::<unsafe extern "C" fn() -> *const c_char>(b"pcap_lib_version\0")
                 .map(|f| f())
         };
-        match version {
-            Ok(ptr) if !ptr.is_null() => {
-                // SAFETY: libpcap returns a static NUL-terminated string.
-                let version = unsafe { CStr::from_ptr(ptr) }
-                    .to_string_lossy()
-                    .into_owned();
-                return PacketCapture {
-                    found: true,
-                    library: Some(name.to_string()),
-                    version: Some(version),
-                    message: None,
-                    detail: None,
-                };
+        let version = match version {
+            // SAFETY: libpcap returns a static NUL-terminated string.
+            Ok(ptr) if !ptr.is_null() => unsafe { CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned(),
+            Ok(_) => {
+                errors.push(format!("{name}: pcap_lib_version returned nothing"));
+                continue;
             }
-            Ok(_) => errors.push(format!("{name}: pcap_lib_version returned nothing")),
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        match symbols(library, name, version) {
+            Ok(lib) => return Ok(lib),
             Err(e) => errors.push(format!("{name}: {e}")),
         }
     }
@@ -76,11 +224,45 @@ pub fn detect() -> PacketCapture {
              with a virtual IP",
         )
     };
-    PacketCapture {
+    Err(PacketCapture {
         found: false,
         library: None,
         version: None,
         message: Some(message.to_string()),
         detail: Some(format!("{advice}. Tried: {}", errors.join("; "))),
+    })
+}
+
+/// Looks up the calls duet makes (all in libpcap 1.5 and later).
+fn symbols(
+    library: libloading::Library,
+    name: &'static str,
+    version: String,
+) -> Result<Pcap, libloading::Error> {
+    // SAFETY: each symbol has the C signature given (libpcap's pcap.h); the pointers stay
+    // valid while `library` is kept in the same struct.
+    unsafe {
+        let set = |s: &[u8]| {
+            library
+                .get::<unsafe extern "C" fn(*mut c_void, c_int) -> c_int>(s)
+                .map(|f| *f)
+        };
+        Ok(Pcap {
+            name,
+            version,
+            create: *library.get(b"pcap_create\0")?,
+            set_int: [
+                set(b"pcap_set_snaplen\0")?,
+                set(b"pcap_set_promisc\0")?,
+                set(b"pcap_set_timeout\0")?,
+                set(b"pcap_set_immediate_mode\0")?,
+            ],
+            activate: *library.get(b"pcap_activate\0")?,
+            geterr: *library.get(b"pcap_geterr\0")?,
+            sendpacket: *library.get(b"pcap_sendpacket\0")?,
+            next_ex: *library.get(b"pcap_next_ex\0")?,
+            close: *library.get(b"pcap_close\0")?,
+            _library: library,
+        })
     }
 }

@@ -14,6 +14,8 @@
 //!   `duet status`, against running agents.
 //! - `netns`: two real agents in network namespaces (LAN through a bridge, gateway, sync
 //!   cable): cuts, kill -9, heals, SIGTERM, twenty simultaneous starts.
+//! - `vip`: virtual IP mode in the namespace topology: a client follows the VIP through kill -9,
+//!   power-off and restart; stale VIP, conflict, libpcap hidden; the failover-time bench.
 //! - `peer_link`: mismatched pair keys; forged, replayed and garbled frames against an agent.
 //! - `plugins`: probe plugins in a running agent: hostile plugins contained beside a canary,
 //!   grants, hot drop-in and removal, `duet plugin check`.
@@ -52,5 +54,7 @@ mod plugins;
 mod rows;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod vip;
 #[cfg(test)]
 mod web_ui;

@@ -138,6 +138,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         request: None,
         answer: None,
         settings: Default::default(),
+        macs: Vec::new(),
     }
 }
 

@@ -23,40 +23,48 @@ use duet_core::api::Status;
 
 use crate::support::{PAIR_KEY, duet_bin, ip, is_root};
 
-const API: &str = "127.0.0.1:7101";
-const AGENTS: [&str; 2] = ["agent-a", "agent-b"];
+pub(crate) const API: &str = "127.0.0.1:7101";
+pub(crate) const AGENTS: [&str; 2] = ["agent-a", "agent-b"];
 
 /// Detection settings of a test pair.
 #[derive(Clone, Copy)]
-struct Timing {
-    interval_ms: u64,
-    max_failures: u32,
+pub(crate) struct Timing {
+    /// 0: the heartbeats and the sync connection use the defaults.
+    pub(crate) interval_ms: u64,
+    pub(crate) max_failures: u32,
 }
 
 /// Fast: a path fails after about 0.8 s.
-const FAST: Timing = Timing {
+pub(crate) const FAST: Timing = Timing {
     interval_ms: 200,
     max_failures: 3,
 };
 
 /// The namespaces of one test, and its agents.
-struct Topology {
+pub(crate) struct Topology {
     prefix: String,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     agents: [Option<Child>; 2],
+    /// Configuration text appended to each agent's file (the VIP tests' `[[vip]]`).
+    pub(crate) extra: [String; 2],
+    /// Hosts added to the LAN with [`Topology::add_host`].
+    hosts: Vec<String>,
+    /// Shell commands run before an agent starts, in a mount namespace of its own (the VIP
+    /// tests hide libpcap with bind mounts).
+    pub(crate) wrap: [Option<String>; 2],
 }
 
 impl Topology {
-    fn ns(&self, name: &str) -> String {
+    pub(crate) fn ns(&self, name: &str) -> String {
         format!("{}-{name}", self.prefix)
     }
 
     /// The agents' namespaces.
-    fn agent_ns(&self, i: usize) -> String {
+    pub(crate) fn agent_ns(&self, i: usize) -> String {
         self.ns(["a", "b"][i])
     }
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let prefix = format!(
             "duet-{}-{}",
@@ -67,6 +75,9 @@ impl Topology {
             prefix,
             dir: tempfile::tempdir().expect("tempdir"),
             agents: [None, None],
+            extra: [String::new(), String::new()],
+            hosts: Vec::new(),
+            wrap: [None, None],
         };
         for ns in ["br", "a", "b", "gw"] {
             ip(&["netns", "add", &t.ns(ns)]);
@@ -112,8 +123,34 @@ impl Topology {
         t
     }
 
+    /// Adds namespace `name` to the LAN with `addr`/24 on its `lan`; returns its name.
+    pub(crate) fn add_host(&mut self, name: &str, addr: &str) -> String {
+        let ns = self.ns(name);
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let br = self.ns("br");
+        let port = format!("{name}-lan");
+        ip(&[
+            "-n", &ns, "link", "add", "lan", "type", "veth", "peer", "name", &port, "netns", &br,
+        ]);
+        ip(&["-n", &br, "link", "set", &port, "master", "br0"]);
+        ip(&["-n", &br, "link", "set", &port, "up"]);
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "lan",
+        ]);
+        ip(&["-n", &ns, "link", "set", "lan", "up"]);
+        self.hosts.push(name.to_string());
+        ns
+    }
+
     /// Writes both agents' configurations (agent-a has the higher priority).
-    fn configure(&self, timing: Timing) {
+    pub(crate) fn configure(&self, timing: Timing) {
         for i in 0..2 {
             let (own, other) = (i + 1, 2 - i);
             let Timing {
@@ -121,7 +158,14 @@ impl Topology {
                 max_failures,
             } = timing;
             let timeout_ms = (interval_ms * 3 / 4).max(1);
-            let text = format!(
+            let timing = if interval_ms == 0 {
+                String::new()
+            } else {
+                format!(
+                    "interval = \"{interval_ms}ms\"\ntimeout = \"{timeout_ms}ms\"\nmax_failures = {max_failures}"
+                )
+            };
+            let mut text = format!(
                 r#"
                 [agent]
                 name = "{name}"
@@ -136,9 +180,7 @@ impl Topology {
                 [sync]
                 target = "10.78.0.{other}:7201"
                 source = "10.78.0.{own}"
-                interval = "{interval_ms}ms"
-                timeout = "{timeout_ms}ms"
-                max_failures = {max_failures}
+                {timing}
                 [status]
                 startup_grace = "1s"
                 buddy_timeout = "3s"
@@ -153,34 +195,41 @@ impl Topology {
                 kind = "agent"
                 target = "10.77.0.{other}:7201"
                 source = "10.77.0.{own}"
-                interval = "{interval_ms}ms"
-                timeout = "{timeout_ms}ms"
-                max_failures = {max_failures}
+                {timing}
                 [[heartbeat]]
                 kind = "inverted"
                 target = "10.77.0.254"
-                interval = "{interval_ms}ms"
-                timeout = "{timeout_ms}ms"
-                max_failures = {max_failures}
+                {timing}
                 "#,
                 name = AGENTS[i],
                 buddy = AGENTS[1 - i],
                 priority = [200, 100][i],
             );
+            text.push_str(&self.extra[i]);
             std::fs::write(self.config(i), text).expect("write config");
         }
     }
 
-    fn config(&self, i: usize) -> PathBuf {
+    pub(crate) fn config(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("{}.toml", AGENTS[i]))
     }
 
-    fn start(&mut self, i: usize) {
+    pub(crate) fn start(&mut self, i: usize) {
         assert!(self.agents[i].is_none(), "{} already runs", AGENTS[i]);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.out", AGENTS[i])))
             .expect("agent output file");
         // `ip netns exec` execs duet: the child's pid is the agent's.
-        let child = Command::new("ip")
+        let mut command = match &self.wrap[i] {
+            None => Command::new("ip"),
+            Some(wrap) => {
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(format!("{wrap} && exec ip \"$@\""))
+                    .arg("sh");
+                c
+            }
+        };
+        let child = command
             .args(["netns", "exec", &self.agent_ns(i)])
             .arg(duet_bin())
             .arg("run")
@@ -196,7 +245,7 @@ impl Topology {
     /// Starts both agents and waits for one to be Online; returns (Online, Offline). Usually
     /// agent-a (its priority is higher); on a loaded machine agent-b may have been alone past
     /// the start-up wait and taken the pair. Either is right.
-    fn start_pair(&mut self) -> (usize, usize) {
+    pub(crate) fn start_pair(&mut self) -> (usize, usize) {
         self.start(0);
         self.start(1);
         self.until(Duration::from_secs(20), "start: one Online", one_online);
@@ -207,8 +256,13 @@ impl Topology {
         }
     }
 
+    /// Agent i's process id, while it runs.
+    pub(crate) fn pid(&self, i: usize) -> Option<u32> {
+        self.agents[i].as_ref().map(Child::id)
+    }
+
     /// Sends `signal` to agent `i` and waits for it to exit.
-    fn signal(&mut self, i: usize, signal: &str) {
+    pub(crate) fn signal(&mut self, i: usize, signal: &str) {
         let mut child = self.agents[i].take().expect("the agent runs");
         let _ = Command::new("kill")
             .args([signal, &child.id().to_string()])
@@ -223,7 +277,7 @@ impl Topology {
     }
 
     /// Sets a link up or down: `lan` of agent i (its bridge port, as a pulled cable) or `sync`.
-    fn link(&self, i: usize, which: &str, up: bool) {
+    pub(crate) fn link(&self, i: usize, which: &str, up: bool) {
         let state = if up { "up" } else { "down" };
         match which {
             "lan" => ip(&[
@@ -239,7 +293,7 @@ impl Topology {
     }
 
     /// Agent i's status, if it answers.
-    fn status(&self, i: usize) -> Option<Status> {
+    pub(crate) fn status(&self, i: usize) -> Option<Status> {
         self.agents[i].as_ref()?;
         let out = Command::new("ip")
             .args(["netns", "exec", &self.agent_ns(i)])
@@ -252,7 +306,7 @@ impl Topology {
     }
 
     /// Each running agent's own state (None: not running or not answering).
-    fn states(&self) -> [Option<FailoverState>; 2] {
+    pub(crate) fn states(&self) -> [Option<FailoverState>; 2] {
         [0, 1].map(|i| {
             self.status(i)
                 .and_then(|s| s.decision.map(|d| d.state.state))
@@ -260,7 +314,7 @@ impl Topology {
     }
 
     /// What the agents' logs say, for a failure message.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut all = String::new();
         for name in AGENTS {
             for file in [format!("{name}-failover.log"), format!("{name}.out")] {
@@ -272,7 +326,7 @@ impl Topology {
     }
 
     /// Polls until `want` holds, for at most `within`; never two Online meanwhile.
-    fn until(
+    pub(crate) fn until(
         &self,
         within: Duration,
         what: &str,
@@ -295,7 +349,12 @@ impl Topology {
     }
 
     /// Watches for `during`: the states must stay `expected` throughout.
-    fn steady(&self, during: Duration, what: &str, expected: [Option<FailoverState>; 2]) {
+    pub(crate) fn steady(
+        &self,
+        during: Duration,
+        what: &str,
+        expected: [Option<FailoverState>; 2],
+    ) {
         let start = Instant::now();
         while start.elapsed() < during {
             let states = self.states();
@@ -319,7 +378,10 @@ impl Drop for Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for ns in ["a", "b", "gw", "br"] {
+        for ns in ["a", "b", "gw", "br"]
+            .into_iter()
+            .chain(self.hosts.iter().map(String::as_str))
+        {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.ns(ns)])
                 .status();
@@ -327,16 +389,16 @@ impl Drop for Topology {
     }
 }
 
-const ONLINE: Option<FailoverState> = Some(FailoverState::Online);
-const OFFLINE: Option<FailoverState> = Some(FailoverState::Offline);
+pub(crate) const ONLINE: Option<FailoverState> = Some(FailoverState::Online);
+pub(crate) const OFFLINE: Option<FailoverState> = Some(FailoverState::Offline);
 
-fn one_online(s: [Option<FailoverState>; 2]) -> bool {
+pub(crate) fn one_online(s: [Option<FailoverState>; 2]) -> bool {
     matches!(s, [ONLINE, OFFLINE] | [OFFLINE, ONLINE])
 }
 
 /// The bound for a takeover after a failure: detection (interval × (max + 1)), the buddy
 /// report's age, preparing and the ticks, with room for a loaded 2-core machine.
-const TAKEOVER: Duration = Duration::from_secs(12);
+pub(crate) const TAKEOVER: Duration = Duration::from_secs(12);
 
 #[test]
 fn pair_in_namespaces_survives_cuts_kills_and_heals() {

@@ -5,7 +5,8 @@
 //! - `cargo xtask test`: install what is missing, lint, build, run every test.
 //! - `cargo xtask lint`: `cargo fmt --check` and clippy (`-D warnings`) on every crate, the wasm
 //!   crates for their own targets.
-//! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`.
+//! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`; `bench failover`
+//!   runs only the failover-time bench and replaces its section.
 //! - `cargo xtask plugin new NAME`: a new probe plugin crate in `plugins/NAME`.
 //!
 //! Every step is idempotent: what is installed already is left alone.
@@ -34,12 +35,17 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             lint(&root)
         }
+        Some("bench") if args.get(1).map(String::as_str) == Some("failover") => {
+            bench::failover_only(&root)
+        }
         Some("bench") => bench::run(&root),
         Some("plugin") => match (args.get(1).map(String::as_str), args.get(2)) {
             (Some("new"), Some(name)) => plugin::new(&root, name),
             _ => bail!("usage: cargo xtask plugin new NAME"),
         },
-        _ => bail!("usage: cargo xtask <demo [--check] | test | lint | bench | plugin new NAME>"),
+        _ => bail!(
+            "usage: cargo xtask <demo [--check] | test | lint | bench [failover] | plugin new NAME>"
+        ),
     }
 }
 

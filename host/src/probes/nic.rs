@@ -34,10 +34,9 @@ impl Default for NicWatcher {
     }
 }
 
-/// Whether a virtual IP of this pair lives on `nic`. The `[[vip]]` configuration belongs to
-/// the virtual-IP issue (#6): it wires this at merge; until then no NIC carries a VIP.
-pub fn carries_vip(_config: &crate::config::Config, _nic: &str) -> bool {
-    false
+/// Whether a virtual IP of this pair (`[[vip]]`) lives on `nic`.
+pub fn carries_vip(config: &crate::config::Config, nic: &str) -> bool {
+    config.vip_nics().contains(&nic)
 }
 
 impl NicWatcher {
