@@ -155,6 +155,8 @@ pub(crate) struct Shared {
     changed: Notify,
     /// The probe plugins' rows (issue 9).
     pub plugins: crate::plugins::PluginTable,
+    /// The event log, its store and forwarding (issue 8).
+    pub events: Arc<crate::events::EventLog>,
 }
 
 impl Shared {
@@ -271,6 +273,12 @@ pub async fn run(
         status: watch::Sender::new(Status::default()),
         changed: Notify::new(),
         plugins: crate::plugins::PluginTable::default(),
+        events: crate::events::EventLog::new(
+            config.database.clone(),
+            &config.agent.name,
+            &config.buddy.name,
+            clock,
+        ),
         config,
     });
 
@@ -377,6 +385,8 @@ pub async fn run(
             stop.clone(),
         ));
     }
+    tasks.spawn(shared.events.clone().run(stop.clone()));
+    tasks.spawn(crate::events::forward::run(shared.clone(), stop.clone()));
     tasks.spawn(tick_loop(
         shared,
         runtime,
@@ -609,7 +619,11 @@ async fn ticks(
             offline_request: exchange.incoming.map(|(_, reason)| reason),
             remembered: shared.remembered,
             answer: exchange.answer.clone(),
-            triggers: shared.plugins.triggers(),
+            triggers: {
+                let mut triggers = shared.plugins.triggers();
+                triggers.extend(shared.events.trigger());
+                triggers
+            },
             vip: None,
         };
         let rt = runtime.clone();
@@ -636,6 +650,9 @@ async fn ticks(
                         duet_core::Severity::Error | duet_core::Severity::Critical => "ERR",
                     };
                     log.write(now, level, &format!("[{}] {}", event.code, event.message));
+                    shared
+                        .events
+                        .raise(event.severity.into(), &event.code, event.message.clone());
                 }
                 // Requests and answers: `requests.apply` below.
                 Action::AskBuddyOffline(_) | Action::AnswerBuddy(_) => {}
@@ -689,12 +706,19 @@ async fn ticks(
                         .unwrap_or_else(|| "not connected yet".into()),
                 ),
             },
-            database: Check::NotConfigured,
+            database: shared.events.database_check(),
             nats: Check::NotConfigured,
             // Distinct components in runtime error: for now the core (a loaded core.wasm that
             // failed and was replaced by the embedded one); the probes issue adds the watchdog.
             rte_count: u32::from(runtime.fault().is_some()) + shared.plugins.faults(),
-            probes: shared.plugins.probes(),
+            probes: {
+                let mut probes = shared.plugins.probes();
+                // Rule (reference §4): DB Sync and DB Sync Stack are shown on the Online agent.
+                if machine.state == FailoverState::Online {
+                    probes.extend(shared.events.rows());
+                }
+                probes
+            },
         };
         let received = last_report.as_ref().map(|(p, at)| ReceivedReport {
             report: p.report.clone(),
@@ -789,6 +813,22 @@ fn record(
     now: TimestampMs,
 ) {
     let changed = decision.state.state != before.state || decision.state.mode != before.mode;
+    if decision.state.state != before.state {
+        // Each switch step in the event log, with who or what triggered it.
+        let by = command.map_or_else(
+            || format!("{} ({})", snake(&decision.reason.code), decision.reason.text),
+            |c| format!("{:?} by {}", c.command, c.by),
+        );
+        shared.events.raise(
+            crate::events::Severity::Info,
+            "switch",
+            format!(
+                "Failover Status {} => {}: {by}",
+                before.state.label(),
+                decision.state.state.label()
+            ),
+        );
+    }
     {
         let mut counters = lock(&shared.counters);
         *counters
@@ -902,6 +942,22 @@ pub(crate) fn record_attempt(shared: &Shared, slot: Slot, attempt: Attempt, now:
                 state.failures = 0;
                 state.reason = Some(why);
             }
+        }
+        // A path that worked and now fails: an alarm in the event log.
+        if before.0 && !state.ok {
+            let (code, what) = match slot {
+                Slot::Heartbeat(_) => ("heartbeat_failing", format!("Heartbeat {}", state.id)),
+                Slot::Sync => ("sync_failing", "Sync Connection".to_string()),
+            };
+            shared.events.raise(
+                crate::events::Severity::Warning,
+                code,
+                format!(
+                    "{what} to {} failing: {}",
+                    state.target,
+                    state.reason.as_deref().unwrap_or("no reason given")
+                ),
+            );
         }
         before != (state.ok, state.reason.clone())
     };

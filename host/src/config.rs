@@ -41,6 +41,8 @@ pub struct Config {
     pub log: LogConfig,
     pub plugins: crate::plugins::config::PluginsConfig,
     pub web: WebConfig,
+    /// The event log's store and its forwarding (issue 8).
+    pub database: crate::events::config::DatabaseConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +82,8 @@ pub enum Right {
     ForceOnline,
     /// `POST /api/v1/commands/mode`.
     Mode,
+    /// `POST /api/v1/events`: post events into the event log.
+    Events,
 }
 
 /// The peer port: the buddy's agent heartbeats and sync connection arrive here.
@@ -259,6 +263,8 @@ struct RawConfig {
     plugins: crate::plugins::config::RawPlugins,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    database: crate::events::config::RawDatabase,
 }
 
 #[derive(Deserialize, Default)]
@@ -839,6 +845,24 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         ),
     };
 
+    let database = {
+        let state_file = raw.state.file.clone().unwrap_or_else(|| {
+            PathBuf::from(format!("{}.state", raw.agent.name))
+        });
+        let state_file = if state_file.is_absolute() {
+            state_file
+        } else {
+            base.join(state_file)
+        };
+        let state_dir = state_file.parent().unwrap_or(base).to_path_buf();
+        crate::events::config::validate(
+            raw.database,
+            base,
+            &state_dir,
+            &raw.agent.name,
+            &mut c.errors,
+        )
+    };
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -883,6 +907,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         },
         plugins,
         web,
+        database,
     })
 }
 

@@ -21,6 +21,7 @@ pub mod api;
 pub mod auth;
 pub mod bindings;
 pub mod config;
+pub mod events;
 pub mod metrics;
 pub mod net;
 pub mod pcap;
