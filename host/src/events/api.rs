@@ -142,7 +142,7 @@ fn database_reason(shared: &Shared) -> String {
 }
 
 /// Authorizes `right`, or the refusal to send.
-fn authorize(shared: &Shared, headers: &HeaderMap, right: Right) -> Result<String, Response> {
+fn authorize(shared: &Shared, headers: &HeaderMap, right: Right) -> Result<String, Box<Response>> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -158,7 +158,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap, right: Right) -> Result<Strin
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response
+        Box::new(response)
     })
 }
 
@@ -169,7 +169,7 @@ pub(crate) async fn post(
 ) -> Response {
     let by = match authorize(&shared, &headers, Right::Events) {
         Ok(by) => by,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body: PostBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
