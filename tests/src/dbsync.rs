@@ -253,6 +253,25 @@ async fn caught_up(client: &reqwest::Client, from: u16, to: u16, origin: &str, w
     .await;
 }
 
+/// Events the agents took, and the ids of those committed.
+#[derive(Default)]
+struct Tally {
+    posted: usize,
+    acknowledged: Vec<String>,
+}
+
+impl Tally {
+    fn take(&mut self, answer: Option<Value>) {
+        if let Some(v) = answer {
+            self.posted += v["accepted"].as_u64().unwrap_or(0) as usize;
+            for id in v["ids"].as_array().into_iter().flatten() {
+                self.acknowledged
+                    .push(id.as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_events_survive_kills_and_a_switch() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -264,33 +283,25 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
     let first = online(&client, &a, &b).await;
     assert_eq!(first, a.port, "agent-a (higher priority) goes online");
 
-    let mut acknowledged: Vec<String> = Vec::new();
-    let mut posted = 0usize;
-    let mut take = |answer: Option<Value>| {
-        if let Some(v) = answer {
-            posted += v["accepted"].as_u64().unwrap_or(0) as usize;
-            for id in v["ids"].as_array().into_iter().flatten() {
-                acknowledged.push(id.as_str().unwrap_or_default().to_string());
-            }
-        }
-    };
+    let mut tally = Tally::default();
     const BATCH: usize = 2_000;
     // Phase 1: 20,000 events on agent-a; agent-b aborts between commit and ack.
     for i in 0..10 {
-        take(post(&client, a.port, &format!("a1.{i}"), BATCH).await);
+        tally.take(post(&client, a.port, &format!("a1.{i}"), BATCH).await);
     }
-    until(Duration::from_secs(20), "the fault point to abort agent-b", || async {
-        b.exited().then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.exited() {
+        assert!(Instant::now() < deadline, "the fault point did not abort agent-b");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     b.start(&[]);
     // Phase 2: 30,000 more, agent-b SIGKILLed twice while receiving.
     for i in 0..15 {
-        take(post(&client, a.port, &format!("a2.{i}"), BATCH).await);
+        tally.take(post(&client, a.port, &format!("a2.{i}"), BATCH).await);
         if i == 4 || i == 10 {
             tokio::time::sleep(Duration::from_millis(150)).await;
             b.kill();
-            take(post(&client, a.port, &format!("a2.{i}.dead"), BATCH).await);
+            tally.take(post(&client, a.port, &format!("a2.{i}.dead"), BATCH).await);
             b.start(&[]);
         }
     }
@@ -304,8 +315,8 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         .expect("switch");
     assert_eq!(switched.status().as_u16(), 202);
     for i in 0..5 {
-        take(post(&client, a.port, &format!("a3.{i}"), BATCH).await);
-        take(post(&client, b.port, &format!("b3.{i}"), BATCH).await);
+        tally.take(post(&client, a.port, &format!("a3.{i}"), BATCH).await);
+        tally.take(post(&client, b.port, &format!("b3.{i}"), BATCH).await);
     }
     until(Duration::from_secs(20), "agent-b Online after the switch", || async {
         status(&client, b.port)
@@ -315,17 +326,20 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
     .await;
     // Phase 4: the sender agent-a SIGKILLed with its outbox full, restarted.
     for i in 0..3 {
-        take(post(&client, a.port, &format!("a4.{i}"), BATCH).await);
+        tally.take(post(&client, a.port, &format!("a4.{i}"), BATCH).await);
     }
     a.kill();
     for i in 0..3 {
-        take(post(&client, b.port, &format!("b4.{i}"), BATCH).await);
+        tally.take(post(&client, b.port, &format!("b4.{i}"), BATCH).await);
     }
     a.start(&[]);
-    while posted < 100_000 {
-        take(post(&client, a.port, &format!("a5.{posted}"), BATCH).await);
-        take(post(&client, b.port, &format!("b5.{posted}"), BATCH).await);
+    let mut round = 0;
+    while tally.posted < 100_000 {
+        round += 1;
+        tally.take(post(&client, a.port, &format!("a5.{round}"), BATCH).await);
+        tally.take(post(&client, b.port, &format!("b5.{round}"), BATCH).await);
     }
+    let acknowledged = tally.acknowledged;
 
     caught_up(&client, a.port, b.port, "agent-a", Duration::from_secs(60)).await;
     caught_up(&client, b.port, a.port, "agent-b", Duration::from_secs(60)).await;
@@ -609,4 +623,100 @@ async fn history_api_pages_filters_guards_and_matches_the_openapi_document() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("page #249") && text.contains("-- 3 of 250 events"), "{text}");
+}
+
+/// `cargo xtask bench`: events per second end to end over loopback — posted to agent-a's API,
+/// committed there, forwarded, committed by agent-b — on SQLite and on PostgreSQL. Writes
+/// `target/dbsync-bench.json`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a bench: run by `cargo xtask bench`"]
+async fn forwarding_bench() {
+    const EVENTS: usize = 200_000;
+    const POSTERS: usize = 4;
+    const BATCH: usize = 5_000;
+    let mut figures = serde_json::Map::new();
+    for backend in ["sqlite", "postgres"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = (backend == "postgres").then(crate::pg::Postgres::start);
+        let (url_a, url_b) = match &pg {
+            Some(pg) => {
+                pg.createdb("a");
+                pg.createdb("b");
+                (
+                    format!("url = \"{}\"", pg.url_of("a")),
+                    format!("url = \"{}\"", pg.url_of("b")),
+                )
+            }
+            None => (String::new(), String::new()),
+        };
+        let (mut a, mut b) = pair_with(
+            dir.path(),
+            "forward_batch = 2000\nforward_in_flight = 8\nstack_too_large = 10000000",
+            &url_a,
+            &url_b,
+        );
+        let client = client();
+        a.start(&[]);
+        b.start(&[]);
+        until(Duration::from_secs(20), "DB Sync Active", || async {
+            let s = status(&client, a.port).await?;
+            row(&s, "db-sync").filter(|r| r.value == "Active").cloned()
+        })
+        .await;
+        let count = |port: u16| {
+            let client = client.clone();
+            async move {
+                let page: Value = client
+                    .get(format!(
+                        "http://127.0.0.1:{port}/api/v1/events?origin=agent-a&code=app&limit=0"
+                    ))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                page["total"].as_u64()
+            }
+        };
+        let started = Instant::now();
+        let mut posters = Vec::new();
+        for p in 0..POSTERS {
+            let client = client.clone();
+            let port = a.port;
+            posters.push(tokio::spawn(async move {
+                for i in 0..EVENTS / POSTERS / BATCH {
+                    post(&client, port, &format!("bench.{p}.{i}"), BATCH)
+                        .await
+                        .expect("posted");
+                }
+            }));
+        }
+        for p in posters {
+            p.await.expect("poster");
+        }
+        let posted = started.elapsed();
+        until(Duration::from_secs(300), "all events forwarded", || async {
+            (count(b.port).await? == EVENTS as u64).then_some(())
+        })
+        .await;
+        let forwarded = started.elapsed();
+        let rate = EVENTS as f64 / forwarded.as_secs_f64();
+        println!(
+            "{backend}: {EVENTS} events posted in {posted:?}, on the buddy after {forwarded:?}: {rate:.0} events/s"
+        );
+        figures.insert(
+            backend.into(),
+            json!({
+                "events": EVENTS,
+                "posted_s": posted.as_secs_f64(),
+                "forwarded_s": forwarded.as_secs_f64(),
+                "events_per_s": rate,
+            }),
+        );
+        a.kill();
+        b.kill();
+    }
+    let out = crate::support::workspace().join("target/dbsync-bench.json");
+    std::fs::write(&out, Value::Object(figures).to_string()).expect("write the figures");
 }

@@ -130,7 +130,26 @@ impl Postgres {
 
     /// The URL of its `postgres` database.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.url_of("postgres")
+    }
+
+    /// The URL of database `name`.
+    pub fn url_of(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates database `name`.
+    pub fn createdb(&self, name: &str) {
+        let port = self.port.to_string();
+        let out = as_postgres(
+            &self.bin.join("createdb"),
+            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
+        );
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
