@@ -68,7 +68,7 @@ fn migrations() -> Vec<Vec<&'static str>> {
             source VARCHAR(128) NOT NULL,
             code VARCHAR(128) NOT NULL,
             message TEXT NOT NULL,
-            hash CHAR(64) NOT NULL,
+            hash VARCHAR(64) NOT NULL,
             PRIMARY KEY (origin, seq)
         )",
         "CREATE INDEX duet_events_at ON duet_events (at_ms)",
