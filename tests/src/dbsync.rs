@@ -235,30 +235,37 @@ async fn stored(db: &Path, origin: &str) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// How many of `origin`'s events the agent on `port` holds.
+async fn held(client: &reqwest::Client, port: u16, origin: &str) -> Option<u64> {
+    let page: Value = client
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/events?origin={origin}&limit=0"
+        ))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    page["total"].as_u64()
+}
+
 /// Waits until the buddy holds all of `origin`'s events that `from` holds.
 async fn caught_up(client: &reqwest::Client, from: u16, to: u16, origin: &str, within: Duration) {
-    let count = |port: u16| {
-        let client = client.clone();
-        let origin = origin.to_string();
-        async move {
-            let page: Value = client
-                .get(format!(
-                    "http://127.0.0.1:{port}/api/v1/events?origin={origin}&limit=1"
-                ))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            page["total"].as_u64()
-        }
-    };
     until(within, &format!("{origin}'s events forwarded"), || async {
-        let (f, t) = (count(from).await?, count(to).await?);
+        let (f, t) = (
+            held(client, from, origin).await?,
+            held(client, to, origin).await?,
+        );
         (f == t).then_some(())
     })
     .await;
+}
+
+/// The DB Sync Stack row of the agent (shown while it is Online).
+async fn backlog(client: &reqwest::Client, port: u16) -> Option<String> {
+    let s = status(client, port).await?;
+    row(&s, "db-sync-stack").map(|r| r.value.clone())
 }
 
 /// Events the agents took, and the ids of those committed.
@@ -302,12 +309,19 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         assert!(Instant::now() < deadline, "the fault point did not abort agent-b");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let log = std::fs::read_to_string(&b.log).unwrap_or_default();
+    assert!(
+        log.contains("aborting after committing batch 3"),
+        "agent-b aborted at the fault point, between commit and acknowledgement"
+    );
     b.start(&[]);
     // Phase 2: 30,000 more, agent-b SIGKILLed twice while receiving.
     for i in 0..15 {
         tally.take(post(&client, a.port, &format!("a2.{i}"), BATCH).await);
         if i == 4 || i == 10 {
             tokio::time::sleep(Duration::from_millis(150)).await;
+            let backlog = backlog(&client, a.port).await;
+            println!("SIGKILL agent-b with {backlog:?} of agent-a's events not yet acknowledged");
             b.kill();
             tally.take(post(&client, a.port, &format!("a2.{i}.dead"), BATCH).await);
             b.start(&[]);
@@ -336,6 +350,11 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
     for i in 0..3 {
         tally.take(post(&client, a.port, &format!("a4.{i}"), BATCH).await);
     }
+    let (on_a, on_b) = (
+        held(&client, a.port, "agent-a").await,
+        held(&client, b.port, "agent-a").await,
+    );
+    println!("SIGKILL agent-a holding {on_a:?} of its events, agent-b {on_b:?}");
     a.kill();
     for i in 0..3 {
         tally.take(post(&client, b.port, &format!("b4.{i}"), BATCH).await);
@@ -347,7 +366,7 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         tally.take(post(&client, a.port, &format!("a5.{round}"), BATCH).await);
         tally.take(post(&client, b.port, &format!("b5.{round}"), BATCH).await);
     }
-    let acknowledged = tally.acknowledged;
+    let acknowledged = std::mem::take(&mut tally.acknowledged);
 
     caught_up(&client, a.port, b.port, "agent-a", Duration::from_secs(60)).await;
     caught_up(&client, b.port, a.port, "agent-b", Duration::from_secs(60)).await;
@@ -376,6 +395,11 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         ids.extend(on_a.iter().map(|(seq, _)| format!("{origin}:{seq}")));
     }
     assert!(total >= 100_000, "only {total} events");
+    println!(
+        "{total} events in both logs ({} posted and acknowledged, {} taken in all)",
+        acknowledged.len(),
+        tally.posted
+    );
     let missing: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(*id)).collect();
     assert!(
         missing.is_empty(),
