@@ -107,6 +107,9 @@ pub struct RunOptions {
     pub network: Option<Arc<dyn Network>>,
     /// Do not serve the HTTP API (the simulation runs many agents in one process).
     pub no_api: bool,
+    /// Do not run the event log's store and forwarding (the simulation): the Database, DB Sync
+    /// and DB Sync Stack rows are not shown, raised events are dropped.
+    pub no_events: bool,
     /// The clock (default: the system's, read at start).
     pub clock: Option<Clock>,
     /// Receives a sender for operator commands, as the API would give them.
@@ -385,8 +388,12 @@ pub async fn run(
             stop.clone(),
         ));
     }
-    tasks.spawn(shared.events.clone().run(stop.clone()));
-    tasks.spawn(crate::events::forward::run(shared.clone(), stop.clone()));
+    if options.no_events {
+        shared.events.disable();
+    } else {
+        tasks.spawn(shared.events.clone().run(stop.clone()));
+        tasks.spawn(crate::events::forward::run(shared.clone(), stop.clone()));
+    }
     tasks.spawn(tick_loop(
         shared,
         runtime,
@@ -816,7 +823,13 @@ fn record(
     if decision.state.state != before.state {
         // Each switch step in the event log, with who or what triggered it.
         let by = command.map_or_else(
-            || format!("{} ({})", snake(&decision.reason.code), decision.reason.text),
+            || {
+                format!(
+                    "{} ({})",
+                    snake(&decision.reason.code),
+                    decision.reason.text
+                )
+            },
             |c| format!("{:?} by {}", c.command, c.by),
         );
         shared.events.raise(

@@ -846,9 +846,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     };
 
     let database = {
-        let state_file = raw.state.file.clone().unwrap_or_else(|| {
-            PathBuf::from(format!("{}.state", raw.agent.name))
-        });
+        let state_file = raw
+            .state
+            .file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.state", raw.agent.name)));
         let state_file = if state_file.is_absolute() {
             state_file
         } else {

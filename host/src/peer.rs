@@ -246,18 +246,14 @@ async fn connect(
 ) -> Result<Conn, PathError> {
     let buddy = &shared.config.buddy.name;
     {
-        let mut stream = shared
-            .network
-            .connect(source, target)
-            .await
-            .map_err(|e| {
-                PathError::Failure(match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => {
-                        "connection refused: the buddy's duet is not listening".to_string()
-                    }
-                    _ => format!("cannot connect to {}: {e}", target),
-                })
-            })?;
+        let mut stream = shared.network.connect(source, target).await.map_err(|e| {
+            PathError::Failure(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused: the buddy's duet is not listening".to_string()
+                }
+                _ => format!("cannot connect to {}: {e}", target),
+            })
+        })?;
         let ours = Hello::new(&shared.config.agent.name)
             .map_err(|e| PathError::Fault(format!("cannot make a hello: {e:#}")))?;
         write_frame(&mut stream, &ours.seal(key))

@@ -223,7 +223,9 @@ async fn online(client: &reqwest::Client, a: &Agent, b: &Agent) -> u16 {
 /// (SQLite's rowid).
 async fn stored(db: &Path, origin: &str) -> Vec<(i64, String)> {
     let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open the store");
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
     let rows = sqlx::query("SELECT seq, hash FROM duet_events WHERE origin = ? ORDER BY rowid")
         .bind(origin)
         .fetch_all(&pool)
@@ -306,7 +308,10 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while !b.exited() {
-        assert!(Instant::now() < deadline, "the fault point did not abort agent-b");
+        assert!(
+            Instant::now() < deadline,
+            "the fault point did not abort agent-b"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = std::fs::read_to_string(&b.log).unwrap_or_default();
@@ -330,7 +335,10 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
     // Phase 3: one switch mid-stream (the operator's, on the Online agent-a); both agents
     // take events meanwhile.
     let switched = client
-        .post(format!("http://127.0.0.1:{}/api/v1/commands/switch", a.port))
+        .post(format!(
+            "http://127.0.0.1:{}/api/v1/commands/switch",
+            a.port
+        ))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -340,11 +348,15 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         tally.take(post(&client, a.port, &format!("a3.{i}"), BATCH).await);
         tally.take(post(&client, b.port, &format!("b3.{i}"), BATCH).await);
     }
-    until(Duration::from_secs(20), "agent-b Online after the switch", || async {
-        status(&client, b.port)
-            .await
-            .filter(|s| state(s) == Some(FailoverState::Online))
-    })
+    until(
+        Duration::from_secs(20),
+        "agent-b Online after the switch",
+        || async {
+            status(&client, b.port)
+                .await
+                .filter(|s| state(s) == Some(FailoverState::Online))
+        },
+    )
     .await;
     // Phase 4: the sender agent-a SIGKILLed with its outbox full, restarted.
     for i in 0..3 {
@@ -400,7 +412,10 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         acknowledged.len(),
         tally.posted
     );
-    let missing: Vec<&String> = acknowledged.iter().filter(|id| !ids.contains(*id)).collect();
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !ids.contains(*id))
+        .collect();
     assert!(
         missing.is_empty(),
         "{} acknowledged events are not stored, e.g. {:?}",
@@ -409,15 +424,25 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
     );
     // The switch is in both logs, with who asked for it.
     for agent in [&a, &b] {
-        let switches = count(&agent.db(), "code = 'switch' AND message LIKE '%Switch by app%'").await;
-        assert!(switches >= 1, "{}: the operator's switch is in the event log", agent.name);
+        let switches = count(
+            &agent.db(),
+            "code = 'switch' AND message LIKE '%Switch by app%'",
+        )
+        .await;
+        assert!(
+            switches >= 1,
+            "{}: the operator's switch is in the event log",
+            agent.name
+        );
     }
 }
 
 /// Events in the store at `db` matching `filter`.
 async fn count(db: &Path, filter: &str) -> i64 {
     let url = format!("sqlite://{}?mode=ro", db.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("open the store");
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
     let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM duet_events WHERE {filter}"))
         .fetch_one(&pool)
         .await
@@ -475,12 +500,17 @@ async fn spooled_events_survive_kill_9() {
         apps(a.port).await.filter(|p| p["total"] == 3_000)
     })
     .await;
-    assert_eq!(page["events"][0]["message"], "spooled.0 #0", "in posting order");
+    assert_eq!(
+        page["events"][0]["message"], "spooled.0 #0",
+        "in posting order"
+    );
     // And forwarded once the buddy is there.
     b.start(&[]);
-    until(Duration::from_secs(20), "the spooled events forwarded", || async {
-        apps(b.port).await.filter(|p| p["total"] == 3_000)
-    })
+    until(
+        Duration::from_secs(20),
+        "the spooled events forwarded",
+        || async { apps(b.port).await.filter(|p| p["total"] == 3_000) },
+    )
     .await;
     assert!(
         std::fs::read_dir(dir.path().join("agent-a-events-spool"))
@@ -514,22 +544,36 @@ async fn stack_too_large_then_ok_and_sync_failing_when_the_buddy_is_gone() {
             .await
             .expect("posted");
     }
-    let too_large = until(Duration::from_secs(10), "DB Sync Stack Too Large", || async {
-        let s = status(&client, a.port).await?;
-        row(&s, "db-sync-stack")
-            .filter(|r| r.value.starts_with("Too Large ("))
-            .cloned()
-    })
+    let too_large = until(
+        Duration::from_secs(10),
+        "DB Sync Stack Too Large",
+        || async {
+            let s = status(&client, a.port).await?;
+            row(&s, "db-sync-stack")
+                .filter(|r| r.value.starts_with("Too Large ("))
+                .cloned()
+        },
+    )
     .await;
     assert!(too_large.turns_led_red, "{too_large:?}");
     assert!(
-        too_large.reason.as_deref().unwrap_or_default().contains("more than 1000"),
+        too_large
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("more than 1000"),
         "{too_large:?}"
     );
-    until(Duration::from_secs(30), "DB Sync Stack back to OK", || async {
-        let s = status(&client, a.port).await?;
-        row(&s, "db-sync-stack").filter(|r| r.value == "OK (0)").cloned()
-    })
+    until(
+        Duration::from_secs(30),
+        "DB Sync Stack back to OK",
+        || async {
+            let s = status(&client, a.port).await?;
+            row(&s, "db-sync-stack")
+                .filter(|r| r.value == "OK (0)")
+                .cloned()
+        },
+    )
     .await;
     // The buddy is gone: Failing, with the reason.
     b.kill();
@@ -566,9 +610,11 @@ async fn database_row_follows_postgresql_and_a_bad_query_is_a_reason() {
         let client = client.clone();
         async move { row(&status(&client, port).await?, "database").cloned() }
     };
-    until(Duration::from_secs(20), "Database OK on PostgreSQL", || async {
-        database(a.port).await.filter(|r| r.value == "OK")
-    })
+    until(
+        Duration::from_secs(20),
+        "Database OK on PostgreSQL",
+        || async { database(a.port).await.filter(|r| r.value == "OK") },
+    )
     .await;
     // Events go into PostgreSQL, and are forwarded from it.
     post(&client, a.port, "pg", 500).await.expect("posted");
@@ -583,24 +629,32 @@ async fn database_row_follows_postgresql_and_a_bad_query_is_a_reason() {
     assert!(!reason.is_empty(), "a reason is given");
     // The default: a failing database never switches.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = status(&client, a.port).await.expect("agent-a keeps running");
-    assert_eq!(state(&s), Some(FailoverState::Online), "no switch: {reason}");
+    let s = status(&client, a.port)
+        .await
+        .expect("agent-a keeps running");
+    assert_eq!(
+        state(&s),
+        Some(FailoverState::Online),
+        "no switch: {reason}"
+    );
     pg.run();
     until(Duration::from_secs(20), "Database OK again", || async {
         database(a.port).await.filter(|r| r.value == "OK")
     })
     .await;
     // A query that cannot run: Failing with the database's words; the agent keeps running.
-    let bad = until(Duration::from_secs(10), "Database Failing on a bad query", || async {
-        database(b.port).await.filter(|r| r.value == "Failing")
-    })
+    let bad = until(
+        Duration::from_secs(10),
+        "Database Failing on a bad query",
+        || async { database(b.port).await.filter(|r| r.value == "Failing") },
+    )
     .await;
     let reason = bad.reason.unwrap_or_default();
     assert!(
         reason.contains("health query") && reason.contains("nowhere"),
         "{reason}"
     );
-    assert!(b.exited() == false, "agent-b keeps running");
+    assert!(!b.exited(), "agent-b keeps running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,7 +665,12 @@ async fn history_api_pages_filters_guards_and_matches_the_openapi_document() {
     a.start(&[]);
     let url = format!("http://127.0.0.1:{}/api/v1/events", a.port);
     // No token, a bad body: refused, nothing stored.
-    let r = client.post(&url).json(&json!({"events": []})).send().await.expect("post");
+    let r = client
+        .post(&url)
+        .json(&json!({"events": []}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status().as_u16(), 401);
     let r = client
         .post(&url)
@@ -645,16 +704,31 @@ async fn history_api_pages_filters_guards_and_matches_the_openapi_document() {
     assert_eq!(page["total"], 250);
     assert_eq!(page["events"].as_array().map(Vec::len), Some(50));
     assert_eq!(page["events"][0]["message"], "page #200");
-    let r = client.get(format!("{url}?severity=loud")).send().await.expect("get");
+    let r = client
+        .get(format!("{url}?severity=loud"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status().as_u16(), 400);
     // `duet events` shows the same.
     let out = Command::new(duet_bin())
-        .args(["events", "--api", &format!("127.0.0.1:{}", a.port), "--code", "app", "-n", "3"])
+        .args([
+            "events",
+            "--api",
+            &format!("127.0.0.1:{}", a.port),
+            "--code",
+            "app",
+            "-n",
+            "3",
+        ])
         .output()
         .expect("duet events");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("page #249") && text.contains("-- 3 of 250 events"), "{text}");
+    assert!(
+        text.contains("page #249") && text.contains("-- 3 of 250 events"),
+        "{text}"
+    );
 }
 
 /// `cargo xtask bench`: events per second end to end over loopback — posted to agent-a's API,

@@ -279,7 +279,10 @@ per request), committed in agent-a's store, forwarded over the peer link (batche
 |---|---|---|---|---|
 ",
     );
-    for (backend, name) in [("sqlite", "SQLite (embedded)"), ("postgres", "PostgreSQL (local)")] {
+    for (backend, name) in [
+        ("sqlite", "SQLite (embedded)"),
+        ("postgres", "PostgreSQL (local)"),
+    ] {
         let f = &v[backend];
         let num = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
         writeln!(

@@ -117,7 +117,10 @@ pub fn validate(
     }
     if let Some(q) = raw.health_query {
         if q.trim().is_empty() {
-            error("health_query", "is empty: write a query, e.g. \"SELECT 1\"".into());
+            error(
+                "health_query",
+                "is empty: write a query, e.g. \"SELECT 1\"".into(),
+            );
         } else {
             c.health_query = q;
         }
@@ -139,7 +142,9 @@ pub fn validate(
             Err(e) => {
                 error(
                     path,
-                    format!("\"{text}\" is not a duration ({e}); write e.g. \"500ms\", \"5s\" or \"30d\""),
+                    format!(
+                        "\"{text}\" is not a duration ({e}); write e.g. \"500ms\", \"5s\" or \"30d\""
+                    ),
                 );
                 default
             }
@@ -212,7 +217,13 @@ mod tests {
     fn parse(text: &str) -> (DatabaseConfig, Vec<ConfigError>) {
         let raw: RawDatabase = toml::from_str(text).expect("toml");
         let mut errors = Vec::new();
-        let c = validate(raw, Path::new("/etc/duet"), Path::new("/var/lib/duet"), "a", &mut errors);
+        let c = validate(
+            raw,
+            Path::new("/etc/duet"),
+            Path::new("/var/lib/duet"),
+            "a",
+            &mut errors,
+        );
         (c, errors)
     }
 

@@ -241,6 +241,8 @@ pub struct EventLog {
     /// (`DUET_FAULT_RECEIVE_DELAY_MS`).
     receive_delay: Option<Duration>,
     received_batches: AtomicU64,
+    /// Not run at all (the simulation): no rows, raised events dropped.
+    disabled: AtomicBool,
 }
 
 /// Reads a test fault variable.
@@ -276,7 +278,15 @@ impl EventLog {
             abort_after_commit: fault("DUET_FAULT_ABORT_AFTER_COMMIT"),
             receive_delay: fault("DUET_FAULT_RECEIVE_DELAY_MS").map(Duration::from_millis),
             received_batches: AtomicU64::new(0),
+            disabled: AtomicBool::new(false),
         })
+    }
+
+    /// The event log will not run: no rows, and raised events are dropped.
+    pub fn disable(&self) {
+        self.disabled.store(true, Ordering::Relaxed);
+        drop(lock(&self.queue_rx).take());
+        *lock(&self.database) = Check::NotConfigured;
     }
 
     pub fn origin(&self) -> &str {
@@ -372,6 +382,9 @@ impl EventLog {
 
     /// The DB Sync and DB Sync Stack rows (shown on the Online agent).
     pub fn rows(&self) -> Vec<Probe> {
+        if self.disabled.load(Ordering::Relaxed) {
+            return Vec::new();
+        }
         let sync = lock(&self.sync).clone();
         let backlog = self.backlog();
         let too_large = backlog.is_some_and(|b| b > self.config.stack_too_large);
@@ -379,11 +392,13 @@ impl EventLog {
             Probe {
                 key: "db-sync".into(),
                 label: "DB Sync".into(),
-                status: sync
-                    .failing
-                    .clone()
-                    .map_or(Check::Ok, Check::Failing),
-                value: if sync.failing.is_some() { "Failing" } else { "Active" }.into(),
+                status: sync.failing.clone().map_or(Check::Ok, Check::Failing),
+                value: if sync.failing.is_some() {
+                    "Failing"
+                } else {
+                    "Active"
+                }
+                .into(),
                 counts_toward_led: true,
                 failures: sync.failures,
                 last_success: sync.last_success,
@@ -476,7 +491,9 @@ impl EventLog {
         held.insert(origin.to_string(), upto);
         let n = self.received_batches.fetch_add(1, Ordering::Relaxed) + 1;
         if self.abort_after_commit == Some(n) {
-            eprintln!("DUET_FAULT_ABORT_AFTER_COMMIT: aborting after committing batch {n} up to {upto}, before its acknowledgement");
+            eprintln!(
+                "DUET_FAULT_ABORT_AFTER_COMMIT: aborting after committing batch {n} up to {upto}, before its acknowledgement"
+            );
             std::process::abort();
         }
         Ok(upto)
@@ -535,7 +552,12 @@ impl EventLog {
                         Store::open(&self.config.url, timeout.max(Duration::from_secs(1))),
                     )
                     .await
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {}", humantime::format_duration(timeout))));
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!(
+                            "no answer within {}",
+                            humantime::format_duration(timeout)
+                        ))
+                    });
                     match opened {
                         Ok(s) => match s.max_seq(&self.origin).await {
                             Ok(max) => {
@@ -556,11 +578,11 @@ impl EventLog {
                     }
                 }
             };
-            let check = match tokio::time::timeout(timeout, store.health(&self.config.health_query)).await {
+            let check = match tokio::time::timeout(timeout, store.health(&self.config.health_query))
+                .await
+            {
                 Ok(Ok(())) => Check::Ok,
-                Ok(Err(why)) => Check::Failing(format!(
-                    "the health query failed: {why}"
-                )),
+                Ok(Err(why)) => Check::Failing(format!("the health query failed: {why}")),
                 Err(_) => Check::Failing(format!(
                     "the health query did not answer within {}",
                     humantime::format_duration(timeout)
@@ -676,9 +698,7 @@ impl EventLog {
                         Some(ids)
                     }
                     Err(e) => {
-                        self.set_database(Check::Failing(format!(
-                            "cannot write events: {e:#}"
-                        )));
+                        self.set_database(Check::Failing(format!("cannot write events: {e:#}")));
                         None
                     }
                 }
@@ -748,7 +768,8 @@ impl EventLog {
                     return;
                 }
                 self.local_max.store(seq, Ordering::Relaxed);
-                self.spooled.fetch_sub(chunk.len() as u64, Ordering::Relaxed);
+                self.spooled
+                    .fetch_sub(chunk.len() as u64, Ordering::Relaxed);
                 self.committed.notify_one();
             }
             if let Err(e) = std::fs::remove_file(&file) {

@@ -83,8 +83,14 @@ impl Spool {
         let mut next = *n;
         for e in events {
             next += 1;
-            serde_json::to_writer(&mut buf, &Line { n: next, e: e.clone() })
-                .map_err(std::io::Error::other)?;
+            serde_json::to_writer(
+                &mut buf,
+                &Line {
+                    n: next,
+                    e: e.clone(),
+                },
+            )
+            .map_err(std::io::Error::other)?;
             buf.push(b'\n');
         }
         file.write_all(&buf)?;

@@ -176,10 +176,14 @@ impl Store {
                     .await
                     .with_context(|| format!("schema version {version}: {statement}"))?;
             }
-            sqlx::query(&self.backend.sql("INSERT INTO duet_schema (version) VALUES (?)"))
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                &self
+                    .backend
+                    .sql("INSERT INTO duet_schema (version) VALUES (?)"),
+            )
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -243,28 +247,41 @@ impl Store {
 
     /// Inserts events and records that spool file `file` is written up to line `done`, in
     /// one transaction: a replay interrupted anywhere is neither lost nor repeated.
-    pub async fn insert_spooled(&self, events: &[Event], file: &str, done: u64) -> anyhow::Result<()> {
+    pub async fn insert_spooled(
+        &self,
+        events: &[Event],
+        file: &str,
+        done: u64,
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         self.insert_in(&mut tx, events).await?;
         sqlx::query(&self.backend.sql("DELETE FROM duet_spool WHERE file = ?"))
             .bind(file.to_string())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(&self.backend.sql("INSERT INTO duet_spool (file, done) VALUES (?, ?)"))
-            .bind(file.to_string())
-            .bind(done as i64)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            &self
+                .backend
+                .sql("INSERT INTO duet_spool (file, done) VALUES (?, ?)"),
+        )
+        .bind(file.to_string())
+        .bind(done as i64)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// How many lines of spool file `file` are already in the store.
     pub async fn spool_done(&self, file: &str) -> anyhow::Result<u64> {
-        let row = sqlx::query(&self.backend.sql("SELECT done FROM duet_spool WHERE file = ?"))
-            .bind(file.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            &self
+                .backend
+                .sql("SELECT done FROM duet_spool WHERE file = ?"),
+        )
+        .bind(file.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             Some(r) => r.try_get::<i64, _>(0)?.max(0) as u64,
             None => 0,
@@ -277,7 +294,12 @@ impl Store {
     }
 
     /// `origin`'s events after `after`, in order, at most `limit`.
-    pub async fn after(&self, origin: &str, after: u64, limit: usize) -> anyhow::Result<Vec<Event>> {
+    pub async fn after(
+        &self,
+        origin: &str,
+        after: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Event>> {
         let sql = self.backend.sql(&format!(
             "SELECT {COLUMNS} FROM duet_events WHERE origin = ? AND seq > ? ORDER BY seq LIMIT ?"
         ));
