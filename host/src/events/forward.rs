@@ -208,7 +208,19 @@ fn fit(mut events: Vec<Event>) -> Vec<Event> {
     let mut size = 64;
     let mut keep = 0;
     for e in &events {
-        let one = serde_json::to_vec(e).map_or(MAX_BATCH_BYTES, |b| b.len() + 1);
+        // An upper bound of the event's JSON without encoding it twice: fields, names and
+        // the hash, each byte that JSON escapes counted at its longest (\u00XX).
+        let text = [&e.origin, &e.id, &e.source, &e.code, &e.message];
+        let escaped: usize = text
+            .iter()
+            .map(|t| {
+                t.bytes()
+                    .filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
+                    .count()
+                    * 5
+            })
+            .sum();
+        let one = 200 + text.iter().map(|t| t.len()).sum::<usize>() + escaped;
         if keep > 0 && size + one > MAX_BATCH_BYTES {
             break;
         }
@@ -217,4 +229,39 @@ fn fit(mut events: Vec<Event>) -> Vec<Event> {
     }
     events.truncate(keep);
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{NewEvent, Severity};
+
+    #[test]
+    fn a_batch_always_fits_in_a_frame_even_with_escaped_messages() {
+        let events: Vec<Event> = (1..=1_000)
+            .map(|seq| {
+                NewEvent {
+                    at: 1,
+                    severity: Severity::Info,
+                    source: "app".into(),
+                    code: "c".into(),
+                    // Every byte escaped by JSON, at the longest message allowed.
+                    message: "\u{1}".repeat(crate::events::MAX_MESSAGE),
+                }
+                .stored("agent-a", seq)
+            })
+            .collect();
+        let batch = fit(events);
+        assert!(!batch.is_empty());
+        let frame = serde_json::to_vec(&PeerMessage::Events {
+            origin: "agent-a".into(),
+            events: batch,
+        })
+        .expect("encode");
+        assert!(
+            frame.len() < crate::frame::MAX_FRAME - 1024,
+            "{}",
+            frame.len()
+        );
+    }
 }
