@@ -116,6 +116,9 @@ pub struct RunOptions {
     pub network: Option<Arc<dyn Network>>,
     /// Do not serve the HTTP API (the simulation runs many agents in one process).
     pub no_api: bool,
+    /// Do not run the event log's store and forwarding (the simulation): the Database, DB Sync
+    /// and DB Sync Stack rows are not shown, raised events are dropped.
+    pub no_events: bool,
     /// The clock (default: the system's, read at start).
     pub clock: Option<Clock>,
     /// Receives a sender for operator commands, as the API would give them.
@@ -170,6 +173,8 @@ pub(crate) struct Shared {
     pub vips: Arc<crate::vip::Vips>,
     /// The hook commands (`[hooks]`).
     hooks: crate::vip::hooks::Hooks,
+    /// The event log, its store and forwarding (issue 8).
+    pub events: Arc<crate::events::EventLog>,
 }
 
 impl Shared {
@@ -306,6 +311,12 @@ pub async fn run(
             )
         },
         hooks,
+        events: crate::events::EventLog::new(
+            config.database.clone(),
+            &config.agent.name,
+            &config.buddy.name,
+            clock,
+        ),
         config,
     });
 
@@ -416,6 +427,12 @@ pub async fn run(
         ));
     }
     spawn_probes(&shared, &mut tasks, &stop);
+    if options.no_events {
+        shared.events.disable();
+    } else {
+        tasks.spawn(shared.events.clone().run(stop.clone()));
+        tasks.spawn(crate::events::forward::run(shared.clone(), stop.clone()));
+    }
     tasks.spawn(tick_loop(
         shared,
         runtime,
@@ -723,7 +740,11 @@ async fn ticks(
             offline_request: exchange.incoming.map(|(_, reason)| reason),
             remembered: shared.remembered,
             answer: exchange.answer.clone(),
-            triggers: triggers(shared),
+            triggers: {
+                let mut triggers = triggers(shared);
+                triggers.extend(shared.events.trigger());
+                triggers
+            },
             vip: shared.vips.take_result(),
             nics: nics(shared),
         };
@@ -758,6 +779,9 @@ async fn ticks(
                         duet_core::Severity::Error | duet_core::Severity::Critical => "ERR",
                     };
                     log.write(now, level, &format!("[{}] {}", event.code, event.message));
+                    shared
+                        .events
+                        .raise(event.severity.into(), &event.code, event.message.clone());
                 }
                 // Requests and answers: `requests.apply` below.
                 Action::AskBuddyOffline(_) | Action::AnswerBuddy(_) => {}
@@ -840,13 +864,20 @@ async fn ticks(
                         .unwrap_or_else(|| "not connected yet".into()),
                 ),
             },
-            database: Check::NotConfigured,
+            database: shared.events.database_check(),
             nats: match &config.nats {
                 None => Check::NotConfigured,
                 Some(_) => shared.probes.nats.check(),
             },
             rte_count: rte_count(shared, &runtime),
-            probes: [shared.plugins.probes(), shared.vips.probes()].concat(),
+            probes: {
+                let mut probes = [shared.plugins.probes(), shared.vips.probes()].concat();
+                // Rule (reference §4): DB Sync and DB Sync Stack are shown on the Online agent.
+                if machine.state == FailoverState::Online {
+                    probes.extend(shared.events.rows());
+                }
+                probes
+            },
             nics: nics(shared),
         };
         let received = last_report.as_ref().map(|(p, at)| ReceivedReport {
@@ -960,6 +991,28 @@ fn record(
     now: TimestampMs,
 ) {
     let changed = decision.state.state != before.state || decision.state.mode != before.mode;
+    if decision.state.state != before.state {
+        // Each switch step in the event log, with who or what triggered it.
+        let by = command.map_or_else(
+            || {
+                format!(
+                    "{} ({})",
+                    snake(&decision.reason.code),
+                    decision.reason.text
+                )
+            },
+            |c| format!("{:?} by {}", c.command, c.by),
+        );
+        shared.events.raise(
+            crate::events::Severity::Info,
+            "switch",
+            format!(
+                "Failover Status {} => {}: {by}",
+                before.state.label(),
+                decision.state.state.label()
+            ),
+        );
+    }
     {
         let mut counters = lock(&shared.counters);
         *counters
@@ -1073,6 +1126,22 @@ pub(crate) fn record_attempt(shared: &Shared, slot: Slot, attempt: Attempt, now:
                 state.failures = 0;
                 state.reason = Some(why);
             }
+        }
+        // A path that worked and now fails: an alarm in the event log.
+        if before.0 && !state.ok {
+            let (code, what) = match slot {
+                Slot::Heartbeat(_) => ("heartbeat_failing", format!("Heartbeat {}", state.id)),
+                Slot::Sync => ("sync_failing", "Sync Connection".to_string()),
+            };
+            shared.events.raise(
+                crate::events::Severity::Warning,
+                code,
+                format!(
+                    "{what} to {} failing: {}",
+                    state.target,
+                    state.reason.as_deref().unwrap_or("no reason given")
+                ),
+            );
         }
         before != (state.ok, state.reason.clone())
     };

@@ -8,6 +8,8 @@
 //! - `GET /api/v1/pair`: the pair as configured (names, addresses, mode, virtual IP), whether
 //!   libpcap is usable here, and the web UI's refresh period.
 //! - `GET /api/v1/session`: the name and rights of the presented token (the web UI's sign-in).
+//! - `GET /api/v1/events`: the event log, paged and filtered; `POST /api/v1/events`: an
+//!   application posts events (token with the right `events`). See `crate::events::api`.
 //! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
 
 use std::convert::Infallible;
@@ -49,6 +51,10 @@ pub(crate) async fn serve(
         .route("/api/v1/commands/mode", post(mode))
         .route("/api/v1/pair", get(pair))
         .route("/api/v1/session", get(session))
+        .route(
+            "/api/v1/events",
+            get(crate::events::api::list).post(crate::events::api::post),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::web::routes())
@@ -188,6 +194,7 @@ async fn session(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
                         Right::Switch => "switch",
                         Right::ForceOnline => "force_online",
                         Right::Mode => "mode",
+                        Right::Events => "events",
                     }
                     .to_string()
                 })
@@ -220,6 +227,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn switch(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    crate::events::api::drain_before_switch(&shared, &headers).await;
     command(&shared, &headers, Right::Switch, "switch", |_| {
         Ok(Command::Switch)
     })
@@ -308,6 +316,6 @@ async fn command(
     }
 }
 
-fn error(status: StatusCode, error: String) -> Response {
+pub(crate) fn error(status: StatusCode, error: String) -> Response {
     (status, Json(ApiError { error })).into_response()
 }

@@ -49,6 +49,8 @@ pub struct Config {
     pub vips: Vec<crate::vip::config::VipConfig>,
     /// Commands run on state changes (`[hooks]`).
     pub hooks: crate::vip::config::HooksConfig,
+    /// The event log's store and its forwarding (issue 8).
+    pub database: crate::events::config::DatabaseConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +90,8 @@ pub enum Right {
     ForceOnline,
     /// `POST /api/v1/commands/mode`.
     Mode,
+    /// `POST /api/v1/events`: post events into the event log.
+    Events,
 }
 
 /// The peer port: the buddy's agent heartbeats and sync connection arrive here.
@@ -276,6 +280,8 @@ struct RawConfig {
     vips: Vec<crate::vip::config::RawVip>,
     #[serde(default)]
     hooks: crate::vip::config::RawHooks,
+    #[serde(default)]
+    database: crate::events::config::RawDatabase,
 }
 
 #[derive(Deserialize, Default)]
@@ -866,6 +872,26 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         ),
     };
 
+    let database = {
+        let state_file = raw
+            .state
+            .file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.state", raw.agent.name)));
+        let state_file = if state_file.is_absolute() {
+            state_file
+        } else {
+            base.join(state_file)
+        };
+        let state_dir = state_file.parent().unwrap_or(base).to_path_buf();
+        crate::events::config::validate(
+            raw.database,
+            base,
+            &state_dir,
+            &raw.agent.name,
+            &mut c.errors,
+        )
+    };
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -914,6 +940,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         watchdog,
         vips,
         hooks,
+        database,
     })
 }
 

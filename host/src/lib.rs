@@ -22,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod bindings;
 pub mod config;
+pub mod events;
 pub mod metrics;
 pub mod net;
 pub mod pcap;

@@ -63,6 +63,40 @@ enum Cmd {
         #[arg(long, env = "DUET_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// The event log: alarms, notices and applications' events, newest first (exit 2 when the
+    /// agent does not answer).
+    Events {
+        /// The agent's API address; by default `api.listen` of --config.
+        #[arg(long)]
+        api: Option<SocketAddr>,
+        /// The configuration file whose agent to ask.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How many events (at most 1000).
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: u64,
+        /// Skip this many (paging).
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Only events of this origin (agent name).
+        #[arg(long)]
+        origin: Option<String>,
+        /// Only this severity: info, warning, error, critical.
+        #[arg(long)]
+        severity: Option<String>,
+        /// Only this code (e.g. switch, heartbeat_failing).
+        #[arg(long)]
+        code: Option<String>,
+        /// Only events raised by this source (duet, or a token's name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Oldest first.
+        #[arg(long)]
+        oldest_first: bool,
+        /// Print the page as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Named API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -92,7 +126,7 @@ enum TokenCmd {
     New {
         /// Who the token is for: the failover log names them.
         name: String,
-        /// Rights, comma-separated: switch, force_online, mode.
+        /// Rights, comma-separated: switch, force_online, mode, events.
         #[arg(long, default_value = "switch,force_online,mode")]
         rights: String,
     },
@@ -190,6 +224,32 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<u8> {
                 rights.join(", ")
             );
             Ok(0)
+        }
+        Cmd::Events {
+            api,
+            config,
+            limit,
+            offset,
+            origin,
+            severity,
+            code,
+            source,
+            oldest_first,
+            json,
+        } => {
+            let api = agent_api(api, config)?;
+            let filter = duet_host::events::cli::Filter {
+                limit,
+                offset,
+                origin,
+                severity,
+                code,
+                source,
+                ascending: oldest_first,
+                json,
+            };
+            let code = duet_host::events::cli::run(api, filter).await;
+            u8::try_from(code).context("exit code out of range")
         }
         Cmd::Plugin(PluginCmd::Check { file, config, name }) => {
             plugin_check(&file, config.as_deref(), name).await

@@ -34,6 +34,16 @@ use crate::net::{BoxStream, Listener};
 pub enum PeerMessage {
     /// The sender's report; the receiver answers with its own.
     Report(Box<PeerReport>),
+    /// A batch of the sender's own events (the event log's forwarding, on a connection of its
+    /// own); answered with [`PeerMessage::Ack`] or [`PeerMessage::Refused`].
+    Events {
+        origin: String,
+        events: Vec<crate::events::Event>,
+    },
+    /// The receiver holds the origin's events up to this number (committed).
+    Ack { upto: u64 },
+    /// The receiver could not store the batch, and why.
+    Refused(String),
 }
 
 /// After this many authentication failures in a row from the buddy, the Configuration row
@@ -248,18 +258,50 @@ async fn attempt(
 ) -> Result<Box<PeerReport>, PathError> {
     let buddy = &shared.config.buddy.name;
     if conn.is_none() {
-        let mut stream = shared
-            .network
-            .connect(spec.source, spec.target)
-            .await
-            .map_err(|e| {
-                PathError::Failure(match e.kind() {
-                    std::io::ErrorKind::ConnectionRefused => {
-                        "connection refused: the buddy's duet is not listening".to_string()
-                    }
-                    _ => format!("cannot connect to {}: {e}", spec.target),
-                })
-            })?;
+        *conn = Some(connect(shared, key, spec.source, spec.target).await?);
+    }
+    let Some(Conn { stream, session }) = conn.as_mut() else {
+        unreachable!("connected above");
+    };
+    let frame = seal_report(shared, session).map_err(PathError::Fault)?;
+    write_frame(stream, &frame)
+        .await
+        .map_err(|e| PathError::Closed(format!("the connection failed: {e}")))?;
+    let frame = read(shared, stream).await?;
+    let message = open(shared, session, &frame).map_err(PathError::Failure)?;
+    let PeerMessage::Report(report) = message else {
+        shared.link.reject("unreadable");
+        return Err(PathError::Failure(
+            "the buddy answered a report with another message".into(),
+        ));
+    };
+    if report.agent != *buddy {
+        shared.link.reject("wrong_agent");
+        return Err(PathError::WrongAgent(
+            report.agent.clone(),
+            format!("the report is from {}, not the buddy {buddy}", report.agent),
+        ));
+    }
+    Ok(report)
+}
+
+/// Opens an authenticated session to the buddy's peer port (hello both ways).
+async fn connect(
+    shared: &Shared,
+    key: &PairKey,
+    source: Option<IpAddr>,
+    target: SocketAddr,
+) -> Result<Conn, PathError> {
+    let buddy = &shared.config.buddy.name;
+    {
+        let mut stream = shared.network.connect(source, target).await.map_err(|e| {
+            PathError::Failure(match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused: the buddy's duet is not listening".to_string()
+                }
+                _ => format!("cannot connect to {}: {e}", target),
+            })
+        })?;
         let ours = Hello::new(&shared.config.agent.name)
             .map_err(|e| PathError::Fault(format!("cannot make a hello: {e:#}")))?;
         write_frame(&mut stream, &ours.seal(key))
@@ -302,31 +344,69 @@ async fn attempt(
                 theirs.agent.clone(),
                 format!(
                     "{} answered, not the buddy {buddy}: check the target {}",
-                    theirs.agent, spec.target
+                    theirs.agent, target
                 ),
             ));
         }
         let session = Session::new(key.clone(), &ours, &theirs, true);
-        *conn = Some(Conn { stream, session });
+        Ok(Conn { stream, session })
     }
-    let Some(Conn { stream, session }) = conn.as_mut() else {
-        unreachable!("connected above");
-    };
-    let frame = seal_report(shared, session).map_err(PathError::Fault)?;
-    write_frame(stream, &frame)
-        .await
-        .map_err(|e| PathError::Closed(format!("the connection failed: {e}")))?;
-    let frame = read(shared, stream).await?;
-    let message = open(shared, session, &frame).map_err(PathError::Failure)?;
-    let PeerMessage::Report(report) = message;
-    if report.agent != *buddy {
-        shared.link.reject("wrong_agent");
-        return Err(PathError::WrongAgent(
-            report.agent.clone(),
-            format!("the report is from {}, not the buddy {buddy}", report.agent),
-        ));
+}
+
+/// A session of the event log's forwarding: a connection of its own to the buddy's peer port,
+/// so event batches never delay a heartbeat's report.
+pub(crate) struct EventSession {
+    conn: Conn,
+}
+
+impl EventSession {
+    /// Connects to the buddy's peer port and says hello.
+    pub(crate) async fn connect(
+        shared: &Shared,
+        source: Option<IpAddr>,
+        target: SocketAddr,
+    ) -> Result<Self, String> {
+        let key = PairKey::new(&shared.config.peer.pair_key);
+        match connect(shared, &key, source, target).await {
+            Ok(conn) => Ok(EventSession { conn }),
+            Err(
+                PathError::Failure(why)
+                | PathError::Closed(why)
+                | PathError::Fault(why)
+                | PathError::Unusable(why)
+                | PathError::WrongAgent(_, why),
+            ) => Err(why),
+        }
     }
-    Ok(report)
+
+    /// Sends one message.
+    pub(crate) async fn send(&mut self, message: &PeerMessage) -> Result<(), String> {
+        let payload =
+            serde_json::to_vec(message).map_err(|e| format!("cannot encode a message: {e}"))?;
+        let frame = self
+            .conn
+            .session
+            .seal(&payload)
+            .map_err(|e| format!("cannot seal a message: {e}"))?;
+        write_frame(&mut self.conn.stream, &frame)
+            .await
+            .map_err(|e| format!("the connection failed: {e}"))
+    }
+
+    /// Reads the buddy's next message.
+    pub(crate) async fn receive(&mut self, shared: &Shared) -> Result<PeerMessage, String> {
+        let frame = match read(shared, &mut self.conn.stream).await {
+            Ok(f) => f,
+            Err(
+                PathError::Failure(why)
+                | PathError::Closed(why)
+                | PathError::Fault(why)
+                | PathError::Unusable(why)
+                | PathError::WrongAgent(_, why),
+            ) => return Err(why),
+        };
+        open(shared, &mut self.conn.session, &frame)
+    }
 }
 
 /// Reads the buddy's next frame on a path; a rejected frame is counted.
@@ -499,8 +579,32 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
             Ok(frame) => frame,
             Err(why) => return why,
         };
-        let PeerMessage::Report(report) = match open(shared, &mut session, &frame) {
-            Ok(m) => m,
+        let report = match open(shared, &mut session, &frame) {
+            Ok(PeerMessage::Report(report)) => report,
+            Ok(PeerMessage::Events { origin, events }) => {
+                // The buddy's event log forwarding (a connection of its own): store, then
+                // acknowledge what is held.
+                authenticated = true;
+                let answer = match shared.events.receive(&origin, events).await {
+                    Ok(upto) => PeerMessage::Ack { upto },
+                    Err(why) => PeerMessage::Refused(why),
+                };
+                let sent = match serde_json::to_vec(&answer) {
+                    Ok(payload) => match session.seal(&payload) {
+                        Ok(frame) => write_frame(&mut stream, &frame).await,
+                        Err(e) => return e.to_string(),
+                    },
+                    Err(e) => return e.to_string(),
+                };
+                if let Err(e) = sent {
+                    return e.to_string();
+                }
+                continue;
+            }
+            Ok(PeerMessage::Ack { .. } | PeerMessage::Refused(_)) => {
+                shared.link.reject("unreadable");
+                return "an answer where a request was expected".into();
+            }
             Err(why) => return why,
         };
         if report.agent != theirs.agent {

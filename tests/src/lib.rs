@@ -23,10 +23,14 @@
 //!   killed, endpoints files edited, garbled, a directory), RTE Count over a hanging probe, NIC
 //!   rows from `ip link set down/up` in a namespace, Configuration Invalid naming the key.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
+//! - `dbsync`: the event log forwarded between two real agents through kills and a switch
+//!   (100,000 events), the spool surviving kill -9, the DB Sync rows, the Database row
+//!   against a real PostgreSQL (`pg`: a cluster of the test's own).
 //! - `web_ui`: the web UI in headless Chromium against a real pair (LEDs, pcap icon, Status
 //!   window, switch with a token, history); screenshots under `target/web-e2e/`.
 
 pub mod model;
+pub mod pg;
 pub mod sim;
 pub mod support;
 
@@ -36,6 +40,8 @@ mod api;
 mod cli;
 #[cfg(test)]
 mod core_runtime;
+#[cfg(test)]
+mod dbsync;
 #[cfg(test)]
 mod differential;
 #[cfg(test)]

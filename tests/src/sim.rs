@@ -379,6 +379,7 @@ async fn start(
             id: i,
         })),
         no_api: true,
+        no_events: true,
         clock: Some(clock),
         commands: Some(commands),
         ..RunOptions::default()

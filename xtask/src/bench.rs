@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: runs the criterion benches, the web UI's measurements (bundle size,
-//! time to first status in headless Chromium) and the failover time through a VIP, and writes
-//! `docs/benchmarks.md` with the commit, the machine and the figures.
+//! time to first status in headless Chromium), the failover time through a VIP and the event
+//! log's forwarding rate, and writes `docs/benchmarks.md` with the commit, the machine and the
+//! figures.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -166,6 +167,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     md.push_str(&web);
     md.push_str(&failover);
+    md.push_str(&dbsync(root)?);
     let out = root.join("docs/benchmarks.md");
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
     println!("wrote {}", out.display());
@@ -395,6 +397,56 @@ False takeovers at defaults when the Online agent is stopped (SIGSTOP) for {} ms
 continued: {} of {} rounds.",
         v["sigstop_ms"], v["false_takeovers_default"], v["sigstop_rounds"]
     )?;
+    Ok(md)
+}
+
+/// The event log's forwarding rate, end to end over loopback (tests/src/dbsync.rs).
+fn dbsync(root: &Path) -> anyhow::Result<String> {
+    crate::run(crate::cargo(root).args([
+        "test",
+        "--locked",
+        "-p",
+        "duet-tests",
+        "--lib",
+        "dbsync::forwarding_bench",
+        "--",
+        "--ignored",
+        "--exact",
+    ]))?;
+    let path = root.join("target/dbsync-bench.json");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?,
+    )
+    .with_context(|| format!("failed to parse {}", path.display()))?;
+    let mut md = String::from(
+        "
+## Event log forwarding (DB Sync)
+
+Events per second end to end over loopback: posted to agent-a's API (4 clients, 5,000 events
+per request), committed in agent-a's store, forwarded over the peer link (batches of 2,000,
+8 in flight) and committed in agent-b's store, until agent-b holds them all. Two debug-build
+`duet run` agents and their databases share this machine. Target: 20,000 events/s on SQLite.
+
+| store | events | all posted after | all on the buddy after | events/s |
+|---|---|---|---|---|
+",
+    );
+    for (backend, name) in [
+        ("sqlite", "SQLite (embedded)"),
+        ("postgres", "PostgreSQL (local)"),
+    ] {
+        let f = &v[backend];
+        let num = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+        writeln!(
+            md,
+            "| {name} | {} | {:.2} s | {:.2} s | **{:.0}** |",
+            f["events"],
+            num("posted_s"),
+            num("forwarded_s"),
+            num("events_per_s")
+        )?;
+    }
     Ok(md)
 }
 

@@ -59,13 +59,15 @@ fn workspace() -> PathBuf {
 /// Debian packages the tests need: Chromium and its WebDriver for the web UI's end-to-end
 /// test, libpcap for the packet-capture detection, `ip` (iproute2) for the network-namespace
 /// tests, `kill` (procps) for their signals. Append what other tests need.
-const APT_PACKAGES: [&str; 6] = [
+const APT_PACKAGES: [&str; 7] = [
     "chromium",
     "chromium-driver",
     "libpcap0.8",
     "iproute2",
     "procps",
     "nats-server",
+    // The event log's tests and bench run a PostgreSQL of their own (initdb, pg_ctl).
+    "postgresql",
 ];
 
 /// Installs what the build needs and this machine lacks: the Rust wasm targets, then the

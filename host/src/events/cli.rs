@@ -1,0 +1,100 @@
+//! `duet events`: the event log in the terminal (a page of `GET /api/v1/events`), as a table
+//! or `--json`. Exit 0, 2 when the agent does not answer or refuses.
+
+use std::net::SocketAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::api::EventPage;
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub limit: u64,
+    pub offset: u64,
+    pub origin: Option<String>,
+    pub severity: Option<String>,
+    pub code: Option<String>,
+    pub source: Option<String>,
+    /// Oldest first.
+    pub ascending: bool,
+    pub json: bool,
+}
+
+pub async fn run(api: SocketAddr, filter: Filter) -> i32 {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("duet events: failed to build an HTTP client: {e}");
+            return 2;
+        }
+    };
+    let mut query: Vec<(&str, String)> = vec![
+        ("limit", filter.limit.to_string()),
+        ("offset", filter.offset.to_string()),
+        (
+            "order",
+            if filter.ascending { "asc" } else { "desc" }.to_string(),
+        ),
+    ];
+    for (key, value) in [
+        ("origin", &filter.origin),
+        ("severity", &filter.severity),
+        ("code", &filter.code),
+        ("source", &filter.source),
+    ] {
+        if let Some(v) = value {
+            query.push((key, v.clone()));
+        }
+    }
+    let response = match client
+        .get(format!("http://{api}/api/v1/events"))
+        .query(&query)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("duet events: agent at {api} is unreachable: {e}");
+            return 2;
+        }
+    };
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        eprintln!("duet events: {api} answered {status}: {body}");
+        return 2;
+    }
+    if filter.json {
+        println!("{body}");
+        return 0;
+    }
+    let page: EventPage = match serde_json::from_str(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("duet events: unreadable answer from {api}: {e}");
+            return 2;
+        }
+    };
+    for e in &page.events {
+        let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(e.at));
+        println!(
+            "{at}  {:<8} {:<14} {:<24} {:<12} {}",
+            e.severity.as_str(),
+            e.id,
+            e.code,
+            e.source,
+            e.message
+        );
+    }
+    println!(
+        "-- {} of {} events (offset {}) --",
+        page.events.len(),
+        page.total,
+        page.offset
+    );
+    0
+}

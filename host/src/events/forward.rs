@@ -1,0 +1,267 @@
+//! Forwarding: this agent's own events go to the buddy over a peer-link connection of their
+//! own (the sync connection's target if configured, else the first agent heartbeat's), in
+//! batches of at most `forward_batch` events, `forward_in_flight` batches pipelined. The
+//! buddy answers each batch with the highest number it holds (committed); that is the outbox
+//! cursor. On any failure the connection is dropped and made again after a backoff that
+//! doubles up to `forward_max_backoff`; the cursor is read again from the buddy, so a batch
+//! whose acknowledgement was lost is sent again and skipped there (idempotent).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_core::HeartbeatKind;
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, EventLog, Severity};
+use crate::agent::Shared;
+use crate::lock;
+use crate::peer::{EventSession, PeerMessage};
+
+/// A batch's largest encoded size (frames are at most 256 KiB).
+const MAX_BATCH_BYTES: usize = 192 << 10;
+/// How long an answer may take (a commit on a slow database).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// The "DB forwarding failing since" alarm is raised once a failure lasts this long.
+const ALARM_AFTER: Duration = Duration::from_secs(10);
+
+/// Runs the forwarder until `shutdown`.
+pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let log = shared.events.clone();
+    let target = shared
+        .config
+        .sync
+        .as_ref()
+        .map(|s| (s.source, s.target))
+        .or_else(|| {
+            shared
+                .config
+                .heartbeats
+                .iter()
+                .find(|h| h.kind == HeartbeatKind::Agent)
+                .and_then(|h| Some((h.source, h.target.parse().ok()?)))
+        });
+    let Some((source, target)) = target else {
+        failed(
+            &shared,
+            &log,
+            "no path to the buddy: configure an agent heartbeat or [sync]".into(),
+        );
+        return Ok(());
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut alarmed = false;
+    loop {
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = session(&shared, &log, source, target, &shutdown) => r,
+        };
+        let Err(why) = outcome else { return Ok(()) };
+        failed(&shared, &log, why.clone());
+        let sync = lock(&log.sync).clone();
+        if !alarmed
+            && let Some(since) = sync.failing_since
+            && shared.clock.now().saturating_sub(since) >= ALARM_AFTER.as_millis() as u64
+        {
+            alarmed = true;
+            let at = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(since),
+            );
+            log.raise(
+                Severity::Error,
+                "db_forwarding_failing",
+                format!("DB forwarding is failing since {at}: {why}"),
+            );
+        }
+        if sync.failing_since.is_none() {
+            alarmed = false;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(log.config.forward_max_backoff);
+        if lock(&log.sync).failing.is_none() {
+            backoff = Duration::from_millis(100);
+        }
+    }
+}
+
+fn failed(shared: &Shared, log: &EventLog, why: String) {
+    let now = shared.clock.now();
+    let mut sync = lock(&log.sync);
+    if sync.failing.as_deref() != Some(why.as_str()) {
+        tracing::warn!(reason = %why, "DB Sync failing");
+    }
+    sync.failing = Some(why);
+    sync.failures = sync.failures.saturating_add(1);
+    sync.failing_since.get_or_insert(now);
+}
+
+fn succeeded(shared: &Shared, log: &EventLog, upto: u64) {
+    let mut sync = lock(&log.sync);
+    if sync.failing.is_some() && sync.last_success.is_some() {
+        tracing::info!("DB Sync active again");
+    }
+    sync.failing = None;
+    sync.failures = 0;
+    sync.failing_since = None;
+    sync.last_success = Some(shared.clock.now());
+    drop(sync);
+    log.acknowledged(upto);
+}
+
+/// One connection's life: returns why it ended (`Ok` only at shutdown).
+async fn session(
+    shared: &Shared,
+    log: &EventLog,
+    source: Option<std::net::IpAddr>,
+    target: std::net::SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let origin = log.origin().to_string();
+    let mut link = tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        EventSession::connect(shared, source, target),
+    )
+    .await
+    .map_err(|_| format!("no answer from {target} within {ANSWER_TIMEOUT:?}"))??;
+    // Learn the cursor: an empty batch is answered with what the buddy holds.
+    let mut acked = ask(shared, &mut link, &origin, Vec::new()).await?;
+    succeeded(shared, log, acked);
+    let mut sent = acked;
+    // The last number of each batch in flight, oldest first.
+    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    let mut keepalive = tokio::time::interval(log.config.forward_interval);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.tick().await;
+    loop {
+        // Fill the pipeline from the store.
+        while in_flight.len() < log.config.forward_in_flight && sent < log.local_max() {
+            let Some(store) = log.store() else { break };
+            let events = store
+                .after(&origin, sent, log.config.forward_batch)
+                .await
+                .map_err(|e| format!("cannot read this agent's events: {e:#}"))?;
+            let events = fit(events);
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            link.send(&PeerMessage::Events {
+                origin: origin.clone(),
+                events,
+            })
+            .await?;
+            in_flight.push_back(last);
+            sent = last;
+        }
+        if in_flight.is_empty() {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = log.committed.notified() => continue,
+                _ = keepalive.tick() => {
+                    // Nothing to send: check that the buddy is there (the DB Sync row).
+                    acked = ask(shared, &mut link, &origin, Vec::new()).await?;
+                    succeeded(shared, log, acked);
+                    sent = sent.max(acked);
+                    continue;
+                }
+            }
+        }
+        let upto = answer(shared, &mut link).await?;
+        in_flight.pop_front();
+        acked = acked.max(upto);
+        succeeded(shared, log, acked);
+    }
+}
+
+/// Sends a batch and waits for its answer.
+async fn ask(
+    shared: &Shared,
+    link: &mut EventSession,
+    origin: &str,
+    events: Vec<Event>,
+) -> Result<u64, String> {
+    link.send(&PeerMessage::Events {
+        origin: origin.to_string(),
+        events,
+    })
+    .await?;
+    answer(shared, link).await
+}
+
+async fn answer(shared: &Shared, link: &mut EventSession) -> Result<u64, String> {
+    match tokio::time::timeout(ANSWER_TIMEOUT, link.receive(shared)).await {
+        Err(_) => Err(format!(
+            "the buddy did not acknowledge within {}",
+            humantime::format_duration(ANSWER_TIMEOUT)
+        )),
+        Ok(Err(why)) => Err(why),
+        Ok(Ok(PeerMessage::Ack { upto })) => Ok(upto),
+        Ok(Ok(PeerMessage::Refused(why))) => Err(format!("the buddy refused the events: {why}")),
+        Ok(Ok(_)) => Err("the buddy answered with an unexpected message".into()),
+    }
+}
+
+/// Cuts a batch so that it fits in a frame.
+fn fit(mut events: Vec<Event>) -> Vec<Event> {
+    let mut size = 64;
+    let mut keep = 0;
+    for e in &events {
+        // An upper bound of the event's JSON without encoding it twice: fields, names and
+        // the hash, each byte that JSON escapes counted at its longest (\u00XX).
+        let text = [&e.origin, &e.id, &e.source, &e.code, &e.message];
+        let escaped: usize = text
+            .iter()
+            .map(|t| {
+                t.bytes()
+                    .filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
+                    .count()
+                    * 5
+            })
+            .sum();
+        let one = 200 + text.iter().map(|t| t.len()).sum::<usize>() + escaped;
+        if keep > 0 && size + one > MAX_BATCH_BYTES {
+            break;
+        }
+        size += one;
+        keep += 1;
+    }
+    events.truncate(keep);
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{NewEvent, Severity};
+
+    #[test]
+    fn a_batch_always_fits_in_a_frame_even_with_escaped_messages() {
+        let events: Vec<Event> = (1..=1_000)
+            .map(|seq| {
+                NewEvent {
+                    at: 1,
+                    severity: Severity::Info,
+                    source: "app".into(),
+                    code: "c".into(),
+                    // Every byte escaped by JSON, at the longest message allowed.
+                    message: "\u{1}".repeat(crate::events::MAX_MESSAGE),
+                }
+                .stored("agent-a", seq)
+            })
+            .collect();
+        let batch = fit(events);
+        assert!(!batch.is_empty());
+        let frame = serde_json::to_vec(&PeerMessage::Events {
+            origin: "agent-a".into(),
+            events: batch,
+        })
+        .expect("encode");
+        assert!(
+            frame.len() < crate::frame::MAX_FRAME - 1024,
+            "{}",
+            frame.len()
+        );
+    }
+}
