@@ -92,7 +92,7 @@ fn load_figures(rt: &tokio::runtime::Runtime) -> serde_json::Value {
         );
     }
     let engine = Arc::new(PluginEngine::standalone(None).expect("plugin engine"));
-    // Idle: the engine's epoch ticker alone.
+    // Idle: no guest call, so the epoch ticker sleeps.
     std::thread::sleep(Duration::from_secs(1));
     let (c0, idle_start) = (cpu(), std::time::Instant::now());
     std::thread::sleep(Duration::from_secs(5));

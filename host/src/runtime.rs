@@ -317,6 +317,7 @@ impl LoadedCore {
             );
             store.limiter(|s| &mut s.limits);
             store.set_epoch_deadline(deadline_ticks(rt.limits.deadline));
+            let _call = GuestCall::begin();
             let core = self
                 .pre
                 .instantiate(&mut store)
@@ -326,7 +327,10 @@ impl LoadedCore {
         }
         let (store, core) = live.as_mut().expect("instantiated above");
         store.set_epoch_deadline(deadline_ticks(rt.limits.deadline));
-        let result = f(core, store);
+        let result = {
+            let _call = GuestCall::begin();
+            f(core, store)
+        };
         if result.is_err() {
             // A trapped instance may be left inconsistent: start afresh next time.
             *live = None;
@@ -385,16 +389,56 @@ fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
-/// Advances the engine's epoch until the engine is dropped.
+/// Guest calls in flight in this process, any engine: the epoch tickers only run while one is.
+static GUEST_CALLS: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+
+/// Marks a call into a guest (the core, a plugin) for as long as it lives: the epoch only
+/// advances, and so deadlines only count, while some guest call is in flight. An idle host
+/// therefore wakes no ticker thread at all.
+#[must_use = "the epoch only advances while the guard lives"]
+pub(crate) struct GuestCall(());
+
+impl GuestCall {
+    pub(crate) fn begin() -> Self {
+        let (count, wake) = &GUEST_CALLS;
+        *lock(count) += 1;
+        wake.notify_all();
+        GuestCall(())
+    }
+}
+
+impl Drop for GuestCall {
+    fn drop(&mut self) {
+        *lock(&GUEST_CALLS.0) -= 1;
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while a [`GuestCall`] is in flight, until
+/// the engine is dropped.
 pub(crate) fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     let spawned = std::thread::Builder::new()
         .name("duet-epoch".into())
         .spawn(move || {
+            let (count, wake) = &GUEST_CALLS;
             while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
+                let idle = {
+                    let calls = lock(count);
+                    if *calls == 0 {
+                        // Wakes on the next call; the timeout only notices a dropped engine.
+                        let (calls, _) = wake
+                            .wait_timeout(calls, Duration::from_secs(1))
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        *calls == 0
+                    } else {
+                        false
+                    }
+                };
+                if !idle {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
             }
         });
     if let Err(e) = spawned {

@@ -58,12 +58,30 @@ pub fn duet_bin() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never handed out twice by this process.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up by default), so no
+/// outgoing connection of a parallel test can take one between this call and the agent's
+/// bind; each process starts at its own offset, so parallel test processes rarely meet.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(7919) % COUNT;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        start,
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    for _ in 0..COUNT {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % COUNT;
+        let port = (FIRST + i) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// The peer port of the test agent whose API listens on `api_port`: a free port, chosen at

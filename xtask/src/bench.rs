@@ -154,13 +154,13 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     writeln!(md, "| checks per second | {:.1} |", f("checks_per_second"))?;
     writeln!(
         md,
-        "| CPU of {} plugins at 1 Hz, including the engine's 2 ms epoch ticker | {:.2} % of a core |",
+        "| CPU of {} plugins at 1 Hz, including the engine's epoch ticker (2 ms, only during calls) | {:.2} % of a core |",
         f("plugins"),
         f("cpu_core_fraction") * 100.0
     )?;
     writeln!(
         md,
-        "| CPU of the idle engine (the epoch ticker alone), for comparison | {:.2} % of a core |",
+        "| CPU of the idle engine (no calls: the epoch ticker sleeps), for comparison | {:.2} % of a core |",
         f("cpu_core_fraction_idle_engine") * 100.0
     )?;
     md.push_str(&web);

@@ -287,6 +287,7 @@ impl Compiled {
         });
         store.set_epoch_deadline(YIELD_TICKS);
         let wait = arm(&mut store, limits);
+        let _call = crate::runtime::GuestCall::begin();
         let result = tokio::time::timeout(wait, self.pre.instantiate_async(&mut store)).await;
         let plugin = classify(&store, result, limits)?;
         Ok(Instance { store, plugin })
@@ -350,6 +351,7 @@ impl Instance {
             .plugin
             .duet_probe_probe()
             .call_describe(&mut self.store);
+        let _call = crate::runtime::GuestCall::begin();
         let result = tokio::time::timeout(wait, call).await;
         let d = classify(&self.store, result, limits)?;
         let size = d.name.len()
@@ -383,6 +385,7 @@ impl Instance {
             .plugin
             .duet_probe_probe()
             .call_check(&mut self.store, &settings.config_json);
+        let _call = crate::runtime::GuestCall::begin();
         let result = tokio::time::timeout(wait, call).await;
         let answer = classify(&self.store, result, settings)?;
         let size = match &answer {
