@@ -518,6 +518,20 @@ fn triggers(shared: &Shared) -> Vec<String> {
     triggers
 }
 
+/// This agent's configuration problems that only the machine shows (a path's source address
+/// that is not on it). Only read when a path names a source address.
+fn local_configuration_problems(config: &Config) -> Vec<String> {
+    let pinned = config.heartbeats.iter().any(|h| h.source.is_some())
+        || config.sync.as_ref().is_some_and(|s| s.source.is_some());
+    if !pinned {
+        return Vec::new();
+    }
+    match crate::probes::configuration::local_addresses() {
+        Ok(addresses) => crate::probes::configuration::local_problems(config, &addresses),
+        Err(e) => vec![format!("cannot list this machine's addresses: {e}")],
+    }
+}
+
 /// The watched NICs, each flagged when it carries a virtual IP.
 fn nics(shared: &Shared) -> Vec<duet_core::Nic> {
     shared
@@ -845,7 +859,12 @@ async fn ticks(
             state: machine.state,
             mode: machine.mode,
             configuration: crate::probes::configuration::check(
-                shared.link.configuration_problems(),
+                shared
+                    .link
+                    .configuration_problems()
+                    .into_iter()
+                    .chain(local_configuration_problems(config))
+                    .collect(),
                 &settings,
                 &fingerprint,
                 buddy.as_ref().map(|(p, _)| p),

@@ -3,6 +3,7 @@
 //! reaches the wrong agent or this agent itself, an unreadable report). Every reason names the key.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 use duet_core::HeartbeatKind;
 
@@ -126,6 +127,131 @@ pub fn check(
     (!reasons.is_empty()).then(|| reasons.join("; "))
 }
 
+/// One address of this machine: its NIC, the address and the prefix length of its subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddress {
+    pub nic: String,
+    pub ip: IpAddr,
+    pub prefix: u8,
+}
+
+/// This machine's interface addresses (of the agent's network namespace), from getifaddrs(3).
+pub fn local_addresses() -> std::io::Result<Vec<LocalAddress>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below by freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        // SAFETY: a non-null ifa_addr/ifa_netmask points at a sockaddr of the family it names;
+        // ifa_name is a NUL-terminated string.
+        unsafe {
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            let nic = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
+            let (ip, prefix) = match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let a = &*ifa.ifa_addr.cast::<libc::sockaddr_in>();
+                    let mask = if ifa.ifa_netmask.is_null() {
+                        32
+                    } else {
+                        (*ifa.ifa_netmask.cast::<libc::sockaddr_in>())
+                            .sin_addr
+                            .s_addr
+                            .count_ones() as u8
+                    };
+                    (
+                        IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+                        mask,
+                    )
+                }
+                libc::AF_INET6 => {
+                    let a = &*ifa.ifa_addr.cast::<libc::sockaddr_in6>();
+                    let mask = if ifa.ifa_netmask.is_null() {
+                        128
+                    } else {
+                        (*ifa.ifa_netmask.cast::<libc::sockaddr_in6>())
+                            .sin6_addr
+                            .s6_addr
+                            .iter()
+                            .map(|b| b.count_ones() as u8)
+                            .sum()
+                    };
+                    (IpAddr::V6(a.sin6_addr.s6_addr.into()), mask)
+                }
+                _ => continue,
+            };
+            out.push(LocalAddress { nic, ip, prefix });
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Problems of this agent's own configuration that only the running machine shows: a path's
+/// `source` that is not an address of this machine (the path could never be used).
+pub fn local_problems(config: &Config, addresses: &[LocalAddress]) -> Vec<String> {
+    let sources = config
+        .heartbeats
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| Some((format!("heartbeat[{i}].source"), h.source?)))
+        .chain(
+            config
+                .sync
+                .iter()
+                .filter_map(|s| Some(("sync.source".to_string(), s.source?))),
+        );
+    sources
+        .filter(|(_, ip)| !addresses.iter().any(|a| a.ip == *ip))
+        .map(|(key, ip)| format!("{key}: {ip} is not an address of this machine"))
+        .collect()
+}
+
+/// Whether a virtual IP lies outside every IPv4 subnet of its NIC: the reason, naming `key`.
+/// For the virtual-IP issue (#6), which owns the `[[vip]]` configuration, to wire into the
+/// Configuration row at merge.
+pub fn vip_outside_subnet(
+    key: &str,
+    vip: Ipv4Addr,
+    nic: &str,
+    addresses: &[LocalAddress],
+) -> Option<String> {
+    let subnets: Vec<(Ipv4Addr, u8)> = addresses
+        .iter()
+        .filter(|a| a.nic == nic)
+        .filter_map(|a| match a.ip {
+            IpAddr::V4(ip) => Some((ip, a.prefix)),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let inside = |(net, prefix): &(Ipv4Addr, u8)| {
+        let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+        u32::from(*net) & mask == u32::from(vip) & mask
+    };
+    if subnets.iter().any(inside) {
+        return None;
+    }
+    Some(if subnets.is_empty() {
+        format!("{key}: {nic} has no IPv4 address, so {vip} has no subnet to live in")
+    } else {
+        let list: Vec<String> = subnets.iter().map(|(n, p)| format!("{n}/{p}")).collect();
+        format!(
+            "{key}: {vip} is outside {nic}'s subnets ({})",
+            list.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +285,66 @@ mod tests {
         assert_eq!(
             compare(&ours, &theirs, "b").as_deref(),
             Some("duet.version differs: 0.1.0 here, 0.2.0 on b (also differ: agent.mode, x)")
+        );
+    }
+
+    #[test]
+    fn a_source_that_is_not_an_address_of_this_machine_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = |source: &str| {
+            format!(
+                r#"
+                [agent]
+                name = "a"
+                [buddy]
+                name = "b"
+                [api]
+                listen = "127.0.0.1:0"
+                [peer]
+                listen = "127.0.0.1:7201"
+                pair_key = "0123456789abcdef0123"
+                [[heartbeat]]
+                kind = "agent"
+                target = "127.0.0.1:7202"
+                source = "{source}"
+                "#
+            )
+        };
+        let addresses = local_addresses().expect("getifaddrs");
+        assert!(
+            addresses
+                .iter()
+                .any(|a| a.ip == IpAddr::from([127, 0, 0, 1]) && a.prefix == 8),
+            "{addresses:?}"
+        );
+        let ok = crate::config::parse(&text("127.0.0.1"), dir.path()).expect("config");
+        assert!(local_problems(&ok, &addresses).is_empty());
+        let bad = crate::config::parse(&text("203.0.113.7"), dir.path()).expect("config");
+        assert_eq!(
+            local_problems(&bad, &addresses),
+            ["heartbeat[0].source: 203.0.113.7 is not an address of this machine"]
+        );
+    }
+
+    #[test]
+    fn a_vip_outside_its_nics_subnets_is_named() {
+        let addresses = vec![LocalAddress {
+            nic: "eth1".into(),
+            ip: IpAddr::from([10, 0, 0, 5]),
+            prefix: 24,
+        }];
+        let vip = |s: &str| s.parse::<Ipv4Addr>().expect("ip");
+        assert_eq!(
+            vip_outside_subnet("vip[0].address", vip("10.0.0.100"), "eth1", &addresses),
+            None
+        );
+        assert_eq!(
+            vip_outside_subnet("vip[0].address", vip("10.0.1.100"), "eth1", &addresses).as_deref(),
+            Some("vip[0].address: 10.0.1.100 is outside eth1's subnets (10.0.0.5/24)")
+        );
+        assert!(
+            vip_outside_subnet("vip[0].address", vip("10.0.0.100"), "eth2", &addresses)
+                .is_some_and(|w| w.contains("eth2 has no IPv4 address"))
         );
     }
 
