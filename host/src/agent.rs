@@ -776,11 +776,11 @@ async fn ticks(
             .context("core call task failed")?;
         let decision = decided.value.clone();
         if let Some((core, why)) = &decided.failed {
-            log.write(
-                now,
-                "ERR",
-                &format!("{core} failed ({why}); the embedded core answers and replaces it"),
-            );
+            let line = format!("{core} failed ({why}); the embedded core answers and replaces it");
+            log.write(now, "ERR", &line);
+            shared
+                .events
+                .raise(crate::events::Severity::Error, "runtime_error", line);
         }
 
         for action in &decision.actions {

@@ -344,6 +344,28 @@ async fn hundred_thousand_events_survive_kills_and_a_switch() {
         .await
         .expect("switch");
     assert_eq!(switched.status().as_u16(), 202);
+    // The switch waited for the outbox to drain: agent-b holds every event agent-a took.
+    let apps = |port: u16| {
+        let client = client.clone();
+        async move {
+            let page: Value = client
+                .get(format!(
+                    "http://127.0.0.1:{port}/api/v1/events?origin=agent-a&code=app&limit=0"
+                ))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            page["total"].as_u64()
+        }
+    };
+    assert_eq!(
+        apps(b.port).await,
+        apps(a.port).await,
+        "the switch waited for the outbox to drain"
+    );
     for i in 0..5 {
         tally.take(post(&client, a.port, &format!("a3.{i}"), BATCH).await);
         tally.take(post(&client, b.port, &format!("b3.{i}"), BATCH).await);
