@@ -465,6 +465,7 @@ fn spawn_probes(
         Arc::new(move || shared.changed.notify_one())
     };
     tasks.spawn(shared.probes.nics.clone().run(stop.clone(), waker(shared)));
+    tasks.spawn(probe_events(shared.clone(), stop.clone()));
     if let Some(nats) = shared.config.nats.clone() {
         tasks.spawn(crate::probes::nats::run(
             nats,
@@ -476,6 +477,65 @@ fn spawn_probes(
             waker(shared),
             stop.clone(),
         ));
+    }
+}
+
+/// Raises the built-in probes' changes in the event log: a NIC unplugged or back, a component
+/// entering or leaving runtime error.
+async fn probe_events(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()> {
+    use crate::events::Severity;
+    let mut nics = shared.probes.nics.subscribe();
+    let mut rte = shared.probes.watchdog.subscribe();
+    let mut links = nics.borrow_and_update().clone();
+    let mut failed = rte.borrow_and_update().clone();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            changed = nics.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let now = nics.borrow_and_update().clone();
+                for (name, link) in &now {
+                    match links.get(name).map(|l| l.up) {
+                        // A NIC down since start is no news: only a change is.
+                        Some(true) | None if !link.up && link.changed => shared.events.raise(
+                            Severity::Warning,
+                            "nic_unplugged",
+                            format!("NIC {name} is unavailable (down or unplugged)"),
+                        ),
+                        Some(false) if link.up => shared.events.raise(
+                            Severity::Info,
+                            "nic_available",
+                            format!("NIC {name} is available again"),
+                        ),
+                        _ => {}
+                    }
+                }
+                links = now;
+            }
+            changed = rte.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                let now = rte.borrow_and_update().clone();
+                for component in now.difference(&failed) {
+                    shared.events.raise(
+                        Severity::Error,
+                        "runtime_error",
+                        format!("runtime error: {component} missed its deadline"),
+                    );
+                }
+                for component in failed.difference(&now) {
+                    shared.events.raise(
+                        Severity::Info,
+                        "runtime_error_cleared",
+                        format!("{component} answers in time again"),
+                    );
+                }
+                failed = now;
+            }
+        }
     }
 }
 

@@ -217,41 +217,6 @@ pub fn local_problems(config: &Config, addresses: &[LocalAddress]) -> Vec<String
         .collect()
 }
 
-/// Whether a virtual IP lies outside every IPv4 subnet of its NIC: the reason, naming `key`.
-/// For the virtual-IP issue (#6), which owns the `[[vip]]` configuration, to wire into the
-/// Configuration row at merge.
-pub fn vip_outside_subnet(
-    key: &str,
-    vip: Ipv4Addr,
-    nic: &str,
-    addresses: &[LocalAddress],
-) -> Option<String> {
-    let subnets: Vec<(Ipv4Addr, u8)> = addresses
-        .iter()
-        .filter(|a| a.nic == nic)
-        .filter_map(|a| match a.ip {
-            IpAddr::V4(ip) => Some((ip, a.prefix)),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let inside = |(net, prefix): &(Ipv4Addr, u8)| {
-        let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-        u32::from(*net) & mask == u32::from(vip) & mask
-    };
-    if subnets.iter().any(inside) {
-        return None;
-    }
-    Some(if subnets.is_empty() {
-        format!("{key}: {nic} has no IPv4 address, so {vip} has no subnet to live in")
-    } else {
-        let list: Vec<String> = subnets.iter().map(|(n, p)| format!("{n}/{p}")).collect();
-        format!(
-            "{key}: {vip} is outside {nic}'s subnets ({})",
-            list.join(", ")
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,28 +288,6 @@ mod tests {
         assert_eq!(
             local_problems(&bad, &addresses),
             ["heartbeat[0].source: 203.0.113.7 is not an address of this machine"]
-        );
-    }
-
-    #[test]
-    fn a_vip_outside_its_nics_subnets_is_named() {
-        let addresses = vec![LocalAddress {
-            nic: "eth1".into(),
-            ip: IpAddr::from([10, 0, 0, 5]),
-            prefix: 24,
-        }];
-        let vip = |s: &str| s.parse::<Ipv4Addr>().expect("ip");
-        assert_eq!(
-            vip_outside_subnet("vip[0].address", vip("10.0.0.100"), "eth1", &addresses),
-            None
-        );
-        assert_eq!(
-            vip_outside_subnet("vip[0].address", vip("10.0.1.100"), "eth1", &addresses).as_deref(),
-            Some("vip[0].address: 10.0.1.100 is outside eth1's subnets (10.0.0.5/24)")
-        );
-        assert!(
-            vip_outside_subnet("vip[0].address", vip("10.0.0.100"), "eth2", &addresses)
-                .is_some_and(|w| w.contains("eth2 has no IPv4 address"))
         );
     }
 
