@@ -427,6 +427,23 @@ fn nic_row_appears_when_a_link_goes_down_and_comes_back() {
         r.is_some_and(|r| r.value == "Available")
     });
     assert!(!row(&s, "nic:rows0").expect("row").turns_led_red);
+    // Both changes are in the event log.
+    for (code, words) in [
+        ("nic_unplugged", "NIC rows0 is unavailable"),
+        ("nic_available", "NIC rows0 is available again"),
+    ] {
+        eventually(Duration::from_secs(10), code, || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns.0])
+                .arg(duet_bin())
+                .args(["events", "--json", "--api", "127.0.0.1:7101", "--code", code])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains(words)
+                .then_some(())
+        });
+    }
     let _ = agent.0[0].kill();
     let _ = agent.0[0].wait();
     agent.0.clear();
