@@ -436,7 +436,14 @@ fn nic_row_appears_when_a_link_goes_down_and_comes_back() {
             let out = Command::new("ip")
                 .args(["netns", "exec", &ns.0])
                 .arg(duet_bin())
-                .args(["events", "--json", "--api", "127.0.0.1:7101", "--code", code])
+                .args([
+                    "events",
+                    "--json",
+                    "--api",
+                    "127.0.0.1:7101",
+                    "--code",
+                    code,
+                ])
                 .output()
                 .ok()?;
             String::from_utf8_lossy(&out.stdout)
