@@ -38,6 +38,15 @@ pub const LED_TABLE: &[(&str, &str, RedWhen)] = &[
     ("database", "Database", RedWhen::Problem),
     ("nats", "NATS communication", RedWhen::Problem),
     ("plugin:", "Plugin <name>", RedWhen::ProblemIfCounted),
+    // Host rows handed to the rules as probes, after the plugins: the virtual IPs (#6) and,
+    // on the Online agent, the event log's forwarding (#8).
+    (
+        "vip:",
+        "Virtual IP <address> (<nic>)",
+        RedWhen::ProblemIfCounted,
+    ),
+    ("db-sync", "DB Sync", RedWhen::ProblemIfCounted),
+    ("db-sync-stack", "DB Sync Stack", RedWhen::ProblemIfCounted),
     ("agent-status", "Agent Status", RedWhen::Always),
 ];
 

@@ -58,12 +58,12 @@ fn check_config_rejects_mistakes_naming_the_key_path() {
         ),
         (
             "bad duration",
-            example().replace("interval = \"1s\"", "interval = \"fast\""),
+            example().replace("interval = \"200ms\"", "interval = \"fast\""),
             "heartbeat[0].interval: \"fast\" is not a duration",
         ),
         (
             "timeout over interval",
-            example().replace("timeout = \"500ms\"", "timeout = \"2s\""),
+            example().replace("timeout = \"200ms\"", "timeout = \"2s\""),
             "heartbeat[0].timeout: 2s is longer than the interval",
         ),
         (

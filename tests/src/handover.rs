@@ -120,12 +120,14 @@ fn a_restarted_agent_that_remembers_online_reclaims_at_once() {
         "agent-c Online from its remembered state",
         || (state(pc) == Some(duet_core::FailoverState::Online)).then_some(()),
     );
-    // agent-d's file is corrupt: nothing remembered, so it waits out the start-up wait.
-    assert_eq!(
-        reason(pd),
-        Some(StartingUp),
-        "a corrupt state file is not fatal and remembers nothing"
+    // agent-d's file is corrupt: nothing remembered, so once its heartbeats to the missing
+    // buddy have failed it waits out the start-up wait (30 s) instead of going online.
+    eventually(
+        Duration::from_secs(10),
+        "agent-d waiting out the start-up wait: a corrupt state file is not fatal and remembers nothing",
+        || (reason(pd) == Some(StartingUp)).then_some(()),
     );
+    assert_ne!(state(pd), Some(duet_core::FailoverState::Online));
     // Going online again, agent-c rewrote its state file.
     let remembered = std::fs::read_to_string(dir.path().join("agent-c.state")).expect("state file");
     let remembered: serde_json::Value = serde_json::from_str(&remembered).expect("state JSON");

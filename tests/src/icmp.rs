@@ -160,4 +160,22 @@ fn icmp_without_privilege_is_a_probe_fault_that_counts_no_failures() {
         Some(0),
         "a probe fault never counts as a failure of the target"
     );
+    // "nobody" cannot write beside its configuration either: the event log cannot start, the
+    // agent runs on and its Database row says why.
+    let status = status_json(port).expect("status");
+    let database = status
+        .pair
+        .expect("pair")
+        .local
+        .rows
+        .into_iter()
+        .find(|r| r.key == "database")
+        .expect("database row");
+    assert!(
+        database
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("cannot open the event spool folder")),
+        "{database:?}"
+    );
 }

@@ -505,12 +505,21 @@ impl EventLog {
         let Some(queue) = lock(&self.queue_rx).take() else {
             anyhow::bail!("the event log runs once");
         };
-        let spool = match Spool::open(&self.config.spool) {
-            Ok(s) => s,
-            Err(e) => anyhow::bail!(
-                "cannot open the event spool folder {} (database.spool): {e}",
-                self.config.spool.display()
-            ),
+        // Without its spool the event log cannot promise to lose nothing, so it does not
+        // start; but the agent keeps running its failover (the Database row says why), and
+        // the spool is tried again until it opens (a folder whose rights get fixed).
+        let spool = loop {
+            match Spool::open(&self.config.spool) {
+                Ok(s) => break s,
+                Err(e) => self.set_database(Check::Failing(format!(
+                    "cannot open the event spool folder {} (database.spool): {e}; events are not recorded",
+                    self.config.spool.display()
+                ))),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.config.health_interval) => {}
+            }
         };
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().writer(queue, spool, shutdown.clone()));
