@@ -2,8 +2,8 @@
 //! the Status window, each with its LED. The LED table is documented in `docs/status-rows.md`.
 
 use crate::{
-    Check, FailoverState, HeartbeatKind, Led, Observations, PairReport, ReceivedReport, Report,
-    Row, RulesConfig, TimestampMs,
+    BuddyColumn, Check, Columns, FailoverState, HeartbeatKind, Led, Observations, PairReport,
+    ReceivedReport, Report, Row, RulesConfig, TimestampMs,
 };
 
 /// When a row turns its agent's LED red (a column of [`LED_TABLE`]).
@@ -79,9 +79,39 @@ pub fn evaluate(
     config: &RulesConfig,
     now: TimestampMs,
 ) -> PairReport {
-    PairReport {
+    columns(local, buddy.map(|b| b.received_at), config, now)
+        .with_buddy(buddy)
+        .expect("the rules show a report as sent only when they were told it arrived")
+}
+
+/// The rules themselves, and what crosses the core's boundary: both columns from this agent's
+/// observations and only *when* the buddy's last report arrived. A fresh report is shown as
+/// the buddy sent it ([`BuddyColumn::AsSent`]), so its rows need not cross into the core and
+/// back on every evaluation.
+pub fn columns(
+    local: &Observations,
+    buddy_received_at: Option<TimestampMs>,
+    config: &RulesConfig,
+    now: TimestampMs,
+) -> Columns {
+    Columns {
         local: local_report(local, config, now),
-        buddy: buddy_report(local, buddy, config, now),
+        buddy: buddy_column(local, buddy_received_at, config, now),
+    }
+}
+
+impl Columns {
+    /// Both columns, the buddy's filled in with its report where the rules show it as sent.
+    /// `None` if they say "as sent" of a report that did not arrive: a broken core.
+    pub fn with_buddy(self, buddy: Option<&ReceivedReport>) -> Option<PairReport> {
+        let buddy = match self.buddy {
+            BuddyColumn::Made(report) => report,
+            BuddyColumn::AsSent => buddy?.report.clone(),
+        };
+        Some(PairReport {
+            local: self.local,
+            buddy,
+        })
     }
 }
 
@@ -198,27 +228,27 @@ fn local_report(obs: &Observations, config: &RulesConfig, now: TimestampMs) -> R
     }
 }
 
-fn buddy_report(
+fn buddy_column(
     obs: &Observations,
-    buddy: Option<&ReceivedReport>,
+    received_at: Option<TimestampMs>,
     config: &RulesConfig,
     now: TimestampMs,
-) -> Report {
-    match buddy {
+) -> BuddyColumn {
+    match received_at {
         // Rule: a report younger than the buddy timeout is shown as the buddy sent it.
-        Some(received) if now.saturating_sub(received.received_at) <= config.buddy_timeout_ms => {
-            received.report.clone()
-        }
+        Some(at) if now.saturating_sub(at) <= config.buddy_timeout_ms => BuddyColumn::AsSent,
         // Rule: no report yet, and we only just started: status is being retrieved.
-        None if now < obs.started_at.saturating_add(config.buddy_timeout_ms) => Report {
-            agent: obs.buddy.clone(),
-            generated_at: now,
-            state: None,
-            led: Led::Transparent,
-            rows: Vec::new(),
-        },
+        None if now < obs.started_at.saturating_add(config.buddy_timeout_ms) => {
+            BuddyColumn::Made(Report {
+                agent: obs.buddy.clone(),
+                generated_at: now,
+                state: None,
+                led: Led::Transparent,
+                rows: Vec::new(),
+            })
+        }
         // Rule: otherwise the buddy is "Agent Status: Unreachable".
-        stale => Report {
+        stale => BuddyColumn::Made(Report {
             agent: obs.buddy.clone(),
             generated_at: now,
             state: None,
@@ -228,18 +258,18 @@ fn buddy_report(
                 label: "Agent Status".into(),
                 value: "Unreachable".into(),
                 reason: Some(match stale {
-                    Some(r) => format!(
+                    Some(at) => format!(
                         "no status report for {} s (status.buddy_timeout is {} s)",
-                        now.saturating_sub(r.received_at) / 1000,
+                        now.saturating_sub(at) / 1000,
                         config.buddy_timeout_ms / 1000
                     ),
                     None => "no status report received since start".into(),
                 }),
                 failures: None,
-                last_success: stale.map(|r| r.received_at),
+                last_success: stale,
                 turns_led_red: turns_led_red("agent-status", true, true),
             }],
-        },
+        }),
     }
 }
 
@@ -440,5 +470,23 @@ mod tests {
             59_000 + config.buddy_timeout_ms + 1,
         );
         assert_eq!(stale.buddy.rows[0].value, "Unreachable");
+    }
+
+    #[test]
+    fn a_fresh_buddy_report_does_not_cross_the_boundary() {
+        let config = RulesConfig::default();
+        let fresh = columns(&obs(), Some(59_000), &config, 60_000);
+        assert_eq!(fresh.buddy, BuddyColumn::AsSent);
+        assert_eq!(
+            fresh.with_buddy(None),
+            None,
+            "as sent, of a report that never arrived, is a broken answer"
+        );
+        let stale = columns(&obs(), Some(0), &config, 60_000 + config.buddy_timeout_ms);
+        assert!(
+            matches!(&stale.buddy, BuddyColumn::Made(r) if r.rows[0].value == "Unreachable"),
+            "{:?}",
+            stale.buddy
+        );
     }
 }

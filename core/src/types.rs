@@ -123,6 +123,21 @@ model! {
         pub buddy: Report,
     }
 
+    /// The buddy's column as the rules decided it.
+    pub enum BuddyColumn {
+        /// The buddy's last report is fresh: shown as the buddy sent it. The host holds that
+        /// report; it never crosses into the core, whose rules need only when it arrived.
+        AsSent,
+        /// A column the rules made: status being retrieved, or "Agent Status: Unreachable".
+        Made(Report),
+    }
+
+    /// What `rules.evaluate` returns: this agent's column and the buddy's.
+    pub struct Columns {
+        pub local: Report,
+        pub buddy: BuddyColumn,
+    }
+
     /// Settings of the status rules.
     #[derive(Copy)]
     pub struct RulesConfig {

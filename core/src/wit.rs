@@ -41,8 +41,7 @@ macro_rules! wit_conversions {
             $crate::__wit_record!(wit::Nic { name, up, changed, carries_vip });
             $crate::__wit_record!(wit::Row { key, label, value, reason, failures, last_success, turns_led_red });
             $crate::__wit_record!(wit::Report { agent, generated_at, state, led, rows });
-            $crate::__wit_record!(wit::ReceivedReport { report, received_at });
-            $crate::__wit_record!(wit::PairReport { local, buddy });
+            $crate::__wit_record!(wit::Columns { local, buddy });
             $crate::__wit_record!(wit::RulesConfig { startup_grace_ms, buddy_timeout_ms, vip_enabled });
             $crate::__wit_record!(wit::FailoverConfig { priority, vip_enabled, prepare_timeout_ms, going_online_timeout_ms, going_offline_timeout_ms, min_switch_interval_ms, startup_wait_ms });
             $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding });
@@ -60,6 +59,7 @@ macro_rules! wit_conversions {
             $crate::__wit_cases!(wit::Hook { Online, Offline, Fault, VipAcquired, VipReleased });
             $crate::__wit_cases!(wit::ReasonCode { Steady, StartupTieBreak, LostTieBreak, BuddyDead, Isolated, BuddyAlive, Operator, SwitchTrigger, BuddyRequest, BuddyAnswer, Vip, Timeout, PingPongGuard, ManualMode, StartingUp });
             $crate::__wit_cases!(wit::Check { NotConfigured, Ok, Failing(x) });
+            $crate::__wit_cases!(wit::BuddyColumn { AsSent, Made(x) });
             $crate::__wit_cases!(wit::Command { Switch, ForceOnline, SetMode(x) });
             $crate::__wit_cases!(wit::RequestReason { Takeover, TieBreak, Handover, Operator });
             $crate::__wit_cases!(wit::Answer { Accepted, Refused(x) });

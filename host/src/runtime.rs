@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use duet_core::wit::WitInto;
 use duet_core::{
-    Decision, Input, MachineState, Observations, PairReport, ReceivedReport, RulesConfig,
+    Columns, Decision, Input, MachineState, Observations, PairReport, ReceivedReport, RulesConfig,
     TimestampMs,
 };
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -212,7 +212,8 @@ impl CoreRuntime {
         )
     }
 
-    /// `rules.evaluate` through the active core.
+    /// `rules.evaluate` through the active core. Only when the buddy's report arrived crosses
+    /// into the core; where the rules show the report as sent, the host fills it in.
     pub fn evaluate(
         &self,
         local: &Observations,
@@ -221,21 +222,31 @@ impl CoreRuntime {
         now: TimestampMs,
     ) -> Answered<PairReport> {
         let local_w = local.clone().wit_into();
-        let buddy_w: Option<crate::bindings::duet::core::types::ReceivedReport> =
-            buddy.cloned().wit_into();
+        let received_at = buddy.map(|b| b.received_at);
         let config_w = (*config).wit_into();
-        self.call(
+        let answered: Answered<Columns> = self.call(
             |core, store| {
-                core.duet_core_rules().call_evaluate(
-                    store,
-                    &local_w,
-                    buddy_w.as_ref(),
-                    config_w,
-                    now,
-                )
+                core.duet_core_rules()
+                    .call_evaluate(store, &local_w, received_at, config_w, now)
             },
-            || duet_core::rules::evaluate(local, buddy, config, now),
-        )
+            || duet_core::rules::columns(local, received_at, config, now),
+        );
+        match answered.value.with_buddy(buddy) {
+            Some(pair) => Answered {
+                value: pair,
+                by: answered.by,
+                failed: answered.failed,
+            },
+            None => {
+                let why = "it showed the buddy's report as sent, but none had arrived".to_string();
+                tracing::error!(core = %answered.by, "{why}; native duet-core answers");
+                Answered {
+                    value: duet_core::rules::evaluate(local, buddy, config, now),
+                    by: CoreOrigin::Native,
+                    failed: Some((answered.by, why)),
+                }
+            }
+        }
     }
 
     fn call<W, T>(

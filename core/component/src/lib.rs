@@ -17,14 +17,13 @@ struct Core;
 impl rules::Guest for Core {
     fn evaluate(
         local: types::Observations,
-        buddy: Option<types::ReceivedReport>,
+        buddy_received_at: Option<types::TimestampMs>,
         config: types::RulesConfig,
         now: types::TimestampMs,
-    ) -> types::PairReport {
+    ) -> types::Columns {
         let local: duet_core::Observations = local.wit_into();
-        let buddy: Option<duet_core::ReceivedReport> = buddy.wit_into();
         let config: duet_core::RulesConfig = config.wit_into();
-        duet_core::rules::evaluate(&local, buddy.as_ref(), &config, now).wit_into()
+        duet_core::rules::columns(&local, buddy_received_at, &config, now).wit_into()
     }
 }
 

@@ -15,10 +15,10 @@ struct Hostile;
 impl rules::Guest for Hostile {
     fn evaluate(
         _: types::Observations,
-        _: Option<types::ReceivedReport>,
+        _: Option<types::TimestampMs>,
         _: types::RulesConfig,
         _: types::TimestampMs,
-    ) -> types::PairReport {
+    ) -> types::Columns {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(vec![1u8; 1 << 20]);
