@@ -22,6 +22,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, HeartbeatConfig};
+use crate::failover_log::FailoverLog;
 use crate::lock;
 use crate::net::{Network, PingError, Pinger, Tcp};
 use crate::peer::{LinkStats, PathSpec};
@@ -717,7 +718,7 @@ async fn tick_loop(
 ) -> anyhow::Result<()> {
     let config = &shared.config;
     let mut log = FailoverLog::start(
-        config.log.failover_log.clone(),
+        crate::failover_log::LogFile::of(&config.log),
         config.state.file.clone(),
         config.agent.name.clone(),
     );
@@ -1342,122 +1343,6 @@ async fn watch_core_file(
         if let Some(tx) = &events {
             let _ = tx.send(event);
         }
-    }
-}
-
-/// The failover log file and the remembered state, written by a task of their own: the tick
-/// loop never waits on a disk. Log lines go through a bounded channel (dropped and counted if
-/// the disk hangs); the remembered state through a watch channel, so the latest always wins.
-struct FailoverLog {
-    agent: String,
-    /// Whether there is a log file (without one, lines go to stderr only).
-    has_file: bool,
-    lines: Option<mpsc::Sender<String>>,
-    state: watch::Sender<Option<crate::state_file::Remembered>>,
-    dropped: u64,
-    writer: tokio::task::JoinHandle<()>,
-}
-
-impl FailoverLog {
-    /// Starts the writer task; [`FailoverLog::close`] flushes and ends it.
-    fn start(path: Option<PathBuf>, state_file: PathBuf, agent: String) -> Self {
-        let (state, mut state_rx) = watch::channel(None);
-        let (lines, mut lines_rx) = mpsc::channel::<String>(1_024);
-        let has_file = path.is_some();
-        let writer = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    line = lines_rx.recv() => match line {
-                        Some(line) => append(path.as_deref(), &line).await,
-                        None => {
-                            // Closing: the last state change must not be lost either.
-                            let pending = if state_rx.has_changed().unwrap_or(true) {
-                                *state_rx.borrow_and_update()
-                            } else {
-                                None
-                            };
-                            if let Some(remembered) = pending {
-                                remember(&state_file, remembered).await;
-                            }
-                            return;
-                        }
-                    },
-                    changed = state_rx.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let latest = *state_rx.borrow_and_update();
-                        if let Some(remembered) = latest {
-                            remember(&state_file, remembered).await;
-                        }
-                    }
-                }
-            }
-        });
-        FailoverLog {
-            agent,
-            has_file,
-            lines: Some(lines),
-            state,
-            dropped: 0,
-            writer,
-        }
-    }
-
-    fn write(&mut self, now: TimestampMs, level: &str, message: &str) {
-        tracing::info!(target: "duet::failover", level, "{message}");
-        let Some(lines) = self.lines.as_ref().filter(|_| self.has_file) else {
-            return;
-        };
-        let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(now));
-        let line = format!("{at}|{}|{level}|{message}\n", self.agent);
-        if lines.try_send(line).is_err() {
-            self.dropped += 1;
-            tracing::warn!(
-                dropped = self.dropped,
-                "the failover log's disk does not keep up; line dropped"
-            );
-        }
-    }
-
-    fn persist(&mut self, remembered: crate::state_file::Remembered) {
-        self.state.send_replace(Some(remembered));
-    }
-
-    /// Flushes what is queued (lines, the last state) and ends the writer, waiting at most 5 s.
-    async fn close(mut self) {
-        self.lines = None;
-        if tokio::time::timeout(Duration::from_secs(5), self.writer)
-            .await
-            .is_err()
-        {
-            tracing::error!("the disk did not take the last failover log lines within 5 s");
-        }
-    }
-}
-
-async fn append(path: Option<&std::path::Path>, line: &str) {
-    let Some(path) = path else { return };
-    let written = async {
-        use tokio::io::AsyncWriteExt as _;
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        f.write_all(line.as_bytes()).await
-    };
-    if let Err(e) = written.await {
-        tracing::error!(path = %path.display(), error = %e, "failed to write the failover log");
-    }
-}
-
-async fn remember(file: &std::path::Path, remembered: crate::state_file::Remembered) {
-    let path = file.to_path_buf();
-    let written =
-        tokio::task::spawn_blocking(move || crate::state_file::write(&path, remembered)).await;
-    if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
-        tracing::error!(path = %file.display(), error = %e, "failed to remember the failover state");
     }
 }
 

@@ -167,6 +167,12 @@ pub struct WebConfig {
 pub struct LogConfig {
     /// The failover log file (one line per transition and request); none: log only to stderr.
     pub failover_log: Option<PathBuf>,
+    /// A line that would take the file past this size rotates it first.
+    pub failover_log_max_bytes: u64,
+    /// Rotated files kept (`<file>.1` is the newest).
+    pub failover_log_keep: u32,
+    /// Rotated files older than this are deleted; `None`: "forever".
+    pub failover_log_retention: Option<Duration>,
 }
 
 impl Config {
@@ -409,6 +415,9 @@ struct RawWeb {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     failover_log: Option<PathBuf>,
+    failover_log_max_mib: Option<u32>,
+    failover_log_keep: Option<u32>,
+    failover_log_retention: Option<String>,
 }
 
 // --- validation ----------------------------------------------------------------------------
@@ -434,29 +443,31 @@ impl Checker {
         min: Duration,
         max: Duration,
     ) -> Duration {
-        let Some(text) = value else { return default };
-        match humantime::parse_duration(text) {
-            Ok(d) if d < min || d > max => {
+        duration(&mut self.errors, path, value, default, (min, max))
+    }
+
+    /// A whole number within `range`, or the default when not set.
+    fn range(
+        &mut self,
+        path: &str,
+        value: Option<u32>,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> u32 {
+        match value {
+            Some(n) if !range.contains(&n) => {
                 self.error(
                     path,
                     format!(
-                        "{text} is out of range: expected between {} and {}",
-                        fmt(min),
-                        fmt(max)
+                        "{n} is out of range: expected {} to {}",
+                        range.start(),
+                        range.end()
                     ),
                 );
                 default
             }
-            Ok(d) => d,
-            Err(e) => {
-                self.error(
-                    path,
-                    format!(
-                        "\"{text}\" is not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"2m\""
-                    ),
-                );
-                default
-            }
+            Some(n) => n,
+            None => default,
         }
     }
 
@@ -577,6 +588,56 @@ impl Checker {
 
 fn fmt(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// The one reading of a duration setting, for every section: "250ms", "5s", "2m", "30d"
+/// within `[min, max]` (`Duration::MAX`: no upper bound). A mistake is pushed onto `errors`
+/// naming the key, and the default is kept so the rest can still be checked.
+pub(crate) fn duration(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    value: Option<&str>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+) -> Duration {
+    let Some(text) = value else { return default };
+    let message = match humantime::parse_duration(text) {
+        Ok(d) if d >= min && d <= max => return d,
+        Ok(_) if max == Duration::MAX => format!("{text} is too short: at least {}", fmt(min)),
+        Ok(_) => format!(
+            "{text} is out of range: expected between {} and {}",
+            fmt(min),
+            fmt(max)
+        ),
+        Err(e) => format!(
+            "\"{text}\" is not a duration ({e}); write e.g. \"250ms\", \"5s\", \"2m\" or \"30d\""
+        ),
+    };
+    errors.push(ConfigError {
+        path: path.into(),
+        message,
+    });
+    default
+}
+
+/// A retention setting: a duration of at least a minute, or "forever" (`None`: keep all).
+pub(crate) fn retention(
+    errors: &mut Vec<ConfigError>,
+    path: &str,
+    value: Option<&str>,
+    default: Option<Duration>,
+) -> Option<Duration> {
+    match value {
+        None => default,
+        Some("forever") => None,
+        Some(_) => Some(duration(
+            errors,
+            path,
+            value,
+            default.unwrap_or(Duration::MAX),
+            (Duration::from_secs(60), Duration::MAX),
+        )),
+    }
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -892,6 +953,31 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
             &mut c.errors,
         )
     };
+    let log = LogConfig {
+        failover_log: raw
+            .log
+            .failover_log
+            .clone()
+            .map(|p| if p.is_absolute() { p } else { base.join(p) }),
+        failover_log_max_bytes: u64::from(c.range(
+            "log.failover_log_max_mib",
+            raw.log.failover_log_max_mib,
+            10,
+            1..=4096,
+        )) << 20,
+        failover_log_keep: c.range(
+            "log.failover_log_keep",
+            raw.log.failover_log_keep,
+            10,
+            0..=1000,
+        ),
+        failover_log_retention: retention(
+            &mut c.errors,
+            "log.failover_log_retention",
+            raw.log.failover_log_retention.as_deref(),
+            Some(Duration::from_secs(90 * 24 * 3600)),
+        ),
+    };
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -931,9 +1017,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         state: StateConfig {
             file: rel(state_file),
         },
-        log: LogConfig {
-            failover_log: raw.log.failover_log.map(rel),
-        },
+        log,
         plugins,
         web,
         nats,
@@ -1022,5 +1106,46 @@ mod tests {
         .expect_err("too short")
         .0;
         assert_eq!(errs[0].path, "web.refresh");
+    }
+
+    #[test]
+    fn failover_log_rotation_has_defaults_and_names_each_bad_key() {
+        let c = parse(MINIMAL, Path::new("/etc/duet")).expect("valid");
+        assert_eq!(c.log.failover_log_max_bytes, 10 << 20);
+        assert_eq!(c.log.failover_log_keep, 10);
+        assert_eq!(
+            c.log.failover_log_retention,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        let c = parse(
+            &format!(
+                "{MINIMAL}\n[log]\nfailover_log = \"f.log\"\nfailover_log_retention = \"forever\""
+            ),
+            Path::new("/etc/duet"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.log.failover_log.as_deref(),
+            Some(Path::new("/etc/duet/f.log"))
+        );
+        assert_eq!(c.log.failover_log_retention, None);
+        let errs: Vec<String> = parse(
+            &format!(
+                "{MINIMAL}\n[log]\nfailover_log_max_mib = 0\nfailover_log_keep = 5000\nfailover_log_retention = \"soon\""
+            ),
+            Path::new("."),
+        )
+        .expect_err("invalid")
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        for key in [
+            "log.failover_log_max_mib",
+            "log.failover_log_keep",
+            "log.failover_log_retention",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key} in {errs:?}");
+        }
     }
 }

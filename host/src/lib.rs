@@ -23,6 +23,7 @@ pub mod auth;
 pub mod bindings;
 pub mod config;
 pub mod events;
+pub mod failover_log;
 pub mod metrics;
 pub mod net;
 pub mod pcap;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, duration, retention};
 
 /// The validated `[database]` section.
 #[derive(Debug, Clone)]
@@ -93,6 +93,48 @@ pub fn validate(
     errors: &mut Vec<ConfigError>,
 ) -> DatabaseConfig {
     let mut c = DatabaseConfig::defaults(state_dir, agent);
+    let ms = Duration::from_millis(1);
+    let mut dur = |key: &str, value: Option<String>, default: Duration, min: Duration| {
+        let path = format!("database.{key}");
+        duration(
+            errors,
+            &path,
+            value.as_deref(),
+            default,
+            (min, Duration::MAX),
+        )
+    };
+    c.health_interval = dur(
+        "health_interval",
+        raw.health_interval,
+        c.health_interval,
+        10 * ms,
+    );
+    c.health_timeout = dur("health_timeout", raw.health_timeout, c.health_timeout, ms);
+    c.forward_interval = dur(
+        "forward_interval",
+        raw.forward_interval,
+        c.forward_interval,
+        10 * ms,
+    );
+    c.forward_max_backoff = dur(
+        "forward_max_backoff",
+        raw.forward_max_backoff,
+        c.forward_max_backoff,
+        10 * ms,
+    );
+    c.switch_drain_timeout = dur(
+        "switch_drain_timeout",
+        raw.switch_drain_timeout,
+        c.switch_drain_timeout,
+        Duration::ZERO,
+    );
+    c.retention = retention(
+        errors,
+        "database.retention",
+        raw.retention.as_deref(),
+        c.retention,
+    );
     let mut error = |path: &str, message: String| {
         errors.push(ConfigError {
             path: format!("database.{path}"),
@@ -123,69 +165,6 @@ pub fn validate(
             );
         } else {
             c.health_query = q;
-        }
-    }
-    let mut dur = |path: &str, value: Option<String>, default: Duration, min: Duration| {
-        let Some(text) = value else { return default };
-        match humantime::parse_duration(&text) {
-            Ok(d) if d < min => {
-                error(
-                    path,
-                    format!(
-                        "{text} is too short: at least {}",
-                        humantime::format_duration(min)
-                    ),
-                );
-                default
-            }
-            Ok(d) => d,
-            Err(e) => {
-                error(
-                    path,
-                    format!(
-                        "\"{text}\" is not a duration ({e}); write e.g. \"500ms\", \"5s\" or \"30d\""
-                    ),
-                );
-                default
-            }
-        }
-    };
-    let ms = Duration::from_millis(1);
-    c.health_interval = dur(
-        "health_interval",
-        raw.health_interval,
-        c.health_interval,
-        10 * ms,
-    );
-    c.health_timeout = dur("health_timeout", raw.health_timeout, c.health_timeout, ms);
-    c.forward_interval = dur(
-        "forward_interval",
-        raw.forward_interval,
-        c.forward_interval,
-        10 * ms,
-    );
-    c.forward_max_backoff = dur(
-        "forward_max_backoff",
-        raw.forward_max_backoff,
-        c.forward_max_backoff,
-        10 * ms,
-    );
-    c.switch_drain_timeout = dur(
-        "switch_drain_timeout",
-        raw.switch_drain_timeout,
-        c.switch_drain_timeout,
-        Duration::ZERO,
-    );
-    match raw.retention.as_deref() {
-        None => {}
-        Some("forever") => c.retention = None,
-        Some(_) => {
-            c.retention = Some(dur(
-                "retention",
-                raw.retention,
-                Duration::from_secs(90 * 24 * 3600),
-                Duration::from_secs(60),
-            ))
         }
     }
     c.switch_on_failure = raw.switch_on_failure.unwrap_or(c.switch_on_failure);
@@ -246,9 +225,9 @@ mod tests {
         assert_eq!(
             paths,
             [
+                "database.health_interval",
                 "database.url",
                 "database.health_query",
-                "database.health_interval",
                 "database.forward_batch"
             ]
         );

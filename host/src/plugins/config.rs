@@ -255,35 +255,18 @@ fn parse_grant(text: &str) -> Option<SocketAddr> {
     text.parse().ok()
 }
 
+/// [`crate::config::duration`] for this section's `err`.
 fn duration(
     err: &mut impl FnMut(String, String),
     path: String,
     value: Option<&str>,
     default: Duration,
-    (min, max): (Duration, Duration),
+    range: (Duration, Duration),
 ) -> Duration {
-    let Some(text) = value else { return default };
-    match humantime::parse_duration(text) {
-        Ok(d) if d < min || d > max => {
-            err(
-                path,
-                format!(
-                    "{text} is out of range: expected between {} and {}",
-                    humantime::format_duration(min),
-                    humantime::format_duration(max)
-                ),
-            );
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            err(
-                path,
-                format!("\"{text}\" is not a duration ({e}); write e.g. \"500ms\" or \"5s\""),
-            );
-            default
-        }
-    }
+    let mut errors = Vec::new();
+    let d = crate::config::duration(&mut errors, &path, value, default, range);
+    errors.into_iter().for_each(|e| err(e.path, e.message));
+    d
 }
 
 #[cfg(test)]

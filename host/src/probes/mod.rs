@@ -40,19 +40,13 @@ pub(crate) fn validate_watchdog(
     errors: &mut Vec<crate::config::ConfigError>,
 ) -> WatchdogConfig {
     let d = WatchdogConfig::default();
-    let deadline = match raw.deadline {
-        None => d.deadline,
-        Some(text) => match humantime::parse_duration(&text) {
-            Ok(v) if v >= Duration::from_millis(10) && v <= Duration::from_secs(3600) => v,
-            _ => {
-                errors.push(crate::config::ConfigError {
-                    path: "watchdog.deadline".into(),
-                    message: format!("\"{text}\" is not a duration between 10ms and 1h"),
-                });
-                d.deadline
-            }
-        },
-    };
+    let deadline = crate::config::duration(
+        errors,
+        "watchdog.deadline",
+        raw.deadline.as_deref(),
+        d.deadline,
+        (Duration::from_millis(10), Duration::from_secs(3600)),
+    );
     WatchdogConfig {
         deadline,
         switch_trigger: raw.switch_trigger.unwrap_or(d.switch_trigger),

@@ -49,6 +49,12 @@ pub(crate) struct RawNats {
 
 /// Validates `[nats]`, pushing every mistake onto `errors`.
 pub(crate) fn validate(raw: RawNats, base: &Path, errors: &mut Vec<ConfigError>) -> NatsConfig {
+    let range = (Duration::from_millis(10), Duration::from_secs(600));
+    let mut duration = |key: &str, value: Option<String>, default: Duration| {
+        crate::config::duration(errors, key, value.as_deref(), default, range)
+    };
+    let interval = duration("nats.interval", raw.interval, Duration::from_secs(2));
+    let timeout = duration("nats.timeout", raw.timeout, Duration::from_secs(1));
     let mut err = |path: &str, message: String| {
         errors.push(ConfigError {
             path: path.into(),
@@ -79,21 +85,6 @@ pub(crate) fn validate(raw: RawNats, base: &Path, errors: &mut Vec<ConfigError>)
             ),
         );
     }
-    let mut duration = |key: &str, value: Option<String>, default: Duration| match value {
-        None => default,
-        Some(text) => match humantime::parse_duration(&text) {
-            Ok(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(600) => d,
-            _ => {
-                err(
-                    key,
-                    format!("\"{text}\" is not a duration between 10ms and 10m"),
-                );
-                default
-            }
-        },
-    };
-    let interval = duration("nats.interval", raw.interval, Duration::from_secs(2));
-    let timeout = duration("nats.timeout", raw.timeout, Duration::from_secs(1));
     if timeout > interval {
         err(
             "nats.timeout",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, duration};
 
 /// One virtual IP on one NIC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,40 +86,6 @@ pub const VERIFY_INTERVAL: Duration = Duration::from_secs(10);
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Linux ignores a second ARP update of one address within this (`locktime`).
 const LOCKTIME: Duration = Duration::from_secs(1);
-
-fn duration(
-    errors: &mut Vec<ConfigError>,
-    path: &str,
-    value: Option<&str>,
-    default: Duration,
-    (min, max): (Duration, Duration),
-) -> Duration {
-    let Some(text) = value else { return default };
-    let fmt = |d: Duration| humantime::format_duration(d).to_string();
-    match humantime::parse_duration(text) {
-        Ok(d) if d < min || d > max => {
-            errors.push(ConfigError {
-                path: path.into(),
-                message: format!(
-                    "{text} is out of range: expected between {} and {}",
-                    fmt(min),
-                    fmt(max)
-                ),
-            });
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            errors.push(ConfigError {
-                path: path.into(),
-                message: format!(
-                    "\"{text}\" is not a duration ({e}); write e.g. \"250ms\", \"5s\" or \"2m\""
-                ),
-            });
-            default
-        }
-    }
-}
 
 const MS: Duration = Duration::from_millis(1);
 const S: Duration = Duration::from_secs(1);
