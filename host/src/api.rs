@@ -269,26 +269,9 @@ async fn command(
     name: &str,
     parse: impl FnOnce(()) -> Result<Command, String>,
 ) -> Response {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let by = match auth::authorize(&shared.config.api.tokens, header, right) {
+    let by = match authorize(shared, headers, right, name) {
         Ok(by) => by,
-        Err(denied) => {
-            tracing::warn!(command = name, reason = %denied, "command refused");
-            let status = if matches!(denied, Denied::Lacks { .. }) {
-                StatusCode::FORBIDDEN
-            } else {
-                StatusCode::UNAUTHORIZED
-            };
-            let mut response = error(status, denied.to_string());
-            if status == StatusCode::UNAUTHORIZED {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return response;
-        }
+        Err(response) => return *response,
     };
     let command = match parse(()) {
         Ok(c) => c,
@@ -314,6 +297,35 @@ async fn command(
             "too many commands waiting for the next tick; try again".into(),
         ),
     }
+}
+
+/// Authorizes `right` for a request (`what`, for the log): the token's name, or the refusal
+/// to send: 401 with `WWW-Authenticate: Bearer` without a valid token, 403 when the token lacks
+/// the right.
+pub(crate) fn authorize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    right: Right,
+    what: &str,
+) -> Result<String, Box<Response>> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth::authorize(&shared.config.api.tokens, header, right).map_err(|denied| {
+        tracing::warn!(request = what, reason = %denied, "request refused");
+        let status = if matches!(denied, Denied::Lacks { .. }) {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        let mut response = error(status, denied.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Box::new(response)
+    })
 }
 
 pub(crate) fn error(status: StatusCode, error: String) -> Response {

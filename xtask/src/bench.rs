@@ -78,13 +78,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     let web = web_ui(root)?;
     let failover = failover_time(root)?;
-    let commit =
-        crate::output(
-            Command::new("git")
-                .current_dir(root)
-                .args(["rev-parse", "--short", "HEAD"]),
-        )
-        .unwrap_or_else(|_| "unknown".into());
+    let commit = commit(root);
     let dirty = crate::output(
         Command::new("git")
             .current_dir(root)
@@ -97,7 +91,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     writeln!(
         md,
         "- commit: `{}`{}",
-        commit.trim(),
+        commit,
         if dirty {
             " (with uncommitted changes)"
         } else {
@@ -132,11 +126,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     md.push_str("\n## Probe plugins\n\nPer call, as above: the host side of `duet:probe` (async call, epoch deadline, memory and output\nlimits armed) into the hello plugin, from a tokio runtime.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
     table(root, &mut md, &PLUGIN_FIGURES)?;
-    let load = root.join("target/criterion/plugin-load.json");
-    let text = std::fs::read_to_string(&load)
-        .with_context(|| format!("failed to read {}", load.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("failed to parse {}", load.display()))?;
+    let v = read_json(&root.join("target/criterion/plugin-load.json"))?;
     let f = |k: &str| {
         v.get(k)
             .and_then(serde_json::Value::as_f64)
@@ -174,34 +164,63 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON file a bench wrote.
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("failed to parse {}", path.display()))
+}
+
+/// Runs one ignored measurement test of `duet-tests` (`module::name`) and reads the JSON file
+/// it writes, `output` under the workspace.
+fn measurement(root: &Path, test: &str, output: &str) -> anyhow::Result<serde_json::Value> {
+    crate::run(crate::cargo(root).args([
+        "test",
+        "--locked",
+        "-p",
+        "duet-tests",
+        "--lib",
+        test,
+        "--",
+        "--ignored",
+        "--exact",
+    ]))?;
+    read_json(&root.join(output))
+}
+
+/// criterion's estimates of one figure.
+fn estimates(root: &Path, group: &str, function: &str) -> anyhow::Result<serde_json::Value> {
+    read_json(
+        &root
+            .join("target/criterion")
+            .join(group)
+            .join(function)
+            .join("new/estimates.json"),
+    )
+}
+
 /// A criterion figure's mean, in ns.
 fn mean_ns(root: &Path, group: &str, function: &str) -> anyhow::Result<f64> {
-    let path = root
-        .join("target/criterion")
-        .join(group)
-        .join(function)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("failed to read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("failed to parse {}", path.display()))?;
-    v.pointer("/mean/point_estimate")
+    estimates(root, group, function)?
+        .pointer("/mean/point_estimate")
         .and_then(serde_json::Value::as_f64)
-        .with_context(|| format!("no mean in {}", path.display()))
+        .with_context(|| format!("no mean in criterion's {group}/{function}"))
+}
+
+/// The short hash of HEAD.
+fn commit(root: &Path) -> String {
+    crate::output(
+        Command::new("git")
+            .current_dir(root)
+            .args(["rev-parse", "--short", "HEAD"]),
+    )
+    .map_or_else(|_| "unknown".into(), |c| c.trim().to_string())
 }
 
 /// Appends one table row per criterion figure.
 fn table(root: &Path, md: &mut String, figures: &[(&str, &str, &str)]) -> anyhow::Result<()> {
     for &(group, function, what) in figures {
-        let path = root
-            .join("target/criterion")
-            .join(group)
-            .join(function)
-            .join("new/estimates.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("failed to parse {}", path.display()))?;
+        let v = estimates(root, group, function)?;
         let ns = |p: &str| {
             v.pointer(p)
                 .and_then(serde_json::Value::as_f64)
@@ -235,23 +254,11 @@ fn web_ui(root: &Path) -> anyhow::Result<String> {
         let gz = gzip_len(&path)?;
         files.push((name, raw, gz));
     }
-    crate::run(crate::cargo(root).args([
-        "test",
-        "--locked",
-        "-p",
-        "duet-tests",
-        "--lib",
+    let first = measurement(
+        root,
         "web_ui::time_to_first_status_bench",
-        "--",
-        "--ignored",
-        "--exact",
-    ]))?;
-    let path = root.join("target/web-e2e/first-status.json");
-    let first: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read {}", path.display()))?,
-    )
-    .with_context(|| format!("failed to parse {}", path.display()))?;
+        "target/web-e2e/first-status.json",
+    )?;
     let ms = |k: &str| first[k].as_f64().unwrap_or(f64::NAN);
     let total: u64 = files.iter().map(|f| f.2).sum();
     let mut md = String::from(
@@ -300,17 +307,11 @@ other tests add network interfaces, or over 20 s) are repeated; there were {}.",
 pub fn failover_only(root: &Path) -> anyhow::Result<()> {
     crate::setup()?;
     crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
-    let commit =
-        crate::output(
-            Command::new("git")
-                .current_dir(root)
-                .args(["rev-parse", "--short", "HEAD"]),
-        )
-        .unwrap_or_else(|_| "unknown".into());
+    let commit = commit(root);
     let section = format!(
         "{}\nThis section was measured on its own (`cargo xtask bench failover`) at commit `{}`.\n",
         failover_time(root)?,
-        commit.trim()
+        commit
     );
     let out = root.join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&out).unwrap_or_default();
@@ -339,23 +340,11 @@ fn failover_time(root: &Path) -> anyhow::Result<String> {
     if uid.trim() != "0" {
         return Ok("\n## Failover time\n\nNot measured: the bench builds network namespaces and needs root.\n".into());
     }
-    crate::run(crate::cargo(root).args([
-        "test",
-        "--locked",
-        "-p",
-        "duet-tests",
-        "--lib",
+    let v = measurement(
+        root,
         "vip::failover_time_bench",
-        "--",
-        "--ignored",
-        "--exact",
-    ]))?;
-    let path = root.join("target/vip-bench/failover.json");
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read {}", path.display()))?,
-    )
-    .with_context(|| format!("failed to parse {}", path.display()))?;
+        "target/vip-bench/failover.json",
+    )?;
     let ms = |series: &str, k: &str| v[series][k].as_f64().unwrap_or(f64::NAN);
     let mut md = String::from(
         "
@@ -402,23 +391,7 @@ continued: {} of {} rounds.",
 
 /// The event log's forwarding rate, end to end over loopback (tests/src/dbsync.rs).
 fn dbsync(root: &Path) -> anyhow::Result<String> {
-    crate::run(crate::cargo(root).args([
-        "test",
-        "--locked",
-        "-p",
-        "duet-tests",
-        "--lib",
-        "dbsync::forwarding_bench",
-        "--",
-        "--ignored",
-        "--exact",
-    ]))?;
-    let path = root.join("target/dbsync-bench.json");
-    let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path)
-            .with_context(|| format!("failed to read {}", path.display()))?,
-    )
-    .with_context(|| format!("failed to parse {}", path.display()))?;
+    let v = measurement(root, "dbsync::forwarding_bench", "target/dbsync-bench.json")?;
     let mut md = String::from(
         "
 ## Event log forwarding (DB Sync)

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{Appended, Event, MAX_CODE, MAX_MESSAGE, NewEvent, Severity, store};
 use crate::agent::Shared;
-use crate::api::error;
-use crate::auth::{self, Denied};
+use crate::api::{authorize, error};
+use crate::auth;
 use crate::config::Right;
 
 /// Events one POST may carry.
@@ -141,33 +141,12 @@ fn database_reason(shared: &Shared) -> String {
     }
 }
 
-/// Authorizes `right`, or the refusal to send.
-fn authorize(shared: &Shared, headers: &HeaderMap, right: Right) -> Result<String, Box<Response>> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    auth::authorize(&shared.config.api.tokens, header, right).map_err(|denied| {
-        let status = if matches!(denied, Denied::Lacks { .. }) {
-            StatusCode::FORBIDDEN
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        let mut response = error(status, denied.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        Box::new(response)
-    })
-}
-
 pub(crate) async fn post(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let by = match authorize(&shared, &headers, Right::Events) {
+    let by = match authorize(&shared, &headers, Right::Events, "post events") {
         Ok(by) => by,
         Err(response) => return *response,
     };
@@ -242,7 +221,10 @@ pub(crate) async fn post(
 /// for the outbox to drain, so the buddy holds every event when it takes over. Only for a
 /// token that may switch; the command itself is then checked as usual.
 pub(crate) async fn drain_before_switch(shared: &Shared, headers: &HeaderMap) {
-    if authorize(shared, headers, Right::Switch).is_err() {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth::authorize(&shared.config.api.tokens, token, Right::Switch).is_err() {
         return;
     }
     let online = shared
