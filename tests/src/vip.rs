@@ -307,7 +307,7 @@ fn the_vip_follows_the_online_agent_through_kill_power_off_and_restart() {
 }
 
 #[test]
-fn a_stale_vip_is_removed_at_start_and_a_foreign_one_is_a_conflict() {
+fn a_stale_vip_is_removed_at_start_and_a_foreign_or_live_buddy_answer_is_a_conflict() {
     let Some(mut t) = pair_with_vip(FAST, "") else {
         return;
     };
@@ -350,6 +350,37 @@ fn a_stale_vip_is_removed_at_start_and_a_foreign_one_is_a_conflict() {
         "lan",
     ]);
     eventually(Duration::from_secs(25), "the conflict cleared", || {
+        let row = t.status(p).as_ref().and_then(vip_row)?;
+        (row.value == "Held").then_some(())
+    });
+    // The live Offline buddy answers for the VIP (a manual mistake on it): while the buddy is
+    // alive that is no lapsing lease but a conflict, and the row says it is the buddy.
+    let buddy_ns = t.agent_ns(1 - p);
+    let on_buddy = |verb: &str| {
+        crate::support::ip(&[
+            "-n",
+            &buddy_ns,
+            "addr",
+            verb,
+            &format!("{VIP}/24"),
+            "dev",
+            "lan",
+        ])
+    };
+    on_buddy("add");
+    let row = eventually(Duration::from_secs(20), "the buddy's conflict shown", || {
+        let row = t.status(p).as_ref().and_then(vip_row)?;
+        (row.value == "Conflict").then_some(row)
+    });
+    let reason = row.reason.unwrap_or_default();
+    assert!(reason.contains("the buddy"), "{reason}");
+    assert_eq!(
+        t.status(p).map(|s| s.decision.map(|d| d.state.state)),
+        Some(Some(duet_core::FailoverState::Online)),
+        "a conflict does not move the pair"
+    );
+    on_buddy("del");
+    eventually(Duration::from_secs(25), "the buddy's conflict cleared", || {
         let row = t.status(p).as_ref().and_then(vip_row)?;
         (row.value == "Held").then_some(())
     });
