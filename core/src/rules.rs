@@ -80,7 +80,7 @@ pub fn evaluate(
     now: TimestampMs,
 ) -> PairReport {
     columns(local, buddy.map(|b| b.received_at), config, now)
-        .with_buddy(buddy)
+        .with_buddy(buddy.cloned())
         .expect("the rules show a report as sent only when they were told it arrived")
 }
 
@@ -103,10 +103,10 @@ pub fn columns(
 impl Columns {
     /// Both columns, the buddy's filled in with its report where the rules show it as sent.
     /// `None` if they say "as sent" of a report that did not arrive: a broken core.
-    pub fn with_buddy(self, buddy: Option<&ReceivedReport>) -> Option<PairReport> {
+    pub fn with_buddy(self, buddy: Option<ReceivedReport>) -> Option<PairReport> {
         let buddy = match self.buddy {
             BuddyColumn::Made(report) => report,
-            BuddyColumn::AsSent => buddy?.report.clone(),
+            BuddyColumn::AsSent => buddy?.report,
         };
         Some(PairReport {
             local: self.local,

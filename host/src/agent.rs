@@ -973,7 +973,7 @@ async fn ticks(
                 "core",
                 core_deadline(config),
                 tokio::task::spawn_blocking(move || {
-                    rt.evaluate(&observations, received.as_ref(), &rules, now)
+                    rt.evaluate(observations, received, &rules, now)
                 }),
             )
             .await

@@ -213,23 +213,28 @@ impl CoreRuntime {
     }
 
     /// `rules.evaluate` through the active core. Only when the buddy's report arrived crosses
-    /// into the core; where the rules show the report as sent, the host fills it in.
+    /// into the core; where the rules show the report as sent, the host fills it in. Takes the
+    /// inputs by value: the observations become the call's arguments and the buddy's report
+    /// moves into the answer, neither is copied.
     pub fn evaluate(
         &self,
-        local: &Observations,
-        buddy: Option<&ReceivedReport>,
+        local: Observations,
+        buddy: Option<ReceivedReport>,
         config: &RulesConfig,
         now: TimestampMs,
     ) -> Answered<PairReport> {
-        let local_w = local.clone().wit_into();
-        let received_at = buddy.map(|b| b.received_at);
+        let local_w: crate::bindings::duet::core::types::Observations = local.wit_into();
+        let received_at = buddy.as_ref().map(|b| b.received_at);
         let config_w = (*config).wit_into();
+        let native = |local_w: &crate::bindings::duet::core::types::Observations| {
+            duet_core::rules::columns(&local_w.clone().wit_into(), received_at, config, now)
+        };
         let answered: Answered<Columns> = self.call(
             |core, store| {
                 core.duet_core_rules()
                     .call_evaluate(store, &local_w, received_at, config_w, now)
             },
-            || duet_core::rules::columns(local, received_at, config, now),
+            || native(&local_w),
         );
         match answered.value.with_buddy(buddy) {
             Some(pair) => Answered {
@@ -241,7 +246,9 @@ impl CoreRuntime {
                 let why = "it showed the buddy's report as sent, but none had arrived".to_string();
                 tracing::error!(core = %answered.by, "{why}; native duet-core answers");
                 Answered {
-                    value: duet_core::rules::evaluate(local, buddy, config, now),
+                    value: native(&local_w)
+                        .with_buddy(None)
+                        .expect("no report: the rules make the buddy's column"),
                     by: CoreOrigin::Native,
                     failed: Some((answered.by, why)),
                 }
@@ -400,8 +407,20 @@ fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
-/// Guest calls in flight in this process, any engine: the epoch tickers only run while one is.
-static GUEST_CALLS: (Mutex<usize>, std::sync::Condvar) = (Mutex::new(0), std::sync::Condvar::new());
+/// Guest calls in flight in this process (any engine) and epoch tickers asleep for want of
+/// one: the tickers only run while a call is in flight.
+struct Calls {
+    in_flight: usize,
+    tickers_asleep: usize,
+}
+
+static GUEST_CALLS: (Mutex<Calls>, std::sync::Condvar) = (
+    Mutex::new(Calls {
+        in_flight: 0,
+        tickers_asleep: 0,
+    }),
+    std::sync::Condvar::new(),
+);
 
 /// Marks a call into a guest (the core, a plugin) for as long as it lives: the epoch only
 /// advances, and so deadlines only count, while some guest call is in flight. An idle host
@@ -411,16 +430,21 @@ pub(crate) struct GuestCall(());
 
 impl GuestCall {
     pub(crate) fn begin() -> Self {
-        let (count, wake) = &GUEST_CALLS;
-        *lock(count) += 1;
-        wake.notify_all();
+        let (calls, wake) = &GUEST_CALLS;
+        let mut calls = lock(calls);
+        calls.in_flight += 1;
+        // Only a sleeping ticker needs the (system) call to wake it; back-to-back guest calls
+        // find it awake.
+        if calls.tickers_asleep > 0 {
+            wake.notify_all();
+        }
         GuestCall(())
     }
 }
 
 impl Drop for GuestCall {
     fn drop(&mut self) {
-        *lock(&GUEST_CALLS.0) -= 1;
+        lock(&GUEST_CALLS.0).in_flight -= 1;
     }
 }
 
@@ -431,16 +455,18 @@ pub(crate) fn spawn_epoch_ticker(engine: &Engine) {
     let spawned = std::thread::Builder::new()
         .name("duet-epoch".into())
         .spawn(move || {
-            let (count, wake) = &GUEST_CALLS;
+            let (calls, wake) = &GUEST_CALLS;
             while let Some(engine) = weak.upgrade() {
                 let idle = {
-                    let calls = lock(count);
-                    if *calls == 0 {
+                    let mut calls = lock(calls);
+                    if calls.in_flight == 0 {
                         // Wakes on the next call; the timeout only notices a dropped engine.
-                        let (calls, _) = wake
+                        calls.tickers_asleep += 1;
+                        let (mut calls, _) = wake
                             .wait_timeout(calls, Duration::from_secs(1))
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        *calls == 0
+                        calls.tickers_asleep -= 1;
+                        calls.in_flight == 0
                     } else {
                         false
                     }

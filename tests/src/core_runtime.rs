@@ -120,7 +120,7 @@ fn core_growing_past_its_memory_limit_is_stopped_and_the_embedded_core_answers()
         nics: Vec::new(),
     };
     let config = duet_core::RulesConfig::default();
-    let answered = rt.evaluate(&obs, None, &config, 60_000);
+    let answered = rt.evaluate(obs.clone(), None, &config, 60_000);
     assert_eq!(answered.by, CoreOrigin::Embedded);
     assert_eq!(
         answered.value,

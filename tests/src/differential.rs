@@ -241,7 +241,7 @@ fn evaluate_is_identical_native_and_wasm_on_generated_inputs() {
             vip_enabled: g.flip(),
         };
         let native = duet_core::rules::evaluate(&obs, buddy.as_ref(), &config, now);
-        let wasm = rt.evaluate(&obs, buddy.as_ref(), &config, now);
+        let wasm = rt.evaluate(obs.clone(), buddy.clone(), &config, now);
         assert_eq!(
             wasm.by,
             CoreOrigin::Embedded,

@@ -206,7 +206,12 @@ fn run(s: &Scenario) -> Result<Expected, String> {
         let config = spec.config.unwrap_or_default();
         let native =
             duet_core::rules::evaluate(&spec.observations, spec.buddy.as_ref(), &config, spec.now);
-        let wasm = rt.evaluate(&spec.observations, spec.buddy.as_ref(), &config, spec.now);
+        let wasm = rt.evaluate(
+            spec.observations.clone(),
+            spec.buddy.clone(),
+            &config,
+            spec.now,
+        );
         if wasm.by != CoreOrigin::Embedded || native != wasm.value {
             return Err(format!(
                 "evaluate {i}: native and core.wasm differ ({}):\nnative: {native:?}\nwasm:   {:?}",

@@ -368,10 +368,14 @@ fn a_stale_vip_is_removed_at_start_and_a_foreign_or_live_buddy_answer_is_a_confl
         ])
     };
     on_buddy("add");
-    let row = eventually(Duration::from_secs(20), "the buddy's conflict shown", || {
-        let row = t.status(p).as_ref().and_then(vip_row)?;
-        (row.value == "Conflict").then_some(row)
-    });
+    let row = eventually(
+        Duration::from_secs(20),
+        "the buddy's conflict shown",
+        || {
+            let row = t.status(p).as_ref().and_then(vip_row)?;
+            (row.value == "Conflict").then_some(row)
+        },
+    );
     let reason = row.reason.unwrap_or_default();
     assert!(reason.contains("the buddy"), "{reason}");
     assert_eq!(
@@ -380,10 +384,14 @@ fn a_stale_vip_is_removed_at_start_and_a_foreign_or_live_buddy_answer_is_a_confl
         "a conflict does not move the pair"
     );
     on_buddy("del");
-    eventually(Duration::from_secs(25), "the buddy's conflict cleared", || {
-        let row = t.status(p).as_ref().and_then(vip_row)?;
-        (row.value == "Held").then_some(())
-    });
+    eventually(
+        Duration::from_secs(25),
+        "the buddy's conflict cleared",
+        || {
+            let row = t.status(p).as_ref().and_then(vip_row)?;
+            (row.value == "Held").then_some(())
+        },
+    );
 }
 
 /// The libpcap files this machine has, under the names the loader tries, resolved.
