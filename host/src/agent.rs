@@ -301,6 +301,7 @@ pub async fn run(
         probes: crate::probes::Probes::default(),
         vips: {
             let me = me.clone();
+            let raise_to = me.clone();
             crate::vip::Vips::new(
                 config.vips.clone(),
                 Arc::new(move || {
@@ -309,6 +310,11 @@ pub async fn run(
                     }
                 }),
                 Arc::new(move || clock.now()),
+                Arc::new(move |severity, code: &str, message| {
+                    if let Some(shared) = raise_to.upgrade() {
+                        shared.events.raise(severity, code, message);
+                    }
+                }),
             )
         },
         hooks,

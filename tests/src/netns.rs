@@ -305,6 +305,12 @@ impl Topology {
         serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// Agent i's event log entries with this code, as `duet events --json` prints them.
+    pub(crate) fn events(&self, i: usize, code: &str) -> Option<String> {
+        self.agents[i].as_ref()?;
+        ns_events(&self.agent_ns(i), code, API)
+    }
+
     /// Each running agent's own state (None: not running or not answering).
     pub(crate) fn states(&self) -> [Option<FailoverState>; 2] {
         [0, 1].map(|i| {
@@ -538,4 +544,19 @@ fn twenty_simultaneous_starts_elect_one_online_each_time() {
         t.signal(0, "-KILL");
         t.signal(1, "-KILL");
     }
+}
+
+/// The event log entries with this code of the agent whose API is `api` in namespace `ns`, as
+/// `duet events --json` prints them.
+pub(crate) fn ns_events(ns: &str, code: &str, api: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(duet_bin())
+        .args(["events", "--json", "--api", api, "--code", code])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -433,20 +433,7 @@ fn nic_row_appears_when_a_link_goes_down_and_comes_back() {
         ("nic_available", "NIC rows0 is available again"),
     ] {
         eventually(Duration::from_secs(10), code, || {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &ns.0])
-                .arg(duet_bin())
-                .args([
-                    "events",
-                    "--json",
-                    "--api",
-                    "127.0.0.1:7101",
-                    "--code",
-                    code,
-                ])
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&out.stdout)
+            crate::netns::ns_events(&ns.0, code, "127.0.0.1:7101")?
                 .contains(words)
                 .then_some(())
         });

@@ -23,6 +23,7 @@ use duet_core::api::PacketCapture;
 use duet_core::{Check, Probe, TimestampMs, VipResult};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::Severity;
 use crate::lock;
 use crate::pcap::Pcap;
 use arp::{Mac, format_mac};
@@ -67,7 +68,12 @@ pub struct Vips {
     wake: Arc<dyn Fn() + Send + Sync>,
     pcap: Result<&'static Pcap, PacketCapture>,
     now: Arc<dyn Fn() -> TimestampMs + Send + Sync>,
+    /// Raises an event in the event log (a conflict starting and ending).
+    raise: Raise,
 }
+
+/// Raises an event in the event log: severity, code, message.
+pub type Raise = Arc<dyn Fn(Severity, &str, String) + Send + Sync>;
 
 /// How the ARP check went.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,6 +89,7 @@ impl Vips {
         specs: Vec<VipConfig>,
         wake: Arc<dyn Fn() + Send + Sync>,
         now: Arc<dyn Fn() -> TimestampMs + Send + Sync>,
+        raise: Raise,
     ) -> Arc<Self> {
         let n = specs.len();
         // Loaded only in virtual IP mode.
@@ -114,6 +121,7 @@ impl Vips {
             wake,
             pcap,
             now,
+            raise,
         })
     }
 
@@ -397,10 +405,18 @@ impl Vips {
                     if lapsing_since.take().is_some() {
                         tracing::info!(vip = %vip.address, "the buddy's lease has lapsed");
                     }
+                    let mut ended = None;
                     self.row(i, |r| {
                         r.lapsing = None;
-                        r.conflict = None;
+                        ended = r.conflict.take();
                     });
+                    if ended.is_some() {
+                        (self.raise)(
+                            Severity::Info,
+                            "vip_conflict_cleared",
+                            format!("VIP {}: no other host answers for it any more", vip.cidr()),
+                        );
+                    }
                     wait = vip.verify_interval;
                     continue;
                 }
@@ -423,12 +439,15 @@ impl Vips {
                         vip.address
                     );
                     tracing::warn!(vip = %vip.address, nic = %vip.nic, claimant = %who, "VIP conflict");
+                    let mut new = false;
                     self.row(i, |r| {
-                        if r.conflict.is_none() {
-                            r.conflicts += 1;
-                        }
-                        r.conflict = Some(text);
+                        new = r.conflict.is_none();
+                        r.conflicts += u32::from(new);
+                        r.conflict = Some(text.clone());
                     });
+                    if new {
+                        (self.raise)(Severity::Warning, "vip_conflict", text);
+                    }
                 }
                 cap.send(&garp)?;
                 wait = vip.garp_interval;
