@@ -122,6 +122,11 @@ fn holds(t: &Topology, i: usize) -> bool {
     String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/24"))
 }
 
+/// Adds or deletes (`verb`) the VIP on the `lan` NIC of namespace `ns`, as a person would.
+fn vip_by_hand(ns: &str, verb: &str) {
+    crate::support::ip(&["-n", ns, "addr", verb, &format!("{VIP}/24"), "dev", "lan"]);
+}
+
 fn vip_row(status: &Status) -> Option<duet_core::Row> {
     status
         .pair
@@ -314,7 +319,7 @@ fn a_stale_vip_is_removed_and_a_foreign_one_is_a_conflict_in_the_event_log() {
     // A VIP left on agent-b's NIC (a crash without a lease, a manual mistake) is removed when
     // agent-b starts.
     let b = t.agent_ns(1);
-    crate::support::ip(&["-n", &b, "addr", "add", &format!("{VIP}/24"), "dev", "lan"]);
+    vip_by_hand(&b, "add");
     assert!(holds(&t, 1));
     let (p, _) = t.start_pair();
     eventually(Duration::from_secs(5), "the stale VIP removed", || {
@@ -322,15 +327,7 @@ fn a_stale_vip_is_removed_and_a_foreign_one_is_a_conflict_in_the_event_log() {
     });
     // Another host takes the VIP: the Online agent sees a conflict, shows and re-announces.
     let intruder = t.add_host("x", "10.77.0.60");
-    crate::support::ip(&[
-        "-n",
-        &intruder,
-        "addr",
-        "add",
-        &format!("{VIP}/24"),
-        "dev",
-        "lan",
-    ]);
+    vip_by_hand(&intruder, "add");
     // The check runs every verify_interval (10 s by default).
     let row = eventually(Duration::from_secs(20), "the conflict shown", || {
         let row = t.status(p).as_ref().and_then(vip_row)?;
@@ -339,49 +336,22 @@ fn a_stale_vip_is_removed_and_a_foreign_one_is_a_conflict_in_the_event_log() {
     let reason = row.reason.unwrap_or_default();
     assert!(reason.contains("another host"), "{reason}");
     assert!(row.turns_led_red);
-    eventually(
-        Duration::from_secs(10),
-        "the conflict in the event log",
-        || {
-            t.events(p, "vip_conflict")?
-                .contains("another host")
-                .then_some(())
-        },
-    );
+    let logged = |code: &str, words: &str| {
+        eventually(Duration::from_secs(10), code, || {
+            t.events(p, code)?.contains(words).then_some(())
+        })
+    };
+    logged("vip_conflict", "another host");
     // The intruder leaves: the row clears.
-    crate::support::ip(&[
-        "-n",
-        &intruder,
-        "addr",
-        "del",
-        &format!("{VIP}/24"),
-        "dev",
-        "lan",
-    ]);
+    vip_by_hand(&intruder, "del");
     eventually(Duration::from_secs(25), "the conflict cleared", || {
         let row = t.status(p).as_ref().and_then(vip_row)?;
         (row.value == "Held").then_some(())
     });
-    eventually(
-        Duration::from_secs(10),
-        "the end of the conflict logged",
-        || {
-            t.events(p, "vip_conflict_cleared")?
-                .contains("no other host answers")
-                .then_some(())
-        },
-    );
+    logged("vip_conflict_cleared", "no other host answers");
     // The VIP added by hand on the live Offline buddy: the buddy removes it (within its renew
     // interval) and the pair does not move.
-    crate::support::ip(&[
-        "-n",
-        &t.agent_ns(1 - p),
-        "addr",
-        "add",
-        &format!("{VIP}/24"),
-        "dev",
-        "lan",
-    ]);
+    vip_by_hand(&t.agent_ns(1 - p), "add");
     eventually(
         Duration::from_secs(20),
         "the Offline buddy drops the VIP",
