@@ -106,7 +106,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             .unwrap_or_default()
             .trim()
     )?;
-    md.push_str("\n## Core calls\n\nPer call, mean of criterion's samples (95% confidence interval in brackets). The wasm figures include\nconverting the model to and from WIT types, the deadline set-up and the call into core.wasm.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
+    md.push_str("\n## Core calls\n\nPer call, mean of criterion's samples (95% confidence interval in brackets). The wasm figures include\nconverting the model to and from WIT types, the deadline set-up and the call into core.wasm. Each call\nstarts from owned inputs, as in the agent, which builds them every tick whichever core runs:\npreparing them is not timed, dropping the answer is.\n\n| what | mean | 95% CI |\n|---|---|---|\n");
     table(root, &mut md, &FIGURES)?;
     let (native, wasm) = (
         mean_ns(root, "evaluate-full", "native")?,
