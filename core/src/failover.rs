@@ -104,10 +104,19 @@ fn note_ignored_command(input: &Input, mut decision: Decision) -> Decision {
     decision
 }
 
-/// Every inverted heartbeat exceeded its allowed failures: this agent is cut off from the
+/// Every inverted heartbeat reached its allowed failures: this agent is cut off from the
 /// outside (false when none is configured). The host tells its buddy this in its peer report.
+///
+/// Rule: isolation counts one failure sooner than a dead buddy (`reached`, not `exceeded`).
+/// When the Online agent's cables are pulled, its inverted heartbeats and its buddy's agent
+/// heartbeats start failing at the same moment; with equal intervals the isolated agent thus
+/// always steps down an attempt before its buddy takes over, never both Online at once.
 pub fn isolated(heartbeats: &[Heartbeat]) -> bool {
-    all_exceeded(heartbeats, HeartbeatKind::Inverted)
+    let mut paths = heartbeats
+        .iter()
+        .filter(|h| h.kind == HeartbeatKind::Inverted)
+        .peekable();
+    paths.peek().is_some() && paths.all(|h| h.failures >= h.max_failures.max(1))
 }
 
 /// Rule: a NIC that carries a virtual IP and whose link is down is a switch trigger
@@ -147,7 +156,7 @@ struct View {
     /// Every agent heartbeat exceeded its allowed failures and the sync connection is down.
     /// Pings prove a path, not the process: they never keep a dead buddy alive.
     buddy_dead: bool,
-    /// Every inverted heartbeat exceeded its allowed failures.
+    /// Every inverted heartbeat reached its allowed failures ([`isolated`]).
     isolated: bool,
     /// The buddy, when it is alive and we have its report.
     buddy: Option<BuddyView>,
