@@ -146,15 +146,18 @@ fn icmp_without_privilege_is_a_probe_fault_that_counts_no_failures() {
         "{row:?}"
     );
     std::thread::sleep(Duration::from_millis(800));
-    let status = status_json(port).expect("status");
-    let row = status
-        .pair
-        .expect("pair")
-        .local
-        .rows
-        .into_iter()
-        .find(|r| r.key == "heartbeat:loop")
-        .expect("row");
+    let local_row = |key: &str| {
+        let status = status_json(port).expect("status");
+        status
+            .pair
+            .expect("pair")
+            .local
+            .rows
+            .into_iter()
+            .find(|r| r.key == key)
+            .unwrap_or_else(|| panic!("{key} row"))
+    };
+    let row = local_row("heartbeat:loop");
     assert_eq!(
         row.failures,
         Some(0),
@@ -162,15 +165,7 @@ fn icmp_without_privilege_is_a_probe_fault_that_counts_no_failures() {
     );
     // "nobody" cannot write beside its configuration either: the event log cannot start, the
     // agent runs on and its Database row says why.
-    let status = status_json(port).expect("status");
-    let database = status
-        .pair
-        .expect("pair")
-        .local
-        .rows
-        .into_iter()
-        .find(|r| r.key == "database")
-        .expect("database row");
+    let database = local_row("database");
     assert!(
         database
             .reason
