@@ -23,6 +23,12 @@ pub struct Safeguards {
     pub tie_break: bool,
     /// The ping-pong guard; off, no switch is ever "too recent".
     pub ping_pong_guard: bool,
+    /// An isolated Online agent hands over only on fresh evidence that its buddy reaches the
+    /// outside now; off, it hands over whenever the buddy's last report did not say isolated.
+    pub fresh_evidence: bool,
+    /// The tie-break puts an agent that was Online before its restart first; off, it starts
+    /// from the priority.
+    pub remembered_first: bool,
 }
 
 impl Default for Safeguards {
@@ -30,6 +36,8 @@ impl Default for Safeguards {
         Safeguards {
             tie_break: true,
             ping_pong_guard: true,
+            fresh_evidence: true,
+            remembered_first: true,
         }
     }
 }
@@ -44,6 +52,12 @@ pub fn step_with(
     let mut state = *state;
     // Start-up ends the first time the buddy is heard from.
     state.met_buddy |= input.buddy.is_some();
+    // Isolation is dated from the first step that saw it: only evidence newer than that counts.
+    state.isolated_since = if isolated(&input.heartbeats) {
+        state.isolated_since.or(Some(now))
+    } else {
+        None
+    };
     // Rule: a mode change applies in every state, at once, and moves nothing else.
     if let Some(OperatorCommand {
         by,
@@ -112,11 +126,17 @@ fn note_ignored_command(input: &Input, mut decision: Decision) -> Decision {
 /// heartbeats start failing at the same moment; with equal intervals the isolated agent thus
 /// always steps down an attempt before its buddy takes over, never both Online at once.
 pub fn isolated(heartbeats: &[Heartbeat]) -> bool {
-    let mut paths = heartbeats
+    all_reached(heartbeats, HeartbeatKind::Inverted)
+}
+
+/// When the freshest inverted heartbeat last succeeded: what an agent tells its buddy (as an
+/// age) so that the buddy can tell "reaches the outside now" from "did before this outage".
+pub fn outside_ok_at(heartbeats: &[Heartbeat]) -> Option<TimestampMs> {
+    heartbeats
         .iter()
         .filter(|h| h.kind == HeartbeatKind::Inverted)
-        .peekable();
-    paths.peek().is_some() && paths.all(|h| h.failures >= h.max_failures.max(1))
+        .filter_map(|h| h.last_success)
+        .max()
 }
 
 /// Rule: a NIC that carries a virtual IP and whose link is down is a switch trigger
@@ -151,6 +171,13 @@ fn all_exceeded(heartbeats: &[Heartbeat], kind: HeartbeatKind) -> bool {
     paths.peek().is_some() && paths.all(Heartbeat::exceeded)
 }
 
+/// At least one heartbeat of `kind`, and all of them reached their allowed failures (one
+/// failure before [`all_exceeded`]).
+fn all_reached(heartbeats: &[Heartbeat], kind: HeartbeatKind) -> bool {
+    let mut paths = heartbeats.iter().filter(|h| h.kind == kind).peekable();
+    paths.peek().is_some() && paths.all(|h| h.failures >= h.max_failures.max(1))
+}
+
 /// What the inputs say, derived once per step.
 struct View {
     /// Every agent heartbeat exceeded its allowed failures and the sync connection is down.
@@ -158,6 +185,10 @@ struct View {
     buddy_dead: bool,
     /// Every inverted heartbeat reached its allowed failures ([`isolated`]).
     isolated: bool,
+    /// Every agent heartbeat path (the sync connection among them, when the host passes it)
+    /// reached its allowed failures: counted like isolation, one failure before the buddy
+    /// declares this agent dead.
+    cut_off: bool,
     /// The buddy, when it is alive and we have its report.
     buddy: Option<BuddyView>,
     /// This agent was Online before its restart and has not switched since.
@@ -170,6 +201,7 @@ impl View {
         View {
             buddy_dead,
             isolated: isolated(&input.heartbeats),
+            cut_off: all_reached(&input.heartbeats, HeartbeatKind::Agent),
             buddy: if buddy_dead {
                 None
             } else {
@@ -197,11 +229,13 @@ impl Step<'_> {
                 // Rule: force online — the operator vouches for it; the buddy is asked to yield.
                 Command::ForceOnline => {
                     let text = format!("forced online by {by}");
+                    self.state.forced = true;
                     return self.prepare(RequestReason::Operator, ReasonCode::Operator, text);
                 }
                 // Rule: a switch asked of the backup is a planned handover towards it.
                 Command::Switch => {
                     let text = format!("switch requested by {by}");
+                    self.state.forced = true;
                     return self.prepare(RequestReason::Operator, ReasonCode::Operator, text);
                 }
                 Command::SetMode(_) => {}
@@ -218,10 +252,11 @@ impl Step<'_> {
             // Rule: the buddy hands over (planned switch, shutdown, isolation, trigger) or yields
             // after stepping down: take over at once. The ping-pong guard does not apply: the
             // buddy is leaving, and if nobody moves, nobody is Online. Should both yield, their
-            // requests cross and the tie-break settles it.
+            // requests cross and the tie-break settles it. A buddy that yields only because it
+            // is isolated does not lift the guard (the tie-break rule below decides).
             Some(buddy)
                 if (buddy.state == FailoverState::GoingOffline
-                    || self.buddy_yields_to_us(&buddy))
+                    || (self.buddy_yields_to_us(&buddy) && !buddy.isolated))
                     && !self.view.isolated =>
             {
                 let text = if buddy.state == FailoverState::GoingOffline {
@@ -321,6 +356,17 @@ impl Step<'_> {
     }
 
     fn preparing(mut self) -> Decision {
+        if self.view.isolated && !self.state.forced {
+            // Rule: an isolated agent never claims; only an operator's request overrides it.
+            if self.input.offline_request.is_some() {
+                self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+            }
+            return self.go(
+                FailoverState::Offline,
+                ReasonCode::Isolated,
+                "all inverted heartbeats fail: this agent gives up going online".into(),
+            );
+        }
         match &self.input.answer {
             // Rule: the buddy agreed to go offline: acquire the VIP (or be online without one).
             Some(Answer::Accepted) => {
@@ -478,19 +524,7 @@ impl Step<'_> {
         }
         if self.state.mode == Mode::Automatic {
             if self.view.isolated {
-                // Rule: step down when isolated and the buddy is unreachable or reaches the
-                // outside itself; when both lose the outside target, nobody moves.
-                let buddy_isolated = self.view.buddy.as_ref().is_some_and(|b| b.isolated);
-                if !buddy_isolated {
-                    return self.step_down(
-                        ReasonCode::Isolated,
-                        "all inverted heartbeats fail: this agent is isolated".into(),
-                    );
-                }
-                return self.stay(
-                    ReasonCode::Isolated,
-                    "both agents lost their outside targets: nobody moves",
-                );
+                return self.online_isolated();
             }
             if let Some(trigger) = self.triggers().first() {
                 // Rule: a switch trigger hands over to a healthy buddy — not again within the
@@ -522,6 +556,61 @@ impl Step<'_> {
             return self.stay(ReasonCode::ManualMode, &text);
         }
         self.stay(ReasonCode::Steady, "Online; no fault calls for a switch")
+    }
+
+    /// Online in automatic mode, and every inverted heartbeat fails.
+    ///
+    /// Rule: step down only on fresh evidence — cut off from the buddy too (every path to it
+    /// reached its allowed failures: it is about to take over), or a buddy report that shows
+    /// its outside targets answering after this agent's isolation began. A report from before
+    /// (the same outage may not have reached the buddy's counters yet) moves nothing; when both
+    /// lose the outside target, nobody moves.
+    fn online_isolated(self) -> Decision {
+        let buddy = self.view.buddy.clone();
+        if !self.safeguards.fresh_evidence {
+            return match buddy {
+                Some(b) if b.isolated => self.stay(
+                    ReasonCode::Isolated,
+                    "both agents lost their outside targets: nobody moves",
+                ),
+                _ => self.step_down(
+                    ReasonCode::Isolated,
+                    "all inverted heartbeats fail: this agent is isolated".into(),
+                ),
+            };
+        }
+        if self.view.cut_off {
+            return self.step_down(
+                ReasonCode::Isolated,
+                "all inverted heartbeats and every path to the buddy fail: this agent is cut off"
+                    .into(),
+            );
+        }
+        let since = self.state.isolated_since.unwrap_or(self.now);
+        match buddy {
+            Some(b) if !b.isolated && b.outside_ok_at.is_some_and(|at| at > since) => {
+                let text = format!(
+                    "all inverted heartbeats fail and {} reaches the outside now: handing over",
+                    b.name
+                );
+                self.step_down(ReasonCode::Isolated, text)
+            }
+            Some(b) if b.isolated => self.stay(
+                ReasonCode::Isolated,
+                "both agents lost their outside targets: nobody moves",
+            ),
+            Some(b) => {
+                let text = format!(
+                    "all inverted heartbeats fail, and {} has not reached the outside since: nobody moves",
+                    b.name
+                );
+                self.stay(ReasonCode::Isolated, &text)
+            }
+            None => self.stay(
+                ReasonCode::Isolated,
+                "all inverted heartbeats fail; no fresh report from the buddy: nobody moves",
+            ),
+        }
     }
 
     fn going_offline(mut self) -> Decision {
@@ -636,13 +725,14 @@ impl Step<'_> {
         if !self.safeguards.tie_break {
             return true;
         }
+        let first = self.safeguards.remembered_first;
         let mine = (
-            self.view.was_online,
+            first && self.view.was_online,
             self.input.config.priority,
             std::cmp::Reverse(self.input.agent.as_str()),
         );
         let theirs = (
-            buddy.was_online,
+            first && buddy.was_online,
             buddy.priority,
             std::cmp::Reverse(buddy.name.as_str()),
         );
@@ -680,8 +770,13 @@ impl Step<'_> {
         if to != self.state.state {
             self.state.state = to;
             self.state.since = self.now;
-            self.actions
-                .insert(0, Action::Log(format!("Failover Status => {}", to.label())));
+            if matches!(to, FailoverState::Online | FailoverState::Offline) {
+                self.state.forced = false;
+            }
+            self.actions.insert(
+                0,
+                Action::Log(format!("Failover Status => {} ({text})", to.label())),
+            );
             if matches!(to, FailoverState::Online | FailoverState::Offline) {
                 self.actions.push(Action::Persist(to));
             }
@@ -740,6 +835,7 @@ mod tests {
             received_at: 99_900,
             was_online: false,
             yielding: None,
+            outside_ok_at: Some(99_900),
         });
         input.nics = nics;
         (state, input)

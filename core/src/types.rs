@@ -169,6 +169,9 @@ model! {
         pub was_online: bool,
         #[cfg_attr(feature = "serde", serde(default))]
         pub yielding: Option<u64>,
+        /// When the buddy's inverted heartbeats last succeeded, on this agent's clock.
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub outside_ok_at: Option<TimestampMs>,
     }
 
     /// An operator's command.
@@ -219,6 +222,12 @@ model! {
         pub last_switch: Option<TimestampMs>,
         #[cfg_attr(feature = "serde", serde(default))]
         pub met_buddy: bool,
+        /// Since when every inverted heartbeat has failed; none while not isolated.
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub isolated_since: Option<TimestampMs>,
+        /// An operator asked this agent to go online: isolation does not stop the claim.
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub forced: bool,
     }
 
     /// Severity of a raised event.
@@ -323,6 +332,8 @@ impl MachineState {
             since: now,
             last_switch: None,
             met_buddy: false,
+            isolated_since: None,
+            forced: false,
         }
     }
 }

@@ -44,10 +44,10 @@ macro_rules! wit_conversions {
             $crate::__wit_record!(wit::Columns { local, buddy });
             $crate::__wit_record!(wit::RulesConfig { startup_grace_ms, buddy_timeout_ms, vip_enabled });
             $crate::__wit_record!(wit::FailoverConfig { priority, vip_enabled, prepare_timeout_ms, going_online_timeout_ms, going_offline_timeout_ms, min_switch_interval_ms, startup_wait_ms });
-            $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding });
+            $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding, outside_ok_at });
             $crate::__wit_record!(wit::OperatorCommand { by, command });
             $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip, nics });
-            $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch, met_buddy });
+            $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch, met_buddy, isolated_since, forced });
             $crate::__wit_record!(wit::Event { severity, code, message });
             $crate::__wit_record!(wit::Reason { code, text });
             $crate::__wit_record!(wit::Decision { state, actions, reason });

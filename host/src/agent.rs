@@ -52,6 +52,12 @@ pub struct PeerReport {
     pub was_online: bool,
     /// This agent recently stepped down and will not claim (tie-break).
     pub yielding: Option<u64>,
+    /// How long before this report its freshest inverted heartbeat last succeeded (none when
+    /// none is configured or none has succeeded): an isolated Online buddy hands over only when
+    /// this shows the outside answering after its own isolation began. An age, so no clock is
+    /// shared.
+    #[serde(default)]
+    pub outside_age_ms: Option<u64>,
     /// This agent's pending request that the buddy go offline: its id and reason.
     pub request: Option<(u64, RequestReason)>,
     /// This agent's answer to the buddy's request with that id.
@@ -98,6 +104,9 @@ impl PeerReport {
             received_at,
             was_online: self.was_online,
             yielding: self.yielding,
+            outside_ok_at: self
+                .outside_age_ms
+                .map(|age| received_at.saturating_sub(age)),
         }
     }
 }
@@ -244,6 +253,12 @@ pub async fn run(
     });
     let mut boot = [0u8; 8];
     getrandom::fill(&mut boot).map_err(|e| anyhow::anyhow!("failed to read random bytes: {e}"))?;
+    // Read before the first report: the buddy's tie-break must see this agent's remembered
+    // Online in the very first report it receives, not one tick later.
+    let remembered = crate::state_file::read(&config.state.file).map(|r| r.state);
+    if let Some(state) = remembered {
+        tracing::info!(file = %config.state.file.display(), state = state.label(), "remembered state");
+    }
     let first = PeerReport {
         agent: config.agent.name.clone(),
         boot: u64::from_le_bytes(boot),
@@ -259,8 +274,9 @@ pub async fn run(
             led: duet_core::Led::Transparent,
             rows: Vec::new(),
         },
-        was_online: false,
+        was_online: remembered == Some(FailoverState::Online),
         yielding: None,
+        outside_age_ms: None,
         tick: 0,
         tick_ms: millis(config.core.tick),
         request: None,
@@ -271,10 +287,6 @@ pub async fn run(
             .map(crate::vip::arp::format_mac)
             .collect(),
     };
-    let remembered = crate::state_file::read(&config.state.file).map(|r| r.state);
-    if let Some(state) = remembered {
-        tracing::info!(file = %config.state.file.display(), state = state.label(), "remembered state");
-    }
     let (commands, command_rx) = mpsc::channel(16);
     if let Some(tx) = options.commands {
         let _ = tx.send(commands.clone());
@@ -814,7 +826,9 @@ async fn ticks(
             agent: config.agent.name.clone(),
             started_at: shared.started_at,
             config: config.failover(),
-            heartbeats: heartbeats.clone(),
+            // The sync connection is one more path to the buddy: "cut off from the buddy"
+            // counts it with the agent heartbeats.
+            heartbeats: heartbeats.iter().chain(&sync).cloned().collect(),
             sync_up,
             buddy: buddy.as_ref().map(|(p, at)| p.view(*at)),
             command: command.clone(),
@@ -919,6 +933,7 @@ async fn ticks(
         machine = decision.state;
 
         let isolated = duet_core::failover::isolated(&heartbeats);
+        let outside_ok_at = duet_core::failover::outside_ok_at(&heartbeats);
         let observations = Observations {
             agent: config.agent.name.clone(),
             buddy: config.buddy.name.clone(),
@@ -1003,6 +1018,7 @@ async fn ticks(
             isolated,
             was_online: duet_core::failover::was_online(&machine, shared.remembered),
             yielding: duet_core::failover::yielding(&machine, &config.failover(), now),
+            outside_age_ms: outside_ok_at.map(|at| now.saturating_sub(at)),
             report: pair.value.local.clone(),
             tick,
             tick_ms: millis(config.core.tick),

@@ -103,6 +103,7 @@ impl Gen {
                 received_at: now.saturating_sub(g.below(20_000)),
                 was_online: g.flip(),
                 yielding: g.maybe(|g| g.below(30_000)),
+                outside_ok_at: g.maybe(|g| now.saturating_sub(g.below(20_000))),
             }),
             command: self.maybe(|g| OperatorCommand {
                 by: g.text(),
@@ -211,6 +212,8 @@ fn step_is_identical_native_and_wasm_on_generated_inputs() {
             since: now.saturating_sub(g.below(60_000)),
             last_switch: g.maybe(|g| now.saturating_sub(g.below(90_000))),
             met_buddy: g.flip(),
+            isolated_since: g.maybe(|g| now.saturating_sub(g.below(20_000))),
+            forced: g.flip(),
         };
         let input = g.input(now);
         let native = duet_core::failover::step(&state, &input, now);

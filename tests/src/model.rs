@@ -12,7 +12,13 @@
 //! - **bounded transitions**: no agent in a transitional state longer than its timeout + a tick;
 //! - **settling**: exactly one Online within [`LIVENESS_BOUND`] after everything healed, and then
 //!   no state change at all without a new fault (no fail-back, no flapping);
-//! - **planned switch**: an operator's switch moves the pair to the backup, and it stays there.
+//! - **planned switch**: an operator's switch moves the pair to the backup, and it stays there;
+//! - **both lose the outside**: when both gateways go down at once while the agents see each
+//!   other and the pair is settled, the Online agent stays Online and nobody moves for as long
+//!   as that lasts (or until another fault);
+//! - **remembered Online first**: when exactly one agent remembers Online and both start
+//!   together (it at most [`START_TOGETHER`] after its buddy), the first agent Online is the one
+//!   that remembers Online, whatever the priorities.
 //!
 //! A failing seed is reported with its schedule and trace; `DUET_MODEL_SEED=<n>` replays it.
 
@@ -39,6 +45,9 @@ const BUDDY_TIMEOUT: u64 = 2_000;
 const MAX_DELAY: u64 = 400;
 /// Longest the simulated host takes to acquire or release the VIP.
 const MAX_VIP_DELAY: u64 = 1_500;
+/// Two agents "start together" when the one that remembers Online starts at most this long
+/// after its buddy: its first report then reaches the buddy within the buddy's start-up wait.
+pub const START_TOGETHER: u64 = 1_500;
 
 const CONFIG: FailoverConfig = FailoverConfig {
     priority: 0, // per agent
@@ -126,6 +135,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         isolated: false,
         was_online: false,
         yielding: None,
+        outside_age_ms: None,
         report: duet_core::Report {
             agent: name.to_string(),
             generated_at: 0,
@@ -147,14 +157,21 @@ struct Agent {
     priority: u32,
     running: bool,
     started_at: u64,
+    /// The phase of its decision ticks and of its heartbeats (independent).
     offset: u64,
+    hb_offset: u64,
     machine: MachineState,
     /// The local state file: survives crashes.
     file: Option<FailoverState>,
     /// What the file said at the last start.
     remembered: Option<FailoverState>,
     hb_failures: u32,
+    sync_failures: u32,
+    /// The sync connection has answered since the start (the host's "up" needs one success).
+    sync_seen: bool,
     inv_failures: u32,
+    /// When the inverted heartbeat last succeeded.
+    inv_last_success: Option<u64>,
     buddy: Option<(PeerReport, u64)>,
     /// The host's own request bookkeeping.
     requests: Requests,
@@ -174,11 +191,15 @@ impl Agent {
             running: false,
             started_at: 0,
             offset: 0,
+            hb_offset: 0,
             machine,
             file: None,
             remembered: None,
             hb_failures: 0,
+            sync_failures: 0,
+            sync_seen: false,
             inv_failures: 0,
+            inv_last_success: None,
             buddy: None,
             requests: Requests::default(),
             command: None,
@@ -187,7 +208,7 @@ impl Agent {
         }
     }
 
-    fn start(&mut self, now: u64, offset: u64) {
+    fn start(&mut self, now: u64, offset: u64, hb_offset: u64) {
         *self = Agent {
             file: self.file,
             ..Agent::new(self.name, self.priority)
@@ -195,8 +216,17 @@ impl Agent {
         self.running = true;
         self.started_at = now;
         self.offset = offset;
+        self.hb_offset = hb_offset;
         self.remembered = self.file;
         self.machine = MachineState::new(FailoverState::Offline, Mode::Automatic, now);
+        // Like the host: the remembered state is read before the first report goes out.
+        self.published.was_online = self.remembered == Some(FailoverState::Online);
+    }
+
+    /// The sync connection as the host passes it: up after a success, until its failures
+    /// exceed the allowed.
+    fn sync_up(&self) -> bool {
+        self.sync_seen && self.sync_failures <= MAX_FAILURES
     }
 
     fn crash(&mut self) {
@@ -210,26 +240,35 @@ impl Agent {
         self.running && self.machine.state == FailoverState::Online
     }
 
+    /// The heartbeats as the host passes them to the core: the sync connection is one more
+    /// agent path.
     fn heartbeats(&self) -> Vec<Heartbeat> {
-        let hb = |id: &str, kind, failures: u32| Heartbeat {
+        let hb = |id: &str, kind, failures: u32, last_success| Heartbeat {
             id: id.into(),
             kind,
             target: id.into(),
             ok: failures == 0,
             failures,
             max_failures: MAX_FAILURES,
-            last_success: None,
+            last_success,
             reason: None,
             rtt_us: None,
         };
         vec![
-            hb("link", HeartbeatKind::Agent, self.hb_failures),
-            hb("gw", HeartbeatKind::Inverted, self.inv_failures),
+            hb("link", HeartbeatKind::Agent, self.hb_failures, None),
+            hb("sync", HeartbeatKind::Agent, self.sync_failures, None),
+            hb(
+                "gw",
+                HeartbeatKind::Inverted,
+                self.inv_failures,
+                self.inv_last_success,
+            ),
         ]
     }
 
     /// One decision tick: the host's bookkeeping around `failover.step`.
-    fn tick(&mut self, now: u64, sync_up: bool, step: Stepper, rng: &mut Rng, trace: &mut String) {
+    fn tick(&mut self, now: u64, step: Stepper, rng: &mut Rng, trace: &mut String) {
+        let sync_up = self.sync_up();
         let buddy = self
             .buddy
             .clone()
@@ -293,6 +332,8 @@ impl Agent {
             isolated: duet_core::failover::isolated(&self.heartbeats()),
             was_online: duet_core::failover::was_online(&self.machine, self.remembered),
             yielding: duet_core::failover::yielding(&self.machine, &CONFIG, now),
+            outside_age_ms: duet_core::failover::outside_ok_at(&self.heartbeats())
+                .map(|at| now.saturating_sub(at)),
             request: self.requests.outgoing(),
             answer: self.requests.answered(),
             ..publish(self.name, self.priority, self.machine.state)
@@ -345,6 +386,9 @@ pub struct Plan {
     pub healed: u64,
     /// Whether an operator switches the pair once it has settled.
     pub planned_switch: bool,
+    /// What each agent's state file holds before its first start.
+    #[serde(default)]
+    pub files: [Option<FailoverState>; 2],
 }
 
 impl Plan {
@@ -356,6 +400,12 @@ impl Plan {
             _ => [100, 200],
         };
         let sync = rng.chance(70);
+        let file = |rng: &mut Rng| match rng.below(3) {
+            0 => None,
+            1 => Some(FailoverState::Offline),
+            _ => Some(FailoverState::Online),
+        };
+        let files = [file(rng), file(rng)];
         let mut schedule: Vec<(u64, Fault)> = Vec::new();
         let late = if rng.chance(60) {
             rng.below(2_000)
@@ -381,9 +431,18 @@ impl Plan {
                 _ => Fault::Switch(side),
             };
             schedule.push((at, fault));
-            if fault == Fault::GatewayDown(side) && rng.chance(30) {
-                // Gateway loss on both sides at once.
-                schedule.push((at, Fault::GatewayDown(1 - side)));
+            if fault == Fault::GatewayDown(side) {
+                match rng.below(10) {
+                    // Gateway loss on both sides at once (the agents' heartbeats still fail
+                    // at different phases).
+                    0..=2 => schedule.push((at, Fault::GatewayDown(1 - side))),
+                    // ... or the other side a little later, within two heartbeat intervals.
+                    3..=4 => schedule.push((
+                        (at + DT * (1 + rng.below(2 * HB_INTERVAL / DT))).min(CHAOS - DT),
+                        Fault::GatewayDown(1 - side),
+                    )),
+                    _ => {}
+                }
             }
         }
         Plan {
@@ -393,6 +452,7 @@ impl Plan {
             schedule,
             healed: CHAOS,
             planned_switch: true,
+            files,
         }
     }
 }
@@ -408,6 +468,9 @@ pub struct Timeline {
     /// When the planned switches are asked.
     pub switches: Vec<u64>,
     pub end: u64,
+    /// The agent whose remembered Online must win its start-up: exactly one agent's file says
+    /// Online, and it starts at most [`START_TOGETHER`] after its buddy.
+    pub remembered_online: Option<usize>,
 }
 
 impl Plan {
@@ -440,11 +503,29 @@ impl Plan {
         let end = switches
             .last()
             .map_or(settled + QUIET, |last| last + HANDOVER_BOUND + QUIET);
+        let first_start = |i: usize| {
+            self.schedule
+                .iter()
+                .filter(|(_, f)| *f == Fault::Restart(i))
+                .map(|(at, _)| *at)
+                .min()
+        };
+        let remembered_online = match self.files {
+            [Some(FailoverState::Online), Some(FailoverState::Online)] => None,
+            [Some(FailoverState::Online), _] => Some(0),
+            [_, Some(FailoverState::Online)] => Some(1),
+            _ => None,
+        }
+        .filter(|&i| match (first_start(i), first_start(1 - i)) {
+            (Some(mine), Some(theirs)) => mine <= theirs + START_TOGETHER,
+            _ => false,
+        });
         Timeline {
             schedule,
             settled,
             switches,
             end,
+            remembered_online,
         }
     }
 }
@@ -457,6 +538,8 @@ pub struct Observed {
     pub contact: bool,
     /// A running agent reaches its gateway.
     pub healthy: bool,
+    /// Each agent's gateway answers.
+    pub gateways: [bool; 2],
 }
 
 /// The five invariants, checked over a run: the model check and the host simulation share
@@ -468,6 +551,16 @@ pub struct Invariants {
     zero_since: Option<u64>,
     settled_states: Option<[Option<FailoverState>; 2]>,
     switch_target: Option<usize>,
+    /// The gateways at the previous check.
+    gateways: [bool; 2],
+    /// Both gateways went down at once with the pair settled: the agent that was Online then.
+    both_lost: Option<usize>,
+    /// The agent that must be the first Online (its remembered Online), until a fault.
+    remembered_online: Option<usize>,
+    /// Starts seen so far (the first two are the plan's start-up, not faults).
+    starts: usize,
+    /// When the last fault other than a gateway loss was applied.
+    last_fault: Option<u64>,
 }
 
 impl Invariants {
@@ -479,6 +572,26 @@ impl Invariants {
             zero_since: None,
             settled_states: None,
             switch_target: None,
+            gateways: [true, true],
+            both_lost: None,
+            remembered_online: timeline.remembered_online,
+            starts: 0,
+            last_fault: None,
+        }
+    }
+
+    /// A fault of the schedule was applied: the checks that hold only until another fault
+    /// stop. The plan's first start of each agent is not a fault; a gateway going down ends
+    /// the start-up check, and starts the both-lost check ([`Invariants::check`]).
+    pub fn fault(&mut self, now: u64, fault: Fault) {
+        match fault {
+            Fault::Restart(_) if self.starts < 2 => self.starts += 1,
+            Fault::GatewayDown(_) => self.remembered_online = None,
+            _ => {
+                self.both_lost = None;
+                self.remembered_online = None;
+                self.last_fault = Some(now);
+            }
         }
     }
 
@@ -571,6 +684,54 @@ impl Invariants {
                 "a state changed with no new fault: {before:?} -> {states:?}"
             ));
         }
+        self.check_both_lost(now, o, states)?;
+        if let Some(first) = self.remembered_online
+            && online > 0
+        {
+            self.remembered_online = None;
+            if !online_at(first) {
+                return Err(format!(
+                    "{} remembered Online and started with its buddy, but {} went Online first",
+                    NAMES[first],
+                    NAMES[1 - first]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Both gateways lost at once while the agents see each other and the pair is settled
+    /// (one Online, one Offline, no other fault for [`HANDOVER_BOUND`]: no switch under way):
+    /// the Online agent stays Online while that lasts.
+    fn check_both_lost(
+        &mut self,
+        now: u64,
+        o: &Observed,
+        states: [Option<FailoverState>; 2],
+    ) -> Result<(), String> {
+        let both_down = o.gateways == [false, false];
+        let settled = self
+            .last_fault
+            .is_none_or(|at| now.saturating_sub(at) > HANDOVER_BOUND);
+        if both_down && self.gateways == [true, true] && o.contact && settled {
+            self.both_lost = match states {
+                [Some(FailoverState::Online), Some(FailoverState::Offline)] => Some(0),
+                [Some(FailoverState::Offline), Some(FailoverState::Online)] => Some(1),
+                _ => None,
+            };
+        }
+        self.gateways = o.gateways;
+        if !both_down || !o.contact {
+            self.both_lost = None;
+        }
+        if let Some(i) = self.both_lost
+            && states[i] != Some(FailoverState::Online)
+        {
+            return Err(format!(
+                "both agents lost their gateways at once and {} left Online: {states:?}",
+                NAMES[i]
+            ));
+        }
         Ok(())
     }
 }
@@ -594,6 +755,9 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         Agent::new("agent-a", plan.priorities[0]),
         Agent::new("agent-b", plan.priorities[1]),
     ];
+    for (agent, file) in agents.iter_mut().zip(plan.files) {
+        agent.file = file;
+    }
     let mut net = Net {
         link: plan.link,
         sync: plan.sync,
@@ -638,7 +802,8 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                     let was = agents[i].running;
                     if !was {
                         let offset = rng.below(TICK / DT) * DT;
-                        agents[i].start(now, offset);
+                        let hb_offset = rng.below(HB_INTERVAL / DT) * DT;
+                        agents[i].start(now, offset, hb_offset);
                     }
                     !was
                 }
@@ -653,6 +818,7 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
             };
             if applied {
                 let _ = writeln!(trace, "{now:>6} ms  {fault:?}");
+                invariants.fault(now, fault);
             }
         }
         // The planned switch, once settled: asked of the Online agent.
@@ -683,14 +849,15 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         // Heartbeats and reports.
         for i in 0..2 {
             let j = 1 - i;
-            if !agents[i].running || !(now + agents[i].offset).is_multiple_of(HB_INTERVAL) {
+            if !agents[i].running || !(now + agents[i].hb_offset).is_multiple_of(HB_INTERVAL) {
                 continue;
             }
-            agents[i].inv_failures = if net.gateway[i] {
-                0
+            if net.gateway[i] {
+                agents[i].inv_failures = 0;
+                agents[i].inv_last_success = Some(now);
             } else {
-                agents[i].inv_failures.saturating_add(1)
-            };
+                agents[i].inv_failures = agents[i].inv_failures.saturating_add(1);
+            }
             let through_link = agents[j].running && net.link && !rng.chance(net.loss);
             agents[i].hb_failures = if through_link {
                 0
@@ -698,6 +865,12 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                 agents[i].hb_failures.saturating_add(1)
             };
             let through_sync = agents[j].running && net.sync && !rng.chance(net.loss);
+            if through_sync {
+                agents[i].sync_failures = 0;
+                agents[i].sync_seen = true;
+            } else {
+                agents[i].sync_failures = agents[i].sync_failures.saturating_add(1);
+            }
             if through_link || through_sync {
                 net.flight
                     .push((now + rng.below(MAX_DELAY), i, agents[j].published.clone()));
@@ -718,12 +891,11 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
             }
         }
 
-        // Ticks. The sync connection is up only to a running buddy.
-        let running = [agents[0].running, agents[1].running];
-        for (i, agent) in agents.iter_mut().enumerate() {
+        // Ticks.
+        for agent in agents.iter_mut() {
             if agent.running && (now + agent.offset).is_multiple_of(TICK) {
                 let before = agent.machine.state;
-                agent.tick(now, net.sync && running[1 - i], step, &mut rng, &mut trace);
+                agent.tick(now, step, &mut rng, &mut trace);
                 if agent.machine.state != before {
                     let _ = writeln!(
                         trace,
@@ -743,6 +915,7 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                 .iter()
                 .enumerate()
                 .any(|(i, a)| a.running && net.gateway[i]),
+            gateways: net.gateway,
         };
         if let Err(what) = invariants.check(now, &observed) {
             return fail(now, what, &trace);
@@ -809,6 +982,31 @@ mod tests {
             v.is_some(),
             "500 seeds without the tie-break found no violation"
         );
+    }
+
+    /// The first violation within 2,000 seeds with `off`, if any.
+    fn first_violation(off: Safeguards) -> Option<Violation> {
+        (0..2_000).find_map(|s| run(s, off).err())
+    }
+
+    #[test]
+    fn model_check_catches_a_step_down_on_stale_evidence() {
+        let off = Safeguards {
+            fresh_evidence: false,
+            ..Safeguards::default()
+        };
+        let v = first_violation(off).expect("2,000 seeds without fresh evidence passed");
+        assert!(v.what.contains("lost their gateways at once"), "{v}");
+    }
+
+    #[test]
+    fn model_check_catches_priority_over_remembered_online() {
+        let off = Safeguards {
+            remembered_first: false,
+            ..Safeguards::default()
+        };
+        let v = first_violation(off).expect("2,000 seeds with priority first passed");
+        assert!(v.what.contains("remembered Online"), "{v}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(crate) struct Topology {
     /// Shell commands run before an agent starts, in a mount namespace of its own (the VIP
     /// tests hide libpcap with bind mounts).
     pub(crate) wrap: [Option<String>; 2],
+    /// Each agent's tie-break priority (agent-a's higher by default).
+    pub(crate) priorities: [u32; 2],
 }
 
 impl Topology {
@@ -78,6 +80,7 @@ impl Topology {
             extra: [String::new(), String::new()],
             hosts: Vec::new(),
             wrap: [None, None],
+            priorities: [200, 100],
         };
         for ns in ["br", "a", "b", "gw"] {
             ip(&["netns", "add", &t.ns(ns)]);
@@ -149,7 +152,7 @@ impl Topology {
         ns
     }
 
-    /// Writes both agents' configurations (agent-a has the higher priority).
+    /// Writes both agents' configurations (priorities from [`Topology::priorities`]).
     pub(crate) fn configure(&self, timing: Timing) {
         for i in 0..2 {
             let (own, other) = (i + 1, 2 - i);
@@ -203,7 +206,7 @@ impl Topology {
                 "#,
                 name = AGENTS[i],
                 buddy = AGENTS[1 - i],
-                priority = [200, 100][i],
+                priority = self.priorities[i],
             );
             text.push_str(&self.extra[i]);
             std::fs::write(self.config(i), text).expect("write config");
@@ -268,6 +271,28 @@ impl Topology {
             .args([signal, &child.id().to_string()])
             .status();
         let _ = child.wait();
+    }
+
+    /// Writes agent i's remembered-state file, as an agent that stopped in `state` leaves it.
+    pub(crate) fn remember(&self, i: usize, state: FailoverState) {
+        let path = self.dir.path().join(format!("{}.state", AGENTS[i]));
+        let remembered = duet_host::state_file::Remembered { state, at: 0 };
+        duet_host::state_file::write(&path, remembered).expect("write the state file");
+    }
+
+    /// Stops or starts the gateway host: its LAN port on the bridge goes down (or up).
+    pub(crate) fn gateway(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        ip(&["-n", &self.ns("br"), "link", "set", "gw-lan", state]);
+    }
+
+    /// How many state changes agent i's failover log holds.
+    pub(crate) fn state_changes(&self, i: usize) -> usize {
+        let path = self.dir.path().join(format!("{}-failover.log", AGENTS[i]));
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .matches("Failover Status => ")
+            .count()
     }
 
     fn remove_state_files(&self) {
@@ -559,4 +584,199 @@ pub(crate) fn ns_events(ns: &str, code: &str, api: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Agent i's local row whose label starts with `label`, from its status.
+fn local_row(t: &Topology, i: usize, label: &str) -> Option<duet_core::Row> {
+    t.status(i)?
+        .pair?
+        .local
+        .rows
+        .into_iter()
+        .find(|r| r.label.starts_with(label))
+}
+
+/// The `[[vip]]` of the failure tests: on the LAN NIC, a short lease.
+const VIP_CONFIG: &str =
+    "\n[[vip]]\nnic = \"lan\"\naddress = \"10.77.0.100/24\"\nlease = \"3s\"\nrenew = \"1s\"\n";
+
+/// Which agents' namespaces hold the VIP on their LAN NIC.
+fn vip_holders(t: &Topology) -> [bool; 2] {
+    [0, 1].map(|i| {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &t.agent_ns(i),
+                "-4",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                "lan",
+            ])
+            .output()
+            .expect("ip addr");
+        String::from_utf8_lossy(&out.stdout).contains("10.77.0.100/24")
+    })
+}
+
+#[test]
+fn a_cut_lan_link_hands_over_once_and_its_inverted_row_says_host_unreachable() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    t.extra = [VIP_CONFIG.into(), VIP_CONFIG.into()];
+    t.configure(FAST);
+    let (p, q) = t.start_pair();
+    let with = |online: usize| {
+        let mut s = [OFFLINE; 2];
+        s[online] = ONLINE;
+        s
+    };
+    t.until(TAKEOVER, "the VIP on the Online agent", |_| {
+        vip_holders(&t)[p]
+    });
+
+    // The Online agent's LAN cable pulled (its NIC loses carrier): ARP for the gateway gives
+    // up and the kernel answers its pings with "host unreachable". That is no reply: the
+    // agent is isolated and hands over through the sync cable, once.
+    t.link(p, "lan", false);
+    t.until(TAKEOVER, "LAN cut: handover", |s| s == with(q));
+    let mut unreachable = None;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let states = t.states();
+        assert_eq!(
+            states,
+            with(q),
+            "LAN cut: exactly one Online, no claim\n{}",
+            t.logs()
+        );
+        let row = local_row(&t, p, "Inverted Heartbeat").expect("the inverted heartbeat row");
+        assert_eq!(
+            row.value, "Failing",
+            "the cut agent's inverted row: {row:?}"
+        );
+        if row
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("host unreachable"))
+        {
+            unreachable.get_or_insert(row);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let row = unreachable.unwrap_or_else(|| {
+        panic!(
+            "the inverted row never said \"host unreachable\"\n{}",
+            t.logs()
+        )
+    });
+    assert!(
+        row.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("from 10.77.0.1")),
+        "the ICMP error names who sent it: {row:?}"
+    );
+    assert!(vip_holders(&t)[q], "the VIP followed the Online agent");
+
+    t.link(p, "lan", true);
+    t.steady(Duration::from_secs(4), "LAN healed: no fail-back", with(q));
+}
+
+#[test]
+fn the_gateway_down_for_both_agents_moves_nothing() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    t.extra = [VIP_CONFIG.into(), VIP_CONFIG.into()];
+    t.configure(FAST);
+    let (p, q) = t.start_pair();
+    let mut expected = [OFFLINE; 2];
+    expected[p] = ONLINE;
+    let holders = {
+        let mut h = [false; 2];
+        h[p] = true;
+        h
+    };
+    t.until(TAKEOVER, "the VIP on the Online agent", |_| {
+        vip_holders(&t) == holders
+    });
+    t.steady(Duration::from_secs(2), "settled", expected);
+    let changes = [t.state_changes(0), t.state_changes(1)];
+
+    // Both agents lose their outside target at once (each at its own heartbeat phase), while
+    // they still see each other: nobody moves, the Online agent stays Online.
+    t.gateway(false);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        assert_eq!(
+            t.states(),
+            expected,
+            "gateway down: no state change\n{}",
+            t.logs()
+        );
+        assert_eq!(
+            vip_holders(&t),
+            holders,
+            "gateway down: the VIP stays\n{}",
+            t.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let isolated = local_row(&t, p, "Inverted Heartbeat").expect("the inverted row");
+    assert_eq!(isolated.value, "Failing", "{isolated:?}");
+    t.gateway(true);
+    t.until(
+        Duration::from_secs(10),
+        "gateway back: the rows recover",
+        |_| local_row(&t, q, "Inverted Heartbeat").is_some_and(|r| r.value == "Success"),
+    );
+    t.steady(
+        Duration::from_secs(3),
+        "gateway back: no state change",
+        expected,
+    );
+    assert_eq!(
+        [t.state_changes(0), t.state_changes(1)],
+        changes,
+        "no state change in either failover log\n{}",
+        t.logs()
+    );
+    assert_eq!(vip_holders(&t), holders);
+}
+
+#[test]
+fn a_remembered_online_agent_wins_ten_co_starts_over_a_higher_priority() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    // agent-b has the higher priority; agent-a was Online before the pair stopped.
+    t.priorities = [100, 200];
+    t.configure(FAST);
+    for round in 0..10 {
+        t.remember(0, FailoverState::Online);
+        t.remember(1, FailoverState::Offline);
+        t.start(0);
+        t.start(1);
+        t.until(
+            Duration::from_secs(20),
+            &format!("round {round}: one Online"),
+            one_online,
+        );
+        assert_eq!(
+            t.states(),
+            [ONLINE, OFFLINE],
+            "round {round}: agent-a remembered Online and wins\n{}",
+            t.logs()
+        );
+        t.signal(0, "-KILL");
+        t.signal(1, "-KILL");
+    }
 }

@@ -426,6 +426,13 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
     let net = SimNet::new(seed, plan.link, plan.sync);
     let clock = Clock::starting_at(0);
     let configs = [0, 1].map(|i| config(i, plan.priorities[i], dir.path()));
+    for (config, file) in configs.iter().zip(plan.files) {
+        if let Some(state) = file {
+            let remembered = duet_host::state_file::Remembered { state, at: 0 };
+            duet_host::state_file::write(&config.state.file, remembered)
+                .expect("the plan's state file");
+        }
+    }
     let states: States = Arc::new(Mutex::new([None, None]));
     let trace = Arc::new(Mutex::new(String::new()));
     let mut agents: [Option<Running>; 2] = [None, None];
@@ -457,6 +464,7 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
             let (_, fault) = timeline.schedule[next];
             next += 1;
             let _ = writeln!(lock(&trace), "{now:>6} ms  {fault:?}");
+            invariants.fault(now, fault);
             match fault {
                 Fault::CutLink => net.set_link(Link::Lan, false),
                 Fault::HealLink => net.set_link(Link::Lan, true),
@@ -489,6 +497,7 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
                     && s.loss == 0
                     && (s.up[Link::Lan as usize] || s.up[Link::Sync as usize]),
                 healthy: (0..2).any(|i| states[i].is_some() && s.gateway[i]),
+                gateways: s.gateway,
             }
         };
         if timeline.switches.contains(&now) {
