@@ -147,10 +147,17 @@ pub fn nic_triggers(nics: &[Nic]) -> impl Iterator<Item = String> + '_ {
         .map(|n| format!("nic:{}", n.name))
 }
 
-/// The agent was Online before its restart and has not switched since: it gets the tie-break
-/// first (continuity), and the host reports it to the buddy as `was-online`.
+/// The agent was Online before its restart and has not switched since — or is on its way back
+/// online (preparing, acquiring the VIP): it gets the tie-break first (continuity), and the
+/// host reports it to the buddy as `was-online`. Keeping it while the agent claims matters:
+/// two agents that meet while both prepare settle it by the tie-break, and the remembered
+/// agent must not lose the place its claim rests on.
 pub fn was_online(state: &MachineState, remembered: Option<FailoverState>) -> bool {
-    remembered == Some(FailoverState::Online) && state.last_switch.is_none()
+    let claiming = matches!(
+        state.state,
+        FailoverState::PreparingToGoOnline | FailoverState::GoingOnline
+    );
+    remembered == Some(FailoverState::Online) && (state.last_switch.is_none() || claiming)
 }
 
 /// How long ago the agent stepped down or gave up going online, while that is within
@@ -321,14 +328,14 @@ impl Step<'_> {
             );
         }
         // Rule: at start, a buddy never heard from gets a bounded time to show up, so two
-        // agents starting together meet in the tie-break instead of both claiming. An agent
-        // that was Online before its restart takes its place back at once.
+        // agents starting together meet in the tie-break instead of both claiming. Within the
+        // wait a buddy is never declared dead on heartbeats, even once heard from: the first
+        // report of a buddy that starts later can arrive before this agent's own heartbeats to
+        // it had a chance to succeed (their failures still count its absence). An agent that
+        // was Online before its restart takes its place back at once.
         let wait = self.input.config.startup_wait_ms;
         let starting = !self.state.met_buddy;
-        if starting
-            && !self.view.was_online
-            && self.now < self.input.started_at.saturating_add(wait)
-        {
+        if !self.view.was_online && self.now < self.input.started_at.saturating_add(wait) {
             let text = format!(
                 "starting up: waiting up to {} s for the buddy before taking over",
                 wait / 1000
@@ -386,9 +393,11 @@ impl Step<'_> {
         if let Some(reason) = self.input.offline_request {
             // Rule (seed 002): both prepare and ask each other; the tie-break decides at once,
             // and an operator's request always wins.
+            // The request proves the buddy alive even while this agent's heartbeats to it still
+            // count it dead: its report decides the tie-break.
             let yield_to_buddy = reason == RequestReason::Operator
                 || self
-                    .view
+                    .input
                     .buddy
                     .clone()
                     .is_some_and(|b| !self.wins_tie_break(&b));

@@ -1252,8 +1252,10 @@ pub(crate) fn record_attempt(shared: &Shared, slot: Slot, attempt: Attempt, now:
     }
 }
 
-/// A "Ping to <ip>" or inverted heartbeat: ICMP echo with surge-ping (raw socket: root or
-/// CAP_NET_RAW). Without the privilege the row says so, as a probe fault.
+/// A "Ping to <ip>" or inverted heartbeat: ICMP echo ([`crate::net`]: a raw socket with root or
+/// CAP_NET_RAW, else a datagram ping socket where allowed). Only an echo reply from the target
+/// counts; an ICMP error is a failure that names it. Without the privilege the row says so, as
+/// a probe fault.
 async fn icmp_heartbeat(
     shared: Arc<Shared>,
     index: usize,

@@ -171,66 +171,119 @@ impl Drop for Capture {
     }
 }
 
+/// Why one candidate could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// The loader found no such file.
+    Missing,
+    /// The file is there but unusable: what failed, with the loader's own message.
+    Broken(String),
+}
+
 fn load() -> Result<Pcap, PacketCapture> {
-    let mut errors = Vec::new();
-    let mut present = false;
+    let mut tried = Vec::new();
     for name in CANDIDATES {
-        // SAFETY: loading libpcap runs its initialisers, which have no preconditions.
-        let library = match unsafe { libloading::Library::new(name) } {
-            Ok(library) => library,
-            Err(e) => {
-                let text = e.to_string();
-                present |= !text.contains("No such file or directory");
-                errors.push(text);
-                continue;
-            }
-        };
-        present = true;
-        // SAFETY: `pcap_lib_version` is `const char *pcap_lib_version(void)` in every libpcap.
-        let version = unsafe {
-            library
-                .get::<unsafe extern "C" fn() -> *const c_char>(b"pcap_lib_version\0")
-                .map(|f| f())
-        };
-        let version = match version {
-            // SAFETY: libpcap returns a static NUL-terminated string.
-            Ok(ptr) if !ptr.is_null() => unsafe { CStr::from_ptr(ptr) }
-                .to_string_lossy()
-                .into_owned(),
-            Ok(_) => {
-                errors.push(format!("{name}: pcap_lib_version returned nothing"));
-                continue;
-            }
-            Err(e) => {
-                errors.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        match symbols(library, name, version) {
+        match load_one(name) {
             Ok(lib) => return Ok(lib),
-            Err(e) => errors.push(format!("{name}: {e}")),
+            Err(failure) => tried.push((name, failure)),
         }
     }
-    let (message, advice) = if present {
-        (
-            NOT_DETECTED,
-            "a libpcap file is present but could not be loaded or did not answer; check the \
-             installation before using this agent in a pair with a virtual IP",
-        )
-    } else {
+    Err(missing(&tried))
+}
+
+/// Loads one candidate: `dlopen`, `pcap_lib_version`, then every call duet makes.
+fn load_one(name: &'static str) -> Result<Pcap, Failure> {
+    // SAFETY: loading libpcap runs its initialisers, which have no preconditions.
+    let library = unsafe { libloading::Library::new(name) }.map_err(|e| {
+        let why = chain(&e);
+        if is_not_found(name, &why) {
+            Failure::Missing
+        } else {
+            Failure::Broken(why)
+        }
+    })?;
+    // SAFETY: `pcap_lib_version` is `const char *pcap_lib_version(void)` in every libpcap.
+    let version = unsafe {
+        library
+            .get::<unsafe extern "C" fn() -> *const c_char>(b"pcap_lib_version\0")
+            .map(|f| f())
+    };
+    let version = match version {
+        // SAFETY: libpcap returns a static NUL-terminated string.
+        Ok(ptr) if !ptr.is_null() => unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned(),
+        Ok(_) => {
+            return Err(Failure::Broken(
+                "pcap_lib_version returned nothing".to_string(),
+            ));
+        }
+        Err(e) => return Err(Failure::Broken(chain(&e))),
+    };
+    symbols(library, name, version).map_err(|e| Failure::Broken(chain(&e)))
+}
+
+/// An error and its sources, outermost first: libloading's own text ("dlopen failed") says
+/// nothing, the loader's message (`dlerror`) is its source.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Whether the loader's message says the file `name` does not exist (glibc's wording). A
+/// library libpcap needs that is missing is named instead: libpcap is there, but broken.
+fn is_not_found(name: &str, why: &str) -> bool {
+    why.contains(&format!(": {name}: ")) && why.ends_with("No such file or directory")
+}
+
+/// The answer when no candidate could be used: "have been found" when none exists, "could not
+/// be detected" when one exists but failed, naming the file and the loader's reason.
+fn missing(tried: &[(&str, Failure)]) -> PacketCapture {
+    let broken: Vec<String> = tried
+        .iter()
+        .filter_map(|(name, f)| match f {
+            Failure::Broken(why) => Some(format!("{name}: {why}")),
+            Failure::Missing => None,
+        })
+        .collect();
+    let absent: Vec<&str> = tried
+        .iter()
+        .filter(|(_, f)| *f == Failure::Missing)
+        .map(|(name, _)| *name)
+        .collect();
+    let (message, detail) = if broken.is_empty() {
         (
             NOT_FOUND,
-            "libpcap is not installed (Debian: libpcap0.8); do not use this agent in a pair \
-             with a virtual IP",
+            format!(
+                "libpcap is not installed (Debian: libpcap0.8); do not use this agent in a pair \
+                 with a virtual IP. Tried {}: no such file",
+                absent.join(", ")
+            ),
         )
+    } else {
+        let mut detail = format!(
+            "a libpcap file is present but could not be loaded or did not answer; check the \
+             installation before using this agent in a pair with a virtual IP. {}",
+            broken.join("; ")
+        );
+        if !absent.is_empty() {
+            detail.push_str(&format!(" (not found: {})", absent.join(", ")));
+        }
+        (NOT_DETECTED, detail)
     };
-    Err(PacketCapture {
+    PacketCapture {
         found: false,
         library: None,
         version: None,
         message: Some(message.to_string()),
-        detail: Some(format!("{advice}. Tried: {}", errors.join("; "))),
-    })
+        detail: Some(detail),
+    }
 }
 
 /// Looks up the calls duet makes (all in libpcap 1.5 and later).
@@ -264,5 +317,74 @@ fn symbols(
             close: *library.get(b"pcap_close\0")?,
             _library: library,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MISSING_1: &str =
+        "libpcap.so.1: cannot open shared object file: No such file or directory";
+
+    #[test]
+    fn the_loader_message_is_in_the_error_chain() {
+        // SAFETY: no such library exists, so nothing is loaded.
+        let Err(e) = (unsafe { libloading::Library::new("libduet-no-such-library.so.7") }) else {
+            panic!("libduet-no-such-library.so.7 loaded");
+        };
+        let why = chain(&e);
+        assert!(
+            why.starts_with("dlopen failed: libduet-no-such-library.so.7: "),
+            "{why}"
+        );
+        assert!(is_not_found("libduet-no-such-library.so.7", &why), "{why}");
+    }
+
+    #[test]
+    fn nothing_there_has_been_found_and_names_the_files_tried() {
+        let tried: Vec<(&str, Failure)> =
+            CANDIDATES.iter().map(|c| (*c, Failure::Missing)).collect();
+        let p = missing(&tried);
+        assert_eq!(p.message.as_deref(), Some(NOT_FOUND));
+        let detail = p.detail.unwrap_or_default();
+        assert!(
+            detail.ends_with("Tried libpcap.so.1, libpcap.so.0.8, libpcap.so: no such file"),
+            "{detail}"
+        );
+        assert!(is_not_found(
+            "libpcap.so.1",
+            &format!("dlopen failed: {MISSING_1}")
+        ));
+        // libpcap.so is no prefix of libpcap.so.1 here.
+        assert!(!is_not_found(
+            "libpcap.so",
+            &format!("dlopen failed: {MISSING_1}")
+        ));
+    }
+
+    #[test]
+    fn a_missing_dependency_is_a_broken_libpcap_not_a_missing_one() {
+        let why = "dlopen failed: libdbus-1.so.3: cannot open shared object file: No such file or directory";
+        assert!(!is_not_found("libpcap.so.0.8", why));
+    }
+
+    #[test]
+    fn a_broken_file_could_not_be_detected_with_the_loaders_reason() {
+        let why = "dlopen failed: /usr/lib/x86_64-linux-gnu/libpcap.so.0.8: file too short";
+        let tried = [
+            ("libpcap.so.1", Failure::Missing),
+            ("libpcap.so.0.8", Failure::Broken(why.to_string())),
+            ("libpcap.so", Failure::Missing),
+        ];
+        let p = missing(&tried);
+        assert_eq!(p.message.as_deref(), Some(NOT_DETECTED));
+        let detail = p.detail.unwrap_or_default();
+        assert!(
+            detail.ends_with(&format!(
+                "libpcap.so.0.8: {why} (not found: libpcap.so.1, libpcap.so)"
+            )),
+            "{detail}"
+        );
     }
 }

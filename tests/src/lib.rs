@@ -6,6 +6,7 @@
 //! - `core_runtime`: refusing non-core components, deadlines, fallback.
 //! - `handover`: planned handover on `duet switch` and SIGTERM, the remembered state file.
 //! - `icmp`: ICMP heartbeats with real packets, to loopback and to a silent namespace host.
+//! - `pcap_detect`: libpcap missing, rejected or without its calls: what `/api/v1/pair` says.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
 //! - `model`: a seeded randomized model check of two cores under faults (10,000 schedules).
 //! - `sim`: the same plans and invariants run through two real host agents over an in-memory
@@ -52,6 +53,8 @@ mod hot_swap;
 mod icmp;
 #[cfg(test)]
 mod netns;
+#[cfg(test)]
+mod pcap_detect;
 #[cfg(test)]
 mod peer_link;
 #[cfg(test)]

@@ -872,8 +872,13 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                 agents[i].sync_failures = agents[i].sync_failures.saturating_add(1);
             }
             if through_link || through_sync {
+                // An exchange: each side gets the other's report. The buddy's heartbeat
+                // counters learn nothing from it (they count their own attempts), as in the
+                // host, where an incoming exchange does not reset an outgoing path.
                 net.flight
                     .push((now + rng.below(MAX_DELAY), i, agents[j].published.clone()));
+                net.flight
+                    .push((now + rng.below(MAX_DELAY), j, agents[i].published.clone()));
             }
         }
         let mut arrived = Vec::new();

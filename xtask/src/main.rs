@@ -124,13 +124,27 @@ fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
 
 fn test(root: &Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    setup()?;
-    lint(root)?;
+    let mut phases = Vec::new();
+    let mut phase = |name: &'static str, f: &mut dyn FnMut() -> anyhow::Result<()>| {
+        let at = std::time::Instant::now();
+        let result = f();
+        phases.push(format!("{name} {:.0?}", at.elapsed()));
+        println!("xtask test: {name} took {:.0?}", at.elapsed());
+        result
+    };
+    phase("setup", &mut setup)?;
+    phase("lint", &mut || lint(root))?;
     // The CLI tests run the `duet` binary: build it in the same profile first.
-    run(cargo(root).args(["build", "--locked", "--bins"]))?;
-    run(cargo(root).args(["test", "--locked"]))?;
-    demo::run(root, true)?;
-    println!("xtask test: all passed in {:.0?}", started.elapsed());
+    phase("build", &mut || {
+        run(cargo(root).args(["build", "--locked", "--bins"]))
+    })?;
+    phase("tests", &mut || run(cargo(root).args(["test", "--locked"])))?;
+    phase("demo", &mut || demo::run(root, true))?;
+    println!(
+        "xtask test: all passed in {:.0?} ({})",
+        started.elapsed(),
+        phases.join(", ")
+    );
     Ok(())
 }
 
