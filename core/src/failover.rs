@@ -53,11 +53,16 @@ pub fn step_with(
     // Start-up ends the first time the buddy is heard from.
     state.met_buddy |= input.buddy.is_some();
     // Isolation is dated from the first step that saw it: only evidence newer than that counts.
-    state.isolated_since = if isolated(&input.heartbeats) {
-        state.isolated_since.or(Some(now))
+    // When it ends, so do the evidence gathered during it and an operator's override.
+    if isolated(&input.heartbeats) {
+        state.isolated_since = state.isolated_since.or(Some(now));
     } else {
-        None
-    };
+        state.isolated_since = None;
+        state.evidence_failures = None;
+        if state.state == FailoverState::Online {
+            state.forced = false;
+        }
+    }
     // Rule: a mode change applies in every state, at once, and moves nothing else.
     if let Some(OperatorCommand {
         by,
@@ -574,8 +579,16 @@ impl Step<'_> {
     /// its outside targets answering after this agent's isolation began. A report from before
     /// (the same outage may not have reached the buddy's counters yet) moves nothing; when both
     /// lose the outside target, nobody moves.
-    fn online_isolated(self) -> Decision {
+    fn online_isolated(mut self) -> Decision {
         let buddy = self.view.buddy.clone();
+        if self.state.forced {
+            // Rule: an operator forced this agent online while it was isolated: it stays until
+            // the isolation ends or an operator says otherwise.
+            return self.stay(
+                ReasonCode::Operator,
+                "all inverted heartbeats fail, but an operator brought this agent online",
+            );
+        }
         if !self.safeguards.fresh_evidence {
             return match buddy {
                 Some(b) if b.isolated => self.stay(
@@ -596,13 +609,37 @@ impl Step<'_> {
             );
         }
         let since = self.state.isolated_since.unwrap_or(self.now);
+        // The fewest failures among this agent's inverted heartbeats.
+        let failures = self
+            .input
+            .heartbeats
+            .iter()
+            .filter(|h| h.kind == HeartbeatKind::Inverted)
+            .map(|h| h.failures)
+            .min()
+            .unwrap_or(0);
         match buddy {
             Some(b) if !b.isolated && b.outside_ok_at.is_some_and(|at| at > since) => {
-                let text = format!(
-                    "all inverted heartbeats fail and {} reaches the outside now: handing over",
-                    b.name
-                );
-                self.step_down(ReasonCode::Isolated, text)
+                // Rule: the evidence must outlast one more failure of this agent's own: when a
+                // shared outage ends, the buddy's probe may answer first, and this agent's next
+                // one would too.
+                match self.state.evidence_failures {
+                    Some(then) if failures > then => {
+                        let text = format!(
+                            "all inverted heartbeats fail and {} reaches the outside now: handing over",
+                            b.name
+                        );
+                        self.step_down(ReasonCode::Isolated, text)
+                    }
+                    seen => {
+                        self.state.evidence_failures = seen.or(Some(failures));
+                        let text = format!(
+                            "all inverted heartbeats fail and {} reaches the outside: handing over if the next attempt fails too",
+                            b.name
+                        );
+                        self.stay(ReasonCode::Isolated, &text)
+                    }
+                }
             }
             Some(b) if b.isolated => self.stay(
                 ReasonCode::Isolated,
@@ -779,7 +816,7 @@ impl Step<'_> {
         if to != self.state.state {
             self.state.state = to;
             self.state.since = self.now;
-            if matches!(to, FailoverState::Online | FailoverState::Offline) {
+            if to == FailoverState::Offline {
                 self.state.forced = false;
             }
             self.actions.insert(

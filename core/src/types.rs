@@ -228,6 +228,9 @@ model! {
         /// An operator asked this agent to go online: isolation does not stop the claim.
         #[cfg_attr(feature = "serde", serde(default))]
         pub forced: bool,
+        /// The fewest inverted failures when fresh evidence of the buddy's outside arrived.
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub evidence_failures: Option<u32>,
     }
 
     /// Severity of a raised event.
@@ -334,6 +337,7 @@ impl MachineState {
             met_buddy: false,
             isolated_since: None,
             forced: false,
+            evidence_failures: None,
         }
     }
 }

@@ -193,6 +193,19 @@ impl Shared {
         lock(&self.buddy).clone()
     }
 
+    /// This agent's report as it leaves now: the published one, with the age of its freshest
+    /// inverted success taken from the live heartbeats at this moment. Taken when the tick
+    /// built the report, the age would be short by the time until the next exchange, and the
+    /// buddy would date this agent's outside success later than it was — enough to count a
+    /// success from before a shared outage as evidence after it.
+    pub(crate) fn outgoing_report(&self) -> PeerReport {
+        let mut report = self.peer.borrow().clone();
+        let now = self.clock.now();
+        report.outside_age_ms = duet_core::failover::outside_ok_at(&lock(&self.heartbeats))
+            .map(|at| now.saturating_sub(at));
+        report
+    }
+
     /// Takes a report received from the buddy over any path, if it is newer than the one held
     /// (paths race; a restarted buddy has a new boot number). Wakes the tick loop when the
     /// buddy's state or requests changed.
@@ -827,8 +840,14 @@ async fn ticks(
             started_at: shared.started_at,
             config: config.failover(),
             // The sync connection is one more path to the buddy: "cut off from the buddy"
-            // counts it with the agent heartbeats.
-            heartbeats: heartbeats.iter().chain(&sync).cloned().collect(),
+            // counts it with the agent heartbeats, once it has worked (like `sync_up`: a sync
+            // path with a configuration fault counts no failures and must not keep the buddy
+            // alive).
+            heartbeats: heartbeats
+                .iter()
+                .chain(sync.as_ref().filter(|s| s.last_success.is_some()))
+                .cloned()
+                .collect(),
             sync_up,
             buddy: buddy.as_ref().map(|(p, at)| p.view(*at)),
             command: command.clone(),
@@ -933,7 +952,6 @@ async fn ticks(
         machine = decision.state;
 
         let isolated = duet_core::failover::isolated(&heartbeats);
-        let outside_ok_at = duet_core::failover::outside_ok_at(&heartbeats);
         let observations = Observations {
             agent: config.agent.name.clone(),
             buddy: config.buddy.name.clone(),
@@ -1018,7 +1036,8 @@ async fn ticks(
             isolated,
             was_online: duet_core::failover::was_online(&machine, shared.remembered),
             yielding: duet_core::failover::yielding(&machine, &config.failover(), now),
-            outside_age_ms: outside_ok_at.map(|at| now.saturating_sub(at)),
+            // Taken when the report leaves ([`Shared::outgoing_report`]).
+            outside_age_ms: None,
             report: pair.value.local.clone(),
             tick,
             tick_ms: millis(config.core.tick),

@@ -214,6 +214,7 @@ fn step_is_identical_native_and_wasm_on_generated_inputs() {
             met_buddy: g.flip(),
             isolated_since: g.maybe(|g| now.saturating_sub(g.below(20_000))),
             forced: g.flip(),
+            evidence_failures: g.maybe(|g| g.below(6) as u32),
         };
         let input = g.input(now);
         let native = duet_core::failover::step(&state, &input, now);

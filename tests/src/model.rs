@@ -157,9 +157,11 @@ struct Agent {
     priority: u32,
     running: bool,
     started_at: u64,
-    /// The phase of its decision ticks and of its heartbeats (independent).
+    /// The phase of its decision ticks, of its agent heartbeats and of its inverted heartbeats
+    /// (independent, as in the host).
     offset: u64,
     hb_offset: u64,
+    inv_offset: u64,
     machine: MachineState,
     /// The local state file: survives crashes.
     file: Option<FailoverState>,
@@ -192,6 +194,7 @@ impl Agent {
             started_at: 0,
             offset: 0,
             hb_offset: 0,
+            inv_offset: 0,
             machine,
             file: None,
             remembered: None,
@@ -208,7 +211,7 @@ impl Agent {
         }
     }
 
-    fn start(&mut self, now: u64, offset: u64, hb_offset: u64) {
+    fn start(&mut self, now: u64, offset: u64, hb_offset: u64, inv_offset: u64) {
         *self = Agent {
             file: self.file,
             ..Agent::new(self.name, self.priority)
@@ -217,6 +220,7 @@ impl Agent {
         self.started_at = now;
         self.offset = offset;
         self.hb_offset = hb_offset;
+        self.inv_offset = inv_offset;
         self.remembered = self.file;
         self.machine = MachineState::new(FailoverState::Offline, Mode::Automatic, now);
         // Like the host: the remembered state is read before the first report goes out.
@@ -254,16 +258,29 @@ impl Agent {
             reason: None,
             rtt_us: None,
         };
-        vec![
+        let mut all = vec![
             hb("link", HeartbeatKind::Agent, self.hb_failures, None),
-            hb("sync", HeartbeatKind::Agent, self.sync_failures, None),
             hb(
                 "gw",
                 HeartbeatKind::Inverted,
                 self.inv_failures,
                 self.inv_last_success,
             ),
-        ]
+        ];
+        if self.sync_seen {
+            all.push(hb("sync", HeartbeatKind::Agent, self.sync_failures, None));
+        }
+        all
+    }
+
+    /// The published report as it leaves at `now`: the age of the outside success is taken
+    /// when the report is sent (as the host does when it seals a report), not when it was
+    /// built.
+    fn sent(&self, now: u64) -> PeerReport {
+        PeerReport {
+            outside_age_ms: self.inv_last_success.map(|at| now.saturating_sub(at)),
+            ..self.published.clone()
+        }
     }
 
     /// One decision tick: the host's bookkeeping around `failover.step`.
@@ -336,6 +353,8 @@ impl Agent {
                 .map(|at| now.saturating_sub(at)),
             request: self.requests.outgoing(),
             answer: self.requests.answered(),
+            // The simulated clock is shared: it orders reports like the host's tick numbers.
+            tick: now,
             ..publish(self.name, self.priority, self.machine.state)
         };
     }
@@ -803,7 +822,8 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                     if !was {
                         let offset = rng.below(TICK / DT) * DT;
                         let hb_offset = rng.below(HB_INTERVAL / DT) * DT;
-                        agents[i].start(now, offset, hb_offset);
+                        let inv_offset = rng.below(HB_INTERVAL / DT) * DT;
+                        agents[i].start(now, offset, hb_offset, inv_offset);
                     }
                     !was
                 }
@@ -849,14 +869,19 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
         // Heartbeats and reports.
         for i in 0..2 {
             let j = 1 - i;
-            if !agents[i].running || !(now + agents[i].hb_offset).is_multiple_of(HB_INTERVAL) {
+            if !agents[i].running {
                 continue;
             }
-            if net.gateway[i] {
-                agents[i].inv_failures = 0;
-                agents[i].inv_last_success = Some(now);
-            } else {
-                agents[i].inv_failures = agents[i].inv_failures.saturating_add(1);
+            if (now + agents[i].inv_offset).is_multiple_of(HB_INTERVAL) {
+                if net.gateway[i] {
+                    agents[i].inv_failures = 0;
+                    agents[i].inv_last_success = Some(now);
+                } else {
+                    agents[i].inv_failures = agents[i].inv_failures.saturating_add(1);
+                }
+            }
+            if !(now + agents[i].hb_offset).is_multiple_of(HB_INTERVAL) {
+                continue;
             }
             let through_link = agents[j].running && net.link && !rng.chance(net.loss);
             agents[i].hb_failures = if through_link {
@@ -876,9 +901,9 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                 // counters learn nothing from it (they count their own attempts), as in the
                 // host, where an incoming exchange does not reset an outgoing path.
                 net.flight
-                    .push((now + rng.below(MAX_DELAY), i, agents[j].published.clone()));
+                    .push((now + rng.below(MAX_DELAY), i, agents[j].sent(now)));
                 net.flight
-                    .push((now + rng.below(MAX_DELAY), j, agents[i].published.clone()));
+                    .push((now + rng.below(MAX_DELAY), j, agents[i].sent(now)));
             }
         }
         let mut arrived = Vec::new();
@@ -891,7 +916,12 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
             }
         });
         for (to, peer) in arrived {
-            if agents[to].running {
+            // Paths race: like the host, keep the newest report.
+            let newer = agents[to]
+                .buddy
+                .as_ref()
+                .is_none_or(|(old, _)| peer.tick >= old.tick);
+            if agents[to].running && newer {
                 agents[to].buddy = Some((peer, now));
             }
         }

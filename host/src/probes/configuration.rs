@@ -19,6 +19,22 @@ pub fn shared_settings(config: &Config) -> BTreeMap<String, String> {
         .iter()
         .filter(|h| h.kind == HeartbeatKind::Agent)
         .count();
+    // The detection timings of every path to the buddy and to the outside: "cut off one
+    // failure before the buddy declares this agent dead" holds only when both count alike.
+    let timings = |kind: HeartbeatKind| {
+        let mut all: Vec<String> = config
+            .heartbeats
+            .iter()
+            .filter(|h| h.kind == kind)
+            .map(|h| timing(h.interval, h.timeout, h.max_failures))
+            .collect();
+        all.sort_unstable();
+        if all.is_empty() {
+            "none".to_string()
+        } else {
+            all.join(", ")
+        }
+    };
     let mut pair = [config.agent.name.as_str(), config.buddy.name.as_str()];
     pair.sort_unstable();
     [
@@ -46,17 +62,36 @@ pub fn shared_settings(config: &Config) -> BTreeMap<String, String> {
         ),
         (
             "sync",
-            if config.sync.is_some() {
-                "configured"
-            } else {
-                "not configured"
-            }
-            .to_string(),
+            match &config.sync {
+                Some(s) => format!(
+                    "configured, {}",
+                    timing(s.interval, s.timeout, s.max_failures)
+                ),
+                None => "not configured".to_string(),
+            },
+        ),
+        (
+            "heartbeat (kind = \"agent\") timing",
+            timings(HeartbeatKind::Agent),
+        ),
+        (
+            "heartbeat (kind = \"inverted\") timing",
+            timings(HeartbeatKind::Inverted),
         ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// A path's detection settings in words: "200ms every, 150ms timeout, 3 failures allowed".
+fn timing(interval: std::time::Duration, timeout: std::time::Duration, max: u32) -> String {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    format!(
+        "every {}, {} timeout, {max} failures allowed",
+        d(interval),
+        d(timeout)
+    )
 }
 
 /// The first key whose value differs between `ours` and `theirs` (the buddy's), as a reason
