@@ -149,17 +149,7 @@ async fn pair(State(shared): State<Arc<Shared>>) -> Json<PairInfo> {
             message: Some(crate::pcap::NOT_DETECTED.to_string()),
             detail: Some(format!("the detection failed: {e}")),
         });
-    let buddy_addresses =
-        config
-            .heartbeats
-            .iter()
-            .map(|h| h.target.clone())
-            .fold(Vec::new(), |mut all, t| {
-                if !all.contains(&t) {
-                    all.push(t);
-                }
-                all
-            });
+    let buddy_addresses = buddy_addresses(config);
     Json(PairInfo {
         local: AgentInfo {
             name: config.agent.name.clone(),
@@ -175,6 +165,24 @@ async fn pair(State(shared): State<Arc<Shared>>) -> Json<PairInfo> {
         virtual_ip: shared.vips.describe(),
         packet_capture,
         refresh_ms: u64::try_from(config.web.refresh.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// The buddy's addresses: where this agent reaches its duet, the agent heartbeats' targets
+/// and the sync connection's, each once. Ping and inverted heartbeats point at other hosts
+/// (the gateway, a router), never at the buddy's duet, so they are not its addresses.
+fn buddy_addresses(config: &crate::config::Config) -> Vec<String> {
+    let agent_paths = config
+        .heartbeats
+        .iter()
+        .filter(|h| h.kind == duet_core::HeartbeatKind::Agent)
+        .map(|h| h.target.clone());
+    let sync = config.sync.iter().map(|s| s.target.to_string());
+    agent_paths.chain(sync).fold(Vec::new(), |mut all, t| {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+        all
     })
 }
 
@@ -330,4 +338,45 @@ pub(crate) fn authorize(
 
 pub(crate) fn error(status: StatusCode, error: String) -> Response {
     (status, Json(ApiError { error })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buddys_addresses_are_its_agent_paths_and_sync_target_not_pinged_hosts() {
+        let text = r#"
+            [agent]
+            name = "a"
+            [buddy]
+            name = "b"
+            [api]
+            listen = "127.0.0.1:7101"
+            [peer]
+            listen = "10.0.0.1:7201"
+            pair_key = "0123456789abcdef0123"
+            [sync]
+            target = "10.0.1.2:7201"
+            [[heartbeat]]
+            kind = "agent"
+            target = "10.0.0.2:7201"
+            [[heartbeat]]
+            kind = "inverted"
+            target = "10.0.0.254"
+            [[heartbeat]]
+            kind = "ping"
+            target = "10.0.2.2"
+            [[heartbeat]]
+            kind = "agent"
+            target = "10.0.0.2:7201"
+            source = "10.0.0.1"
+        "#;
+        let config = crate::config::parse(text, std::path::Path::new(".")).expect("valid");
+        assert_eq!(
+            buddy_addresses(&config),
+            ["10.0.0.2:7201", "10.0.1.2:7201"],
+            "agent heartbeat targets (once each), then the sync target"
+        );
+    }
 }

@@ -888,9 +888,15 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
                 && h.source == sync.source
         })
     {
+        let from = sync
+            .source
+            .map_or_else(|| "from any source".to_string(), |s| format!("from {s}"));
         c.error(
             "sync.target",
-            format!("heartbeat[{i}] already uses this path: the sync connection must be a path of its own (ideally a direct link)"),
+            format!(
+                "{} {from} is also heartbeat[{i}].target (kind = \"agent\", same source): the sync connection must be a path of its own, ideally a direct cable, or it proves nothing the heartbeat does not; give [sync] another target or source, or remove heartbeat[{i}]",
+                sync.target
+            ),
         );
     }
 
@@ -1087,6 +1093,25 @@ mod tests {
         let errs = parse(&text, Path::new(".")).expect_err("invalid").0;
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["buddy.name", "api.listen"]);
+    }
+
+    #[test]
+    fn a_sync_connection_on_an_agent_heartbeats_path_is_refused_naming_both_keys() {
+        let text = format!("{MINIMAL}\n[sync]\ntarget = \"127.0.0.1:7202\"\n");
+        let errs = parse(&text, Path::new("."))
+            .expect_err("the same path twice")
+            .0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let message = errs[0].to_string();
+        assert!(
+            message.starts_with("sync.target: 127.0.0.1:7202 "),
+            "{message}"
+        );
+        assert!(message.contains("heartbeat[0].target"), "{message}");
+        // Another source address is another path (another NIC): accepted.
+        let text =
+            format!("{MINIMAL}\n[sync]\ntarget = \"127.0.0.1:7202\"\nsource = \"127.0.0.2\"\n");
+        parse(&text, Path::new(".")).expect("another source is another path");
     }
 
     #[test]

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Attempt, PeerReport, Shared, Slot, record_attempt};
-use crate::frame::{FrameError, Hello, PairKey, Session, read_frame, write_frame};
+use crate::frame::{
+    FrameError, Hello, PairKey, Session, read_frame, read_frame_or_end, write_frame,
+};
 use crate::lock;
 use crate::net::{BoxStream, Listener};
 
@@ -58,6 +60,69 @@ const MAX_PER_HOST: usize = 8;
 
 /// How long a connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A refused incoming connection is logged at most once per source address this often; the
+/// next line says how many were not logged meanwhile. The metrics count every one.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Source addresses the refusal log remembers at once (a flood from many addresses must not
+/// grow memory without bound); beyond that, refusals are counted together.
+const REFUSAL_LOG_ADDRESSES: usize = 1024;
+
+/// Rate limit of the peer port's refusal log lines: one per source address per
+/// [`REFUSAL_LOG_EVERY`].
+#[derive(Default)]
+struct RefusalLog {
+    /// Per source address: when its last line was written, and refusals not logged since.
+    seen: std::collections::HashMap<IpAddr, (tokio::time::Instant, u64)>,
+    /// Refusals not logged because `seen` was full.
+    overflow: u64,
+}
+
+impl RefusalLog {
+    /// Whether to log a refusal from `from` at `now`; if so, how many were not logged before
+    /// it.
+    fn admit(&mut self, from: IpAddr, now: tokio::time::Instant) -> Option<u64> {
+        if let Some((last, skipped)) = self.seen.get_mut(&from) {
+            if now.duration_since(*last) < REFUSAL_LOG_EVERY {
+                *skipped += 1;
+                return None;
+            }
+            let before = std::mem::take(skipped);
+            *last = now;
+            return Some(before);
+        }
+        if self.seen.len() >= REFUSAL_LOG_ADDRESSES {
+            // Addresses quiet for a whole period have nothing left to report but their count.
+            let mut dropped = 0;
+            self.seen.retain(|_, (last, skipped)| {
+                let keep = now.duration_since(*last) < REFUSAL_LOG_EVERY;
+                if !keep {
+                    dropped += *skipped;
+                }
+                keep
+            });
+            self.overflow += dropped;
+            if self.seen.len() >= REFUSAL_LOG_ADDRESSES {
+                self.overflow += 1;
+                return None;
+            }
+        }
+        self.seen.insert(from, (now, 0));
+        Some(std::mem::take(&mut self.overflow))
+    }
+}
+
+/// Logs a refused incoming connection, rate-limited per source address.
+fn log_refusal(log: &std::sync::Mutex<RefusalLog>, from: SocketAddr, why: &str) {
+    let Some(not_logged) = lock(log).admit(from.ip(), tokio::time::Instant::now()) else {
+        return;
+    };
+    if not_logged == 0 {
+        tracing::warn!(%from, reason = %why, "peer port: connection refused");
+    } else {
+        tracing::warn!(%from, reason = %why, not_logged, "peer port: connection refused (and {not_logged} more, not logged, since the last line)");
+    }
+}
 
 /// The peer link's counters.
 #[derive(Default)]
@@ -436,7 +501,7 @@ fn closed(e: &std::io::Error) -> String {
 /// so the frame always fits: a report we cannot send must never look like a dead buddy on
 /// the other side.
 fn seal_report(shared: &Shared, session: &mut Session) -> Result<Vec<u8>, String> {
-    let mut report = shared.peer.borrow().clone();
+    let mut report = shared.outgoing_report();
     let mut limit = MAX_ROW_TEXT;
     loop {
         let payload = serde_json::to_vec(&PeerMessage::Report(Box::new(report.clone())))
@@ -503,6 +568,7 @@ pub(crate) async fn serve(
     let mut connections = tokio::task::JoinSet::new();
     // Open connections per remote address: one host cannot take every slot.
     let per_host: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>> = Arc::default();
+    let refusals: Arc<std::sync::Mutex<RefusalLog>> = Arc::default();
     loop {
         let (stream, from) = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -522,15 +588,18 @@ pub(crate) async fn serve(
         let from_host = *lock(&per_host).get(&host).unwrap_or(&0);
         if connections.len() >= MAX_CONNECTIONS || from_host >= MAX_PER_HOST {
             shared.link.reject("too_many_connections");
-            tracing::warn!(%from, "peer port: too many connections; closing this one");
+            log_refusal(&refusals, from, "too many connections; closing this one");
             continue;
         }
         *lock(&per_host).entry(host).or_default() += 1;
         let shared = shared.clone();
         let per_host = per_host.clone();
+        let refusals = refusals.clone();
         connections.spawn(async move {
-            let why = connection(&shared, stream).await;
-            tracing::debug!(%from, %why, "peer connection closed");
+            match connection(&shared, stream).await {
+                Ended::Closed(why) => tracing::debug!(%from, %why, "peer connection closed"),
+                Ended::Refused(why) => log_refusal(&refusals, from, &why),
+            }
             let mut counts = lock(&per_host);
             if let Some(n) = counts.get_mut(&host) {
                 *n -= 1;
@@ -542,31 +611,47 @@ pub(crate) async fn serve(
     }
 }
 
+/// How an incoming connection ended.
+enum Ended {
+    /// Closed, silent or broken: nothing wrong was received.
+    Closed(String),
+    /// Closed because of what was received (a rejected frame, another agent): counted in the
+    /// metrics, and logged (rate-limited).
+    Refused(String),
+}
+
 /// Serves one incoming connection; returns why it ended.
-async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
+async fn connection(shared: &Shared, mut stream: BoxStream) -> Ended {
     let key = PairKey::new(&shared.config.peer.pair_key);
     let ours = match Hello::new(&shared.config.agent.name) {
         Ok(h) => h,
-        Err(e) => return format!("{e:#}"),
+        Err(e) => return Ended::Closed(format!("{e:#}")),
     };
     // Our hello first, so a client with the wrong key can tell a key mismatch from a refusal.
-    if let Err(e) = write_frame(&mut stream, &ours.seal(&key)).await {
-        return e.to_string();
-    }
+    // A sender that wrote and closed at once makes this write fail (its end answers with a
+    // reset); what it wrote before closing is still in our receive buffer, so it is read and
+    // judged all the same, and only then does the failed write end the connection.
+    let said_hello = write_frame(&mut stream, &ours.seal(&key)).await;
     let frame = match incoming(shared, &mut stream, HELLO_TIMEOUT).await {
         Ok(frame) => frame,
-        Err(why) => return why,
+        Err(Ended::Closed(why)) => {
+            return Ended::Closed(said_hello.err().map_or(why, |e| e.to_string()));
+        }
+        Err(refused) => return refused,
     };
     let theirs = match Hello::open(&key, &frame) {
         Ok(h) => h,
         Err(e) => {
             shared.link.reject(reason(&e));
-            return e.to_string();
+            return Ended::Refused(format!("hello rejected: {e}"));
         }
     };
     if theirs.agent != shared.config.buddy.name {
         shared.link.reject("wrong_agent");
-        return format!("{} is not the buddy", theirs.agent);
+        return Ended::Refused(format!("{} is not the buddy", theirs.agent));
+    }
+    if let Err(e) = said_hello {
+        return Ended::Closed(e.to_string());
     }
     let mut session = Session::new(key, &ours, &theirs, false);
     let idle = idle_timeout(&shared.config);
@@ -577,7 +662,7 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
         let within = if authenticated { idle } else { HELLO_TIMEOUT };
         let frame = match incoming(shared, &mut stream, within).await {
             Ok(frame) => frame,
-            Err(why) => return why,
+            Err(ended) => return ended,
         };
         let report = match open(shared, &mut session, &frame) {
             Ok(PeerMessage::Report(report)) => report,
@@ -592,54 +677,59 @@ async fn connection(shared: &Shared, mut stream: BoxStream) -> String {
                 let sent = match serde_json::to_vec(&answer) {
                     Ok(payload) => match session.seal(&payload) {
                         Ok(frame) => write_frame(&mut stream, &frame).await,
-                        Err(e) => return e.to_string(),
+                        Err(e) => return Ended::Closed(e.to_string()),
                     },
-                    Err(e) => return e.to_string(),
+                    Err(e) => return Ended::Closed(e.to_string()),
                 };
                 if let Err(e) = sent {
-                    return e.to_string();
+                    return Ended::Closed(e.to_string());
                 }
                 continue;
             }
             Ok(PeerMessage::Ack { .. } | PeerMessage::Refused(_)) => {
                 shared.link.reject("unreadable");
-                return "an answer where a request was expected".into();
+                return Ended::Refused("an answer where a request was expected".into());
             }
-            Err(why) => return why,
+            Err(why) => return Ended::Refused(why),
         };
         if report.agent != theirs.agent {
             shared.link.reject("wrong_agent");
-            return format!(
+            return Ended::Refused(format!(
                 "a report from {} on {}'s connection",
                 report.agent, theirs.agent
-            );
+            ));
         }
         shared.receive(*report, shared.clock.now());
         authenticated = true;
         let sent = match seal_report(shared, &mut session) {
             Ok(frame) => write_frame(&mut stream, &frame).await,
-            Err(why) => return why,
+            Err(why) => return Ended::Closed(why),
         };
         if let Err(e) = sent {
-            return e.to_string();
+            return Ended::Closed(e.to_string());
         }
     }
 }
 
-/// The next frame of an incoming connection within `within`; a rejected one is counted.
+/// The next frame of an incoming connection within `within`; a rejected one is counted. What
+/// arrived before the sender closed is judged too: a frame cut short is a truncated frame.
 async fn incoming(
     shared: &Shared,
     stream: &mut BoxStream,
     within: Duration,
-) -> Result<Vec<u8>, String> {
-    match tokio::time::timeout(within, read_frame(stream)).await {
-        Err(_) => Err(format!("silent for {}", humantime::format_duration(within))),
-        Ok(Err(e)) => Err(closed(&e)),
-        Ok(Ok(Err(e))) => {
+) -> Result<Vec<u8>, Ended> {
+    match tokio::time::timeout(within, read_frame_or_end(stream)).await {
+        Err(_) => Err(Ended::Closed(format!(
+            "silent for {}",
+            humantime::format_duration(within)
+        ))),
+        Ok(Err(e)) => Err(Ended::Closed(closed(&e))),
+        Ok(Ok(None)) => Err(Ended::Closed("the other end closed the connection".into())),
+        Ok(Ok(Some(Err(e)))) => {
             shared.link.reject(reason(&e));
-            Err(e.to_string())
+            Err(Ended::Refused(format!("frame rejected: {e}")))
         }
-        Ok(Ok(Ok(frame))) => Ok(frame),
+        Ok(Ok(Some(Ok(frame)))) => Ok(frame),
     }
 }
 
@@ -655,4 +745,48 @@ fn idle_timeout(config: &crate::config::Config) -> Duration {
         .max()
         .unwrap_or(Duration::from_secs(1));
     longest * 3 + Duration::from_secs(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_address_per_period_with_the_count_not_logged() {
+        let mut log = RefusalLog::default();
+        let t0 = tokio::time::Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        assert_eq!(log.admit(a, t0), Some(0), "the first refusal is logged");
+        for i in 1..=99 {
+            assert_eq!(log.admit(a, t0 + Duration::from_millis(i * 10)), None);
+        }
+        assert_eq!(
+            log.admit(b, t0),
+            Some(0),
+            "another address has its own line"
+        );
+        assert_eq!(
+            log.admit(a, t0 + REFUSAL_LOG_EVERY),
+            Some(99),
+            "the next line counts the ones not logged"
+        );
+        assert_eq!(log.admit(a, t0 + REFUSAL_LOG_EVERY * 2), Some(0));
+    }
+
+    #[test]
+    fn a_flood_from_many_addresses_keeps_the_refusal_log_bounded() {
+        let mut log = RefusalLog::default();
+        let t0 = tokio::time::Instant::now();
+        let mut logged = 0;
+        for i in 0..(REFUSAL_LOG_ADDRESSES as u32 + 500) {
+            if log.admit(IpAddr::from(i.to_be_bytes()), t0).is_some() {
+                logged += 1;
+            }
+        }
+        assert_eq!(logged, REFUSAL_LOG_ADDRESSES);
+        assert!(log.seen.len() <= REFUSAL_LOG_ADDRESSES);
+        // A period later, room again; the line carries the refusals that were not logged.
+        let later = t0 + REFUSAL_LOG_EVERY;
+        assert_eq!(log.admit([192, 0, 2, 1].into(), later), Some(500));
+    }
 }

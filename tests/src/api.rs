@@ -318,6 +318,53 @@ async fn api_matches_its_openapi_document_tokens_guard_commands_and_events_arriv
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_lists_the_buddys_agent_paths_and_sync_target_not_the_pinged_hosts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (free_port(), free_port());
+    let buddy_peer = crate::support::peer_port(pb);
+    // One agent is enough: /api/v1/pair is the pair as configured. Its sync connection goes
+    // to the buddy over 127.0.0.2, its inverted heartbeat to a "gateway" and a ping to a
+    // router, all on loopback.
+    let a = AgentSpec {
+        extra: format!(
+            "[sync]\ntarget = \"127.0.0.2:{buddy_peer}\"\n\
+             [[heartbeat]]\nkind = \"inverted\"\ntarget = \"127.0.0.254\"\n\
+             [[heartbeat]]\nkind = \"ping\"\ntarget = \"127.0.0.3\"\n"
+        ),
+        ..AgentSpec::new("agent-a", "agent-b", 200, pa, pb)
+    }
+    .write(dir.path());
+    let _agents = Agents(vec![spawn(&a)]);
+    let c = client();
+    let pair = {
+        let c = c.clone();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = c
+                .get(format!("http://127.0.0.1:{pa}/api/v1/pair"))
+                .send()
+                .await
+                && let Ok(v) = r.json::<Value>().await
+            {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "the agent's API did not answer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let doc = get_json(&c, pa, "/api/v1/openapi.json").await;
+    validate(&doc, "PairInfo", &pair);
+    assert_eq!(
+        pair["buddy"]["addresses"],
+        serde_json::json!([
+            format!("127.0.0.1:{buddy_peer}"),
+            format!("127.0.0.2:{buddy_peer}")
+        ]),
+        "the agent heartbeat's and the sync connection's targets, not the gateway nor the pinged host: {pair:#}"
+    );
+}
+
 #[test]
 fn status_exit_codes_red_and_unreachable() {
     let dir = tempfile::tempdir().expect("tempdir");

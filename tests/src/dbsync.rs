@@ -9,7 +9,10 @@
 //! - `spooled_events_survive_kill_9`: the local database is unusable; posts go to the spool;
 //!   kill -9; the database comes back; the restarted agent writes the spool, and forwards it.
 //! - `stack_too_large_then_ok_and_sync_failing_when_the_buddy_is_gone`: the rows.
-//! - `database_row_follows_postgresql`: a real PostgreSQL stopped and started; a bad query.
+//! - `database_row_follows_postgresql`: a real PostgreSQL stopped and started (the row names
+//!   the refused connection, not the pool's timeout); a bad query.
+//! - `db_sync_follows_the_lan_path_while_the_sync_cable_is_cut`: two agents in network
+//!   namespaces; with the sync cable cut, forwarding takes the agent heartbeat's LAN path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -647,8 +650,27 @@ async fn database_row_follows_postgresql_and_a_bad_query_is_a_reason() {
     })
     .await;
     assert!(failing.turns_led_red);
+    // The row names the cause: PostgreSQL refuses connections, at its address. (The first
+    // failure may be the broken pooled connection; the next check tries a new one.)
+    let refused = format!(
+        "cannot connect to 127.0.0.1:{}: connection refused",
+        pg.port
+    );
+    let failing = until(
+        Duration::from_secs(20),
+        "Database Failing: connection refused",
+        || async {
+            database(a.port).await.filter(|r| {
+                r.value == "Failing" && r.reason.as_deref().is_some_and(|w| w.contains(&refused))
+            })
+        },
+    )
+    .await;
     let reason = failing.reason.unwrap_or_default();
-    assert!(!reason.is_empty(), "a reason is given");
+    assert!(
+        !reason.contains("pool timed out") && !reason.contains("postgres://"),
+        "the cause, not the pool's timeout, and never the URL: {reason}"
+    );
     // The default: a failing database never switches.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let s = status(&client, a.port)
@@ -677,6 +699,91 @@ async fn database_row_follows_postgresql_and_a_bad_query_is_a_reason() {
         "{reason}"
     );
     assert!(!b.exited(), "agent-b keeps running");
+}
+
+/// The DB Sync row of agent `i` of a namespace pair (shown while it is Online).
+fn ns_db_sync(t: &crate::netns::Topology, i: usize) -> Option<Row> {
+    t.status(i)?
+        .pair?
+        .local
+        .rows
+        .into_iter()
+        .find(|r| r.key == "db-sync")
+}
+
+/// Whether agent `at`'s event log holds an event of `origin` with this code.
+fn ns_holds(t: &crate::netns::Topology, at: usize, origin: &str, code: &str) -> bool {
+    t.events(at, code)
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .is_some_and(|page| {
+            page["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["origin"] == origin)
+        })
+}
+
+#[test]
+fn db_sync_follows_the_lan_path_while_the_sync_cable_is_cut() {
+    use crate::netns::{AGENTS, FAST, Topology};
+    if !crate::support::is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    t.configure(FAST);
+    let (p, q) = t.start_pair();
+    eventually(Duration::from_secs(15), "DB Sync Active", || {
+        ns_db_sync(&t, p).filter(|r| r.value == "Active")
+    });
+
+    // The sync cable cut: the Online agent raises `sync_failing` (its own event), which must
+    // reach the buddy over the LAN path while the cable is still cut. Before, forwarding
+    // waited 15 s for an acknowledgement on the dead connection, then kept dialling the sync
+    // target.
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    t.link(p, "sync", false);
+    eventually(
+        Duration::from_secs(8),
+        "the Online agent's sync_failing event on the buddy, over the LAN",
+        || ns_holds(&t, q, AGENTS[p], "sync_failing").then_some(()),
+    );
+    // DB Sync stayed Active, and keeps succeeding after the cut.
+    let row = eventually(
+        Duration::from_secs(5),
+        "a DB Sync success after the cut",
+        || ns_db_sync(&t, p).filter(|r| r.last_success.is_some_and(|at| at > cut)),
+    );
+    assert_eq!(row.value, "Active", "{row:?}\n{}", t.logs());
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let row = ns_db_sync(&t, p).expect("the DB Sync row");
+        assert_eq!(row.value, "Active", "{row:?}\n{}", t.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The cable back: forwarding returns to it.
+    t.link(p, "sync", true);
+    let out = t.dir.path().join(format!("{}.out", AGENTS[p]));
+    // The buddy's address on the sync cable (netns.rs: agent i is 10.78.0.<i + 1>).
+    let back = format!(
+        "the sync connection to 10.78.0.{}:7201 works again: forwarding over it",
+        q + 1
+    );
+    eventually(
+        Duration::from_secs(10),
+        "forwarding back on the sync cable",
+        || {
+            std::fs::read_to_string(&out)
+                .ok()?
+                .contains(&back)
+                .then_some(())
+        },
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! "Configuration Invalid: pair key mismatch" on both sides (and neither takes over), a pair
 //! with different failover settings shows Configuration Invalid too; frames
 //! that are garbled, too large, signed with another key, forged inside a session or replayed
-//! are rejected and counted in `/metrics`, and change nothing.
+//! are rejected and counted in `/metrics`, and change nothing; garbage from senders that close
+//! at once is counted frame by frame, and the refusals are logged rate-limited.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use crate::support::{
-    AgentSpec, Agents, PAIR_KEY, eventually, free_port, peer_port, spawn, status_json,
+    AgentSpec, Agents, PAIR_KEY, duet_bin, eventually, free_port, peer_port, spawn, status_json,
 };
 
 fn row(status: &Status, key: &str) -> Option<duet_core::Row> {
@@ -271,5 +272,85 @@ async fn forged_replayed_and_garbled_frames_are_rejected_counted_and_change_noth
             .iter()
             .all(|e| e.decision.state.state == FailoverState::Online),
         "agent-a stayed Online: {since:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_senders_that_close_at_once_is_counted_frame_by_frame_and_logged_rate_limited()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pa, pb) = (free_port(), free_port());
+    // One agent (its buddy never runs): nothing else rejects frames on its peer port.
+    let a = AgentSpec::new("agent-a", "agent-b", 200, pa, pb).write(dir.path());
+    let stderr = dir.path().join("agent-a.stderr");
+    let child = std::process::Command::new(duet_bin())
+        .arg("run")
+        .arg("--config")
+        .arg(&a)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn duet");
+    let _agents = Agents(vec![child]);
+    tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(20), "agent-a's API", || status_json(pa))
+    })
+    .await
+    .expect("wait");
+    let peer = peer_port(pa);
+
+    // 100 senders, each: connect, one garbage frame, close at once (before the agent's hello
+    // can be read, so the agent's hello meets a closed socket).
+    const SENDERS: usize = 100;
+    for _ in 0..SENDERS {
+        let mut s = TcpStream::connect(("127.0.0.1", peer))
+            .await
+            .expect("connect");
+        write_frame(&mut s, b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("send");
+        drop(s);
+        // Paced a little, so the per-host connection limit (8) is rarely what refuses one.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total = |counts: &std::collections::BTreeMap<String, f64>| counts.values().sum::<f64>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let counts = loop {
+        let counts = rejected(pa).await;
+        if total(&counts) >= SENDERS as f64 {
+            break counts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {SENDERS} garbage frames counted: {counts:?}",
+            total(&counts)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Each frame once: the unjudged ones can only be those the connection limit refused, and
+    // those are counted too.
+    assert_eq!(total(&counts), SENDERS as f64, "{counts:?}");
+    assert!(
+        counts
+            .keys()
+            .all(|r| r == "bad_magic" || r == "too_many_connections"),
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("bad_magic").copied().unwrap_or(0.0) >= 1.0,
+        "{counts:?}"
+    );
+
+    // A hundred refusals within a few seconds, one source address: one log line (at most one
+    // per 10 s), not a hundred.
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("peer port: connection refused"))
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} refusal lines for {SENDERS} refused connections:\n{log}"
     );
 }

@@ -365,6 +365,29 @@ fn a_stale_vip_is_removed_and_a_foreign_one_is_a_conflict_in_the_event_log() {
     assert!(holds(&t, p));
 }
 
+#[test]
+fn stopping_the_agent_that_does_not_hold_the_vip_logs_no_error() {
+    let Some(mut t) = pair_with_vip(FAST, "") else {
+        return;
+    };
+    let (p, q) = t.start_pair();
+    eventually(
+        Duration::from_secs(10),
+        "the Online agent holds the VIP",
+        || (holds(&t, p) && !holds(&t, q)).then_some(()),
+    );
+    // The Offline agent stops: it releases every VIP on the way out, and the kernel answers
+    // that the address is not there. That is the wanted outcome, not an error.
+    t.signal(q, "-TERM");
+    let out = std::fs::read_to_string(t.dir.path().join(format!("{}.out", AGENTS[q])))
+        .unwrap_or_default();
+    assert!(
+        !out.contains("cannot remove the virtual IP") && !out.contains("ERROR"),
+        "the stopped Offline agent logged an error:\n{out}"
+    );
+    assert!(holds(&t, p), "the Online agent keeps the VIP");
+}
+
 /// The libpcap files this machine has, under the names the loader tries, resolved.
 fn pcap_files() -> Vec<PathBuf> {
     let arch = format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH);
@@ -422,6 +445,17 @@ fn without_libpcap_the_agent_runs_and_its_vip_row_says_no_gratuitous_arp() {
         reason.starts_with(duet_host::pcap::NOT_DETECTED)
             && reason.contains("no gratuitous ARP can be sent"),
         "{reason}"
+    );
+    // Its log says so in plain words, not as a Debug-formatted Option (`Some("…")`).
+    let out = std::fs::read_to_string(t.dir.path().join(format!("{}.out", AGENTS[1])))
+        .unwrap_or_default();
+    let line = out
+        .lines()
+        .find(|l| l.contains("virtual IP mode without libpcap"))
+        .unwrap_or_else(|| panic!("the warning is logged:\n{out}"));
+    assert!(
+        line.contains(duet_host::pcap::NOT_DETECTED) && !line.contains("Some("),
+        "{line}"
     );
     // Its buddy shows the same row in agent-b's column.
     eventually(

@@ -253,6 +253,38 @@ pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     Ok(Ok(frame))
 }
 
+/// Reads one length-prefixed frame like [`read_frame`], but judges what a sender wrote before
+/// closing: `Ok(None)` when the stream ends between frames (nothing was sent), a
+/// [`FrameError::Truncated`] when it ends inside one (a length prefix or a body cut short).
+/// Other I/O errors stay errors.
+pub async fn read_frame_or_end<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Option<Result<Vec<u8>, FrameError>>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < prefix.len() {
+        match reader.read(&mut prefix[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Ok(Some(Err(FrameError::Truncated))),
+            n => got += n,
+        }
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Ok(Some(Err(FrameError::TooLarge(len))));
+    }
+    let mut frame = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match reader.read(&mut frame[got..]).await? {
+            0 => return Ok(Some(Err(FrameError::Truncated))),
+            n => got += n,
+        }
+    }
+    Ok(Some(Ok(frame)))
+}
+
 /// Writes one length-prefixed frame.
 pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
@@ -295,6 +327,14 @@ pub fn check_decoders(data: &[u8]) {
         .expect("a current-thread runtime");
     runtime.block_on(async {
         while let Ok(frame) = read_frame(&mut stream).await {
+            if let Ok(frame) = frame {
+                assert!(frame.len() <= MAX_FRAME);
+            } else {
+                break;
+            }
+        }
+        let mut stream = data;
+        while let Ok(Some(frame)) = read_frame_or_end(&mut stream).await {
             if let Ok(frame) = frame {
                 assert!(frame.len() <= MAX_FRAME);
             } else {
@@ -476,6 +516,35 @@ mod tests {
                 check_decoders(&g);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn what_arrived_before_the_end_of_the_stream_is_judged() {
+        // A whole frame, then the end: the frame, then "nothing more".
+        let mut stream: &[u8] = &[0, 0, 0, 2, b'h', b'i'];
+        assert_eq!(
+            read_frame_or_end(&mut stream).await.unwrap(),
+            Some(Ok(b"hi".to_vec()))
+        );
+        assert_eq!(read_frame_or_end(&mut stream).await.unwrap(), None);
+        // Cut inside the body, or inside the length prefix: truncated, not a silent close.
+        let mut stream: &[u8] = &[0, 0, 0, 9, b'h', b'i'];
+        assert_eq!(
+            read_frame_or_end(&mut stream).await.unwrap(),
+            Some(Err(FrameError::Truncated))
+        );
+        let mut stream: &[u8] = &[0, 0];
+        assert_eq!(
+            read_frame_or_end(&mut stream).await.unwrap(),
+            Some(Err(FrameError::Truncated))
+        );
+        // Too large is refused before the body is read.
+        let big = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        let mut stream: &[u8] = &big;
+        assert_eq!(
+            read_frame_or_end(&mut stream).await.unwrap(),
+            Some(Err(FrameError::TooLarge(MAX_FRAME + 1)))
+        );
     }
 
     #[tokio::test]

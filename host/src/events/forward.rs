@@ -1,20 +1,27 @@
 //! Forwarding: this agent's own events go to the buddy over a peer-link connection of their
-//! own (the sync connection's target if configured, else the first agent heartbeat's), in
-//! batches of at most `forward_batch` events, `forward_in_flight` batches pipelined. The
-//! buddy answers each batch with the highest number it holds (committed); that is the outbox
-//! cursor. On any failure the connection is dropped and made again after a backoff that
-//! doubles up to `forward_max_backoff`; the cursor is read again from the buddy, so a batch
-//! whose acknowledgement was lost is sent again and skipped there (idempotent).
+//! own, in batches of at most `forward_batch` events, `forward_in_flight` batches pipelined.
+//! The buddy answers each batch with the highest number it holds (committed); that is the
+//! outbox cursor. On any failure the connection is dropped and made again after a backoff
+//! that doubles up to `forward_max_backoff`; the cursor is read again from the buddy, so a
+//! batch whose acknowledgement was lost is sent again and skipped there (idempotent).
+//!
+//! Which path: the sync connection's while it is up, else the first agent heartbeat path that
+//! is up (their probes measure each path: `Shared::sync`, `Shared::heartbeats`). A path
+//! that goes down under a forwarding connection ends it at once, so forwarding moves to
+//! another path without waiting for an acknowledgement that cannot come; with no other path
+//! up, DB Sync says Failing at once. Forwarding moves back to the sync connection once it
+//! works again. See docs/event-log.md.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet_core::HeartbeatKind;
+use duet_core::{Heartbeat, HeartbeatKind};
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, EventLog, Severity};
-use crate::agent::Shared;
+use crate::agent::{Shared, Slot};
 use crate::lock;
 use crate::peer::{EventSession, PeerMessage};
 
@@ -24,39 +31,177 @@ const MAX_BATCH_BYTES: usize = 192 << 10;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 /// The "DB forwarding failing since" alarm is raised once a failure lasts this long.
 const ALARM_AFTER: Duration = Duration::from_secs(10);
+/// How often a forwarding connection checks its path's probe.
+const PATH_CHECK: Duration = Duration::from_millis(100);
+
+/// One path to the buddy's peer port that forwarding may take.
+#[derive(Debug, Clone)]
+struct Path {
+    /// `the sync connection` or `heartbeat[0]`, for the log and the row's reason.
+    name: String,
+    slot: Slot,
+    source: Option<IpAddr>,
+    target: SocketAddr,
+}
+
+/// The paths to the buddy, preferred first: the sync connection, then each agent heartbeat
+/// (one per distinct source and target).
+fn paths(config: &crate::config::Config) -> Vec<Path> {
+    let sync = config.sync.iter().map(|s| Path {
+        name: "the sync connection".into(),
+        slot: Slot::Sync,
+        source: s.source,
+        target: s.target,
+    });
+    let heartbeats = config
+        .heartbeats
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.kind == HeartbeatKind::Agent)
+        .filter_map(|(i, h)| {
+            Some(Path {
+                name: format!("heartbeat[{i}]"),
+                slot: Slot::Heartbeat(i),
+                source: h.source,
+                target: h.target.parse().ok()?,
+            })
+        });
+    let mut all: Vec<Path> = Vec::new();
+    for p in sync.chain(heartbeats) {
+        if !all
+            .iter()
+            .any(|o| o.source == p.source && o.target == p.target)
+        {
+            all.push(p);
+        }
+    }
+    all
+}
+
+/// What the path's probe last measured.
+fn probe(shared: &Shared, slot: Slot) -> Option<Heartbeat> {
+    match slot {
+        Slot::Sync => shared.sync.as_ref().map(|s| lock(s).clone()),
+        Slot::Heartbeat(i) => lock(&shared.heartbeats).get(i).cloned(),
+    }
+}
+
+/// The path counts as down: its probe failed more often in a row than it may.
+fn down(shared: &Shared, path: &Path) -> bool {
+    probe(shared, path.slot).is_some_and(|h| h.exceeded())
+}
+
+/// The path works: its last attempt succeeded.
+fn works(shared: &Shared, path: &Path) -> bool {
+    probe(shared, path.slot).is_some_and(|h| h.ok && h.failures == 0)
+}
+
+/// The path to take now: the first that is not down; the preferred one when all are.
+fn choose(shared: &Shared, paths: &[Path]) -> usize {
+    paths.iter().position(|p| !down(shared, p)).unwrap_or(0)
+}
+
+/// How a forwarding connection ended.
+enum End {
+    /// Shutdown.
+    Stopped,
+    /// Another path should be taken: not a failure of DB Sync.
+    Move(String),
+    Failed(String),
+}
+
+/// Watches the path of a forwarding connection (`paths[at]`); returns when the connection
+/// should end: its path went down (another path is up: move; none: a failure, shown at
+/// once), or a preferred path works again (move back).
+async fn watch(shared: &Shared, paths: &[Path], at: usize) -> End {
+    let path = &paths[at];
+    // A path already down when the connection started proves nothing new by staying down:
+    // the connection's own errors tell then.
+    let mut was_down = down(shared, path);
+    let mut every = tokio::time::interval(PATH_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let is_down = down(shared, path);
+        let reason = || {
+            probe(shared, path.slot)
+                .and_then(|h| h.reason)
+                .unwrap_or_else(|| "no answer".into())
+        };
+        let other = paths
+            .iter()
+            .enumerate()
+            .find(|(i, p)| *i != at && !down(shared, p));
+        match other {
+            Some((_, p)) if is_down => {
+                return End::Move(format!(
+                    "{} to {} is down ({}): forwarding over {} to {}",
+                    path.name,
+                    path.target,
+                    reason(),
+                    p.name,
+                    p.target
+                ));
+            }
+            Some((i, p)) if i < at && works(shared, p) => {
+                return End::Move(format!(
+                    "{} to {} works again: forwarding over it",
+                    p.name, p.target
+                ));
+            }
+            None if is_down && !was_down => {
+                return End::Failed(format!(
+                    "{} to {} is down: {}",
+                    path.name,
+                    path.target,
+                    reason()
+                ));
+            }
+            _ => {}
+        }
+        was_down = is_down;
+    }
+}
 
 /// Runs the forwarder until `shutdown`.
 pub(crate) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let log = shared.events.clone();
-    let target = shared
-        .config
-        .sync
-        .as_ref()
-        .map(|s| (s.source, s.target))
-        .or_else(|| {
-            shared
-                .config
-                .heartbeats
-                .iter()
-                .find(|h| h.kind == HeartbeatKind::Agent)
-                .and_then(|h| Some((h.source, h.target.parse().ok()?)))
-        });
-    let Some((source, target)) = target else {
+    let paths = paths(&shared.config);
+    if paths.is_empty() {
         failed(
             &shared,
             &log,
             "no path to the buddy: configure an agent heartbeat or [sync]".into(),
         );
         return Ok(());
-    };
+    }
     let mut backoff = Duration::from_millis(100);
     let mut alarmed = false;
+    let mut last: Option<usize> = None;
     loop {
+        let at = choose(&shared, &paths);
+        let path = &paths[at];
+        if last.is_some_and(|l| l != at) || (last.is_none() && at != 0) {
+            tracing::info!(path = %path.name, target = %path.target, "DB Sync: forwarding over {}", path.name);
+        }
+        last = Some(at);
         let outcome = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            r = session(&shared, &log, source, target, &shutdown) => r,
+            () = shutdown.cancelled() => End::Stopped,
+            r = session(&shared, &log, path.source, path.target, &shutdown) => match r {
+                Ok(()) => End::Stopped,
+                Err(why) => End::Failed(why),
+            },
+            end = watch(&shared, &paths, at) => end,
         };
-        let Err(why) = outcome else { return Ok(()) };
+        let why = match outcome {
+            End::Stopped => return Ok(()),
+            End::Move(why) => {
+                tracing::info!(reason = %why, "DB Sync: changing path");
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            End::Failed(why) => why,
+        };
         failed(&shared, &log, why.clone());
         let sync = lock(&log.sync).clone();
         if !alarmed
@@ -115,8 +260,8 @@ fn succeeded(shared: &Shared, log: &EventLog, upto: u64) {
 async fn session(
     shared: &Shared,
     log: &EventLog,
-    source: Option<std::net::IpAddr>,
-    target: std::net::SocketAddr,
+    source: Option<IpAddr>,
+    target: SocketAddr,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let origin = log.origin().to_string();

@@ -556,17 +556,26 @@ impl EventLog {
             let store = match self.store() {
                 Some(s) => s,
                 None => {
-                    let opened = tokio::time::timeout(
-                        timeout.max(Duration::from_secs(1)),
-                        Store::open(&self.config.url, timeout.max(Duration::from_secs(1))),
+                    // Opening may take the connection's time and, when it fails, as long
+                    // again to find out why (store::connect_problem).
+                    let within = timeout.max(Duration::from_secs(1));
+                    let opened = match tokio::time::timeout(
+                        within * 2 + Duration::from_secs(1),
+                        Store::open(&self.config.url, within),
                     )
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!(
-                            "no answer within {}",
-                            humantime::format_duration(timeout)
-                        ))
-                    });
+                    {
+                        Ok(opened) => opened,
+                        Err(_) => Err(anyhow::anyhow!(
+                            store::connect_problem(&self.config.url, within)
+                                .await
+                                .unwrap_or_else(|| format!(
+                                    "{}: no answer within {}",
+                                    store::endpoint(&self.config.url),
+                                    humantime::format_duration(within * 2)
+                                ))
+                        )),
+                    };
                     match opened {
                         Ok(s) => match s.max_seq(&self.origin).await {
                             Ok(max) => {
@@ -587,15 +596,9 @@ impl EventLog {
                     }
                 }
             };
-            let check = match tokio::time::timeout(timeout, store.health(&self.config.health_query))
-                .await
-            {
-                Ok(Ok(())) => Check::Ok,
-                Ok(Err(why)) => Check::Failing(format!("the health query failed: {why}")),
-                Err(_) => Check::Failing(format!(
-                    "the health query did not answer within {}",
-                    humantime::format_duration(timeout)
-                )),
+            let check = match store.health(&self.config.health_query, timeout).await {
+                Ok(()) => Check::Ok,
+                Err(why) => Check::Failing(why),
             };
             self.set_database(check);
         }

@@ -105,6 +105,87 @@ pub struct Query {
 pub struct Store {
     pool: sqlx::AnyPool,
     backend: Backend,
+    /// For a connection of its own when the pool cannot say why it has none.
+    url: String,
+}
+
+/// Where `url` points, for a reason shown to operators: `host:port` (the default port of the
+/// backend when none is written), the file of an SQLite URL. Never the user or password.
+pub fn endpoint(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    if scheme == "sqlite" {
+        return rest.split('?').next().unwrap_or_default().to_string();
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() {
+        return "the database".into();
+    }
+    // `[::1]:5432` and `db:5432` have a port; `[::1]` and `db` do not.
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(before, port)| !before.ends_with('[') && !port.contains(']'));
+    if has_port {
+        return host.to_string();
+    }
+    match scheme {
+        "postgres" | "postgresql" => format!("{host}:5432"),
+        "mysql" | "mariadb" => format!("{host}:3306"),
+        _ => host.to_string(),
+    }
+}
+
+/// A connection error in the words of the Database row: "cannot connect to
+/// 127.0.0.1:5433: connection refused".
+fn connect_error(url: &str, e: &sqlx::Error) -> String {
+    let to = endpoint(url);
+    match e {
+        sqlx::Error::Io(io) => {
+            let words = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                std::io::ErrorKind::HostUnreachable => "host unreachable".to_string(),
+                std::io::ErrorKind::NetworkUnreachable => "network unreachable".to_string(),
+                std::io::ErrorKind::NotFound => "no such socket or file".to_string(),
+                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+                _ => io.to_string(),
+            };
+            format!("cannot connect to {to}: {words}")
+        }
+        other => format!("cannot connect to {to}: {other}"),
+    }
+}
+
+/// Why `url` cannot be connected to, found with a connection of its own, within `within`;
+/// `None` when that connection works. The pool retries a refused connection until its
+/// deadline and then says only "pool timed out while waiting for an open connection", which
+/// hides the cause an operator needs.
+pub async fn connect_problem(url: &str, within: Duration) -> Option<String> {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    match tokio::time::timeout(within, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            None
+        }
+        Ok(Err(e)) => Some(connect_error(url, &e)),
+        Err(_) => Some(format!(
+            "cannot connect to {}: no answer within {}",
+            endpoint(url),
+            humantime::format_duration(within)
+        )),
+    }
+}
+
+/// Whether an error means the pool had no working connection (rather than a query failing).
+fn no_connection(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
 }
 
 impl Store {
@@ -143,9 +224,22 @@ impl Store {
                 })
             })
             .connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect: {e}"))?;
-        let store = Store { pool, backend };
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(e) if no_connection(&e) => {
+                let why = connect_problem(url, timeout)
+                    .await
+                    .unwrap_or_else(|| format!("cannot connect to {}: {e}", endpoint(url)));
+                anyhow::bail!(why);
+            }
+            Err(e) => anyhow::bail!(connect_error(url, &e)),
+        };
+        let store = Store {
+            pool,
+            backend,
+            url: url.to_string(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -374,13 +468,21 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Runs the health query; its error is the Database row's reason.
-    pub async fn health(&self, query: &str) -> Result<(), String> {
-        self.pool
-            .fetch_optional(query)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    /// Runs the health query within `timeout`; its error is the Database row's reason. When
+    /// the pool has no working connection, the reason is why a connection cannot be made
+    /// ("cannot connect to 127.0.0.1:5433: connection refused"), found with a connection of
+    /// its own, rather than the pool's "timed out".
+    pub async fn health(&self, query: &str, timeout: Duration) -> Result<(), String> {
+        let why = match tokio::time::timeout(timeout, self.pool.fetch_optional(query)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if no_connection(&e) => format!("the health query failed: {e}"),
+            Ok(Err(e)) => return Err(format!("the health query failed: {e}")),
+            Err(_) => format!(
+                "the health query did not answer within {}",
+                humantime::format_duration(timeout)
+            ),
+        };
+        Err(connect_problem(&self.url, timeout).await.unwrap_or(why))
     }
 
     /// Closes the pool.
@@ -410,6 +512,57 @@ fn event(row: &AnyRow) -> anyhow::Result<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_endpoint_names_host_and_port_never_the_password() {
+        assert_eq!(
+            endpoint("postgres://duet:secret@127.0.0.1:5433/duet"),
+            "127.0.0.1:5433"
+        );
+        assert_eq!(
+            endpoint("postgres://duet@db.example/duet"),
+            "db.example:5432"
+        );
+        assert_eq!(
+            endpoint("mysql://u:p@[::1]/x?ssl-mode=disabled"),
+            "[::1]:3306"
+        );
+        assert_eq!(endpoint("mariadb://u@[::1]:3307/x"), "[::1]:3307");
+        assert_eq!(
+            endpoint("sqlite:///var/lib/duet/a-events.db?mode=rwc"),
+            "/var/lib/duet/a-events.db"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_database_is_named_with_its_cause_not_the_pools_timeout() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("postgres://duet:secret@127.0.0.1:{port}/duet");
+        let started = std::time::Instant::now();
+        let err = Store::open(&url, Duration::from_secs(1))
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert_eq!(
+            format!("{err:#}"),
+            format!("cannot connect to 127.0.0.1:{port}: connection refused")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            connect_problem(&url, Duration::from_secs(1)).await,
+            Some(format!(
+                "cannot connect to 127.0.0.1:{port}: connection refused"
+            ))
+        );
+    }
 
     #[test]
     fn postgres_placeholders_are_numbered() {

@@ -38,6 +38,18 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// In words, for the log: "exited with status 1", never `Exited(Some(1))`.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Exited(Some(code)) => write!(f, "exited with status {code}"),
+            Outcome::Exited(None) => f.write_str("killed by a signal"),
+            Outcome::TimedOut => f.write_str("timed out and was killed"),
+            Outcome::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 impl Hooks {
     /// Starts the runner (when any hook is configured).
     pub fn start(config: HooksConfig, agent: String) -> Self {
@@ -84,7 +96,7 @@ impl Hooks {
                         tracing::info!(hook = name(hook), command = %shown, "hook done");
                     }
                     other => {
-                        tracing::warn!(hook = name(hook), command = %shown, ?other, "hook failed");
+                        tracing::warn!(hook = name(hook), command = %shown, outcome = %other, "hook failed");
                     }
                 }
             }
@@ -178,6 +190,18 @@ mod tests {
         );
         let text = std::fs::read_to_string(out).unwrap();
         assert_eq!(text.trim(), "vip-acquired vip-acquired Online");
+    }
+
+    #[test]
+    fn a_failed_hook_is_logged_in_words_not_as_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = script(dir.path(), "exit 3");
+        let outcome = run(&p, Hook::Offline, &[], Duration::from_secs(5));
+        assert_eq!(outcome.to_string(), "exited with status 3");
+        for o in [Outcome::Exited(None), Outcome::TimedOut] {
+            let text = o.to_string();
+            assert!(!text.contains("Some(") && !text.contains("None"), "{text}");
+        }
     }
 
     #[test]

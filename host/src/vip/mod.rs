@@ -107,7 +107,9 @@ impl Vips {
         if let Err(p) = &pcap
             && n > 0
         {
-            tracing::warn!(message = ?p.message, "virtual IP mode without libpcap: no ARP check and no gratuitous ARP");
+            let why = p.message.as_deref().unwrap_or(crate::pcap::NOT_DETECTED);
+            let detail = p.detail.as_deref().unwrap_or_default();
+            tracing::warn!(problem = %why, %detail, "virtual IP mode without libpcap: no ARP check and no gratuitous ARP");
         }
         Arc::new(Vips {
             specs,

@@ -46,9 +46,18 @@ pub fn lease(vip: &VipConfig) -> Result<(), String> {
 pub fn remove(vip: &VipConfig) -> Result<(), String> {
     match ip(&["-4", "addr", "del", &vip.cidr(), "dev", &vip.nic]) {
         Ok(_) => Ok(()),
-        Err(e) if e.contains("Cannot assign requested address") => Ok(()),
+        Err(e) if not_there(&e) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Whether `ip addr del` failed only because the address is not on the NIC: the kernel's
+/// EADDRNOTAVAIL, which iproute2 prints as "Cannot assign requested address" or, with the
+/// kernel's extended ack, "Error: ipv4: Address not found.". The VIP is already gone, which
+/// is what removing it asked for. A missing NIC or a refused permission stays an error.
+fn not_there(stderr: &str) -> bool {
+    let lower = stderr.to_ascii_lowercase();
+    lower.contains("cannot assign requested address") || lower.contains("address not found")
 }
 
 /// The NIC's IPv4 addresses with their prefixes.
@@ -148,6 +157,24 @@ pub fn subnet_problem(index: usize, vip: &VipConfig) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_an_address_that_is_not_there_is_not_an_error() {
+        // iproute2 6.x on a kernel with extended acks, and older iproute2 (RTNETLINK).
+        assert!(not_there(
+            "`ip -4 addr del 10.77.0.100/24 dev lan` failed: Error: ipv4: Address not found."
+        ));
+        assert!(not_there(
+            "`ip -4 addr del 10.77.0.100/24 dev lan` failed: RTNETLINK answers: Cannot assign requested address"
+        ));
+        // Real failures stay failures.
+        assert!(!not_there(
+            "`ip -4 addr del 10.77.0.100/24 dev eth9` failed: Cannot find device \"eth9\""
+        ));
+        assert!(!not_there(
+            "`ip -4 addr del 10.77.0.100/24 dev lan` failed: RTNETLINK answers: Operation not permitted"
+        ));
+    }
 
     #[test]
     fn subnets() {
