@@ -286,6 +286,16 @@ impl Topology {
         ip(&["-n", &self.ns("br"), "link", "set", "gw-lan", state]);
     }
 
+    /// Whether agent i's namespace has the test VIP (10.77.0.100/24) on its LAN NIC.
+    pub(crate) fn holds_vip(&self, i: usize) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.agent_ns(i), "-4", "-o", "addr", "show"])
+            .args(["dev", "lan"])
+            .output()
+            .expect("ip addr");
+        String::from_utf8_lossy(&out.stdout).contains("10.77.0.100/24")
+    }
+
     /// How many state changes agent i's failover log holds.
     pub(crate) fn state_changes(&self, i: usize) -> usize {
         let path = self.dir.path().join(format!("{}-failover.log", AGENTS[i]));
@@ -423,6 +433,13 @@ impl Drop for Topology {
 pub(crate) const ONLINE: Option<FailoverState> = Some(FailoverState::Online);
 pub(crate) const OFFLINE: Option<FailoverState> = Some(FailoverState::Offline);
 
+/// The states with exactly agent `online` Online.
+pub(crate) fn with(online: usize) -> [Option<FailoverState>; 2] {
+    let mut s = [OFFLINE; 2];
+    s[online] = ONLINE;
+    s
+}
+
 pub(crate) fn one_online(s: [Option<FailoverState>; 2]) -> bool {
     matches!(s, [ONLINE, OFFLINE] | [OFFLINE, ONLINE])
 }
@@ -440,11 +457,6 @@ fn pair_in_namespaces_survives_cuts_kills_and_heals() {
     let mut t = Topology::new();
     t.configure(FAST);
     let (p, q) = t.start_pair();
-    let with = |online: usize| {
-        let mut s = [OFFLINE; 2];
-        s[online] = ONLINE;
-        s
-    };
 
     // Only the sync cable cut: the LAN heartbeats still prove the buddy alive. No switch.
     t.link(p, "sync", false);
@@ -600,24 +612,22 @@ fn local_row(t: &Topology, i: usize, label: &str) -> Option<duet_core::Row> {
 const VIP_CONFIG: &str =
     "\n[[vip]]\nnic = \"lan\"\naddress = \"10.77.0.100/24\"\nlease = \"3s\"\nrenew = \"1s\"\n";
 
-/// Which agents' namespaces hold the VIP on their LAN NIC.
+/// Which agents' namespaces hold the VIP.
 fn vip_holders(t: &Topology) -> [bool; 2] {
-    [0, 1].map(|i| {
-        let out = Command::new("ip")
-            .args([
-                "-n",
-                &t.agent_ns(i),
-                "-4",
-                "-o",
-                "addr",
-                "show",
-                "dev",
-                "lan",
-            ])
-            .output()
-            .expect("ip addr");
-        String::from_utf8_lossy(&out.stdout).contains("10.77.0.100/24")
-    })
+    [0, 1].map(|i| t.holds_vip(i))
+}
+
+/// A fast pair with a VIP, started, the VIP on the Online agent: (Online, Offline).
+fn pair_with_the_vip_online(t: &mut Topology) -> (usize, usize) {
+    t.extra = [VIP_CONFIG.into(), VIP_CONFIG.into()];
+    t.configure(FAST);
+    let (p, q) = t.start_pair();
+    let mut holders = [false; 2];
+    holders[p] = true;
+    t.until(TAKEOVER, "the VIP on the Online agent", |_| {
+        vip_holders(t) == holders
+    });
+    (p, q)
 }
 
 #[test]
@@ -627,17 +637,7 @@ fn a_cut_lan_link_hands_over_once_and_its_inverted_row_says_host_unreachable() {
         return;
     }
     let mut t = Topology::new();
-    t.extra = [VIP_CONFIG.into(), VIP_CONFIG.into()];
-    t.configure(FAST);
-    let (p, q) = t.start_pair();
-    let with = |online: usize| {
-        let mut s = [OFFLINE; 2];
-        s[online] = ONLINE;
-        s
-    };
-    t.until(TAKEOVER, "the VIP on the Online agent", |_| {
-        vip_holders(&t)[p]
-    });
+    let (p, q) = pair_with_the_vip_online(&mut t);
 
     // The Online agent's LAN cable pulled (its NIC loses carrier): ARP for the gateway gives
     // up and the kernel answers its pings with "host unreachable". That is no reply: the
@@ -693,19 +693,9 @@ fn the_gateway_down_for_both_agents_moves_nothing() {
         return;
     }
     let mut t = Topology::new();
-    t.extra = [VIP_CONFIG.into(), VIP_CONFIG.into()];
-    t.configure(FAST);
-    let (p, q) = t.start_pair();
-    let mut expected = [OFFLINE; 2];
-    expected[p] = ONLINE;
-    let holders = {
-        let mut h = [false; 2];
-        h[p] = true;
-        h
-    };
-    t.until(TAKEOVER, "the VIP on the Online agent", |_| {
-        vip_holders(&t) == holders
-    });
+    let (p, q) = pair_with_the_vip_online(&mut t);
+    let expected = with(p);
+    let holders = vip_holders(&t);
     t.steady(Duration::from_secs(2), "settled", expected);
     let changes = [t.state_changes(0), t.state_changes(1)];
 

@@ -5,7 +5,6 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -106,20 +105,7 @@ impl Client {
 
 /// Whether agent i's namespace has the VIP on its LAN NIC.
 fn holds(t: &Topology, i: usize) -> bool {
-    let out = Command::new("ip")
-        .args([
-            "-n",
-            &t.agent_ns(i),
-            "-4",
-            "-o",
-            "addr",
-            "show",
-            "dev",
-            "lan",
-        ])
-        .output()
-        .expect("ip addr");
-    String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/24"))
+    t.holds_vip(i)
 }
 
 /// Adds or deletes (`verb`) the VIP on the `lan` NIC of namespace `ns`, as a person would.
