@@ -334,13 +334,22 @@ impl Step<'_> {
         }
         // Rule: at start, a buddy never heard from gets a bounded time to show up, so two
         // agents starting together meet in the tie-break instead of both claiming. Within the
-        // wait a buddy is never declared dead on heartbeats, even once heard from: the first
-        // report of a buddy that starts later can arrive before this agent's own heartbeats to
-        // it had a chance to succeed (their failures still count its absence). An agent that
-        // was Online before its restart takes its place back at once.
+        // wait a buddy is not declared dead either while no heartbeat to it has ever worked,
+        // even once heard from: the first report of a buddy that starts later can arrive
+        // before this agent's own heartbeats to it had a chance to succeed (their failures
+        // still count its absence). An agent that was Online before its restart takes its
+        // place back at once.
         let wait = self.input.config.startup_wait_ms;
         let starting = !self.state.met_buddy;
-        if !self.view.was_online && self.now < self.input.started_at.saturating_add(wait) {
+        let never_reached = !self
+            .input
+            .heartbeats
+            .iter()
+            .any(|h| h.kind == HeartbeatKind::Agent && h.last_success.is_some());
+        if !self.view.was_online
+            && (starting || never_reached)
+            && self.now < self.input.started_at.saturating_add(wait)
+        {
             let text = format!(
                 "starting up: waiting up to {} s for the buddy before taking over",
                 wait / 1000
@@ -609,15 +618,15 @@ impl Step<'_> {
             );
         }
         let since = self.state.isolated_since.unwrap_or(self.now);
-        // The fewest failures among this agent's inverted heartbeats.
-        let failures = self
-            .input
-            .heartbeats
-            .iter()
-            .filter(|h| h.kind == HeartbeatKind::Inverted)
-            .map(|h| h.failures)
-            .min()
-            .unwrap_or(0);
+        // The fewest failures among this agent's inverted heartbeats, and the fewest allowed.
+        let inverted = || {
+            self.input
+                .heartbeats
+                .iter()
+                .filter(|h| h.kind == HeartbeatKind::Inverted)
+        };
+        let failures = inverted().map(|h| h.failures).min().unwrap_or(0);
+        let allowed = inverted().map(|h| h.max_failures).min().unwrap_or(0);
         match buddy {
             Some(b) if !b.isolated && b.outside_ok_at.is_some_and(|at| at > since) => {
                 // Rule: the evidence must outlast one more failure of this agent's own: when a
@@ -634,17 +643,24 @@ impl Step<'_> {
                     seen => {
                         self.state.evidence_failures = seen.or(Some(failures));
                         let text = format!(
-                            "all inverted heartbeats fail and {} reaches the outside: handing over if the next attempt fails too",
+                            "all inverted heartbeats fail and {} reaches the outside: handing over if this agent's own attempts keep failing",
                             b.name
                         );
                         self.stay(ReasonCode::Isolated, &text)
                     }
                 }
             }
-            Some(b) if b.isolated => self.stay(
-                ReasonCode::Isolated,
-                "both agents lost their outside targets: nobody moves",
-            ),
+            Some(b) if b.isolated => {
+                // Rule: a shared outage. When it ends, this agent's own path may come back a
+                // little later than the buddy's (its ARP entry for the gateway failed and must
+                // be resolved again): evidence then counts only after a whole isolation's worth
+                // of further failures of its own.
+                self.state.evidence_failures = Some(failures.saturating_add(allowed));
+                self.stay(
+                    ReasonCode::Isolated,
+                    "both agents lost their outside targets: nobody moves",
+                )
+            }
             Some(b) => {
                 let text = format!(
                     "all inverted heartbeats fail, and {} has not reached the outside since: nobody moves",

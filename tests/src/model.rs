@@ -168,6 +168,9 @@ struct Agent {
     /// What the file said at the last start.
     remembered: Option<FailoverState>,
     hb_failures: u32,
+    /// When the agent heartbeat and the sync connection last worked.
+    hb_last_success: Option<u64>,
+    sync_last_success: Option<u64>,
     sync_failures: u32,
     /// The sync connection has answered since the start (the host's "up" needs one success).
     sync_seen: bool,
@@ -199,6 +202,8 @@ impl Agent {
             file: None,
             remembered: None,
             hb_failures: 0,
+            hb_last_success: None,
+            sync_last_success: None,
             sync_failures: 0,
             sync_seen: false,
             inv_failures: 0,
@@ -259,7 +264,12 @@ impl Agent {
             rtt_us: None,
         };
         let mut all = vec![
-            hb("link", HeartbeatKind::Agent, self.hb_failures, None),
+            hb(
+                "link",
+                HeartbeatKind::Agent,
+                self.hb_failures,
+                self.hb_last_success,
+            ),
             hb(
                 "gw",
                 HeartbeatKind::Inverted,
@@ -268,7 +278,12 @@ impl Agent {
             ),
         ];
         if self.sync_seen {
-            all.push(hb("sync", HeartbeatKind::Agent, self.sync_failures, None));
+            all.push(hb(
+                "sync",
+                HeartbeatKind::Agent,
+                self.sync_failures,
+                self.sync_last_success,
+            ));
         }
         all
     }
@@ -890,9 +905,13 @@ pub fn simulate(plan: &Plan, seed: u64, step: Stepper) -> Result<String, Violati
                 agents[i].hb_failures.saturating_add(1)
             };
             let through_sync = agents[j].running && net.sync && !rng.chance(net.loss);
+            if through_link {
+                agents[i].hb_last_success = Some(now);
+            }
             if through_sync {
                 agents[i].sync_failures = 0;
                 agents[i].sync_seen = true;
+                agents[i].sync_last_success = Some(now);
             } else {
                 agents[i].sync_failures = agents[i].sync_failures.saturating_add(1);
             }

@@ -221,16 +221,22 @@ pub fn status_json(port: u16) -> Option<duet_core::api::Status> {
 }
 
 /// Polls `what` every 100 ms until it returns `Some`, for at most `within`.
-pub fn eventually<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + within;
+pub fn eventually<T>(within: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+    self::within(within, f)
+        .unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`; `None` when it never
+/// did (the caller says what failed, with whatever it knows).
+pub fn within<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }

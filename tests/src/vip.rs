@@ -215,12 +215,18 @@ fn the_vip_follows_the_online_agent_through_kill_power_off_and_restart() {
     let out = |i: usize| {
         std::fs::read_to_string(t.dir.path().join(format!("{}.out", AGENTS[i]))).unwrap_or_default()
     };
-    eventually(Duration::from_secs(10), "the lapsing lease logged", || {
+    let logged = crate::support::within(Duration::from_secs(10), || {
         let text = out(q);
         (text.contains("the dead buddy's lease still answers: claiming")
             && text.contains("the buddy's lease has lapsed"))
         .then_some(())
     });
+    assert!(
+        logged.is_some(),
+        "the backup did not log the lapsing lease within 10 s (killed {:?} ago)\n{}",
+        killed.elapsed(),
+        t.logs()
+    );
     for _ in 0..10 {
         assert_eq!(client.ask().as_deref(), Some(AGENTS[q]), "{}", t.logs());
     }
