@@ -809,6 +809,13 @@ async fn history_api_pages_filters_guards_and_matches_the_openapi_document() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 400);
+    // Posted before the store is open, events go to the spool (nothing is lost; the spool's
+    // own test covers that): this test pages through stored events, so it waits for the store.
+    until(Duration::from_secs(20), "Database OK", || async {
+        let s = status(&client, a.port).await?;
+        (row(&s, "database")?.value == "OK").then_some(())
+    })
+    .await;
     let answer = post(&client, a.port, "page", 250).await.expect("posted");
     assert_eq!(answer["outcome"], "stored");
     assert_eq!(answer["ids"][0], "agent-a:1");
