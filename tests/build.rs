@@ -1,6 +1,6 @@
 //! Builds the wasm guests the tests use and exposes their paths as `DUET_TEST_*` constants.
 
-// Shared with host/build.rs and xtask; not every helper is used here.
+// Shared with host/runtime/build.rs, host/api/build.rs and xtask; not every helper is used here.
 #[allow(dead_code)]
 #[path = "../xtask/src/guest.rs"]
 mod guest;

@@ -134,6 +134,13 @@ pub fn isolated(heartbeats: &[Heartbeat]) -> bool {
     all_reached(heartbeats, HeartbeatKind::Inverted)
 }
 
+/// The buddy counts as dead: every agent heartbeat exceeded its allowed failures and the sync
+/// connection is down. The host reads it with this rule too (a lapsing VIP lease, a planned
+/// handover without a buddy).
+pub fn buddy_dead(heartbeats: &[Heartbeat], sync_up: bool) -> bool {
+    !sync_up && all_exceeded(heartbeats, HeartbeatKind::Agent)
+}
+
 /// When the freshest inverted heartbeat last succeeded: what an agent tells its buddy (as an
 /// age) so that the buddy can tell "reaches the outside now" from "did before this outage".
 pub fn outside_ok_at(heartbeats: &[Heartbeat]) -> Option<TimestampMs> {
@@ -209,7 +216,7 @@ struct View {
 
 impl View {
     fn of(state: &MachineState, input: &Input) -> View {
-        let buddy_dead = all_exceeded(&input.heartbeats, HeartbeatKind::Agent) && !input.sync_up;
+        let buddy_dead = buddy_dead(&input.heartbeats, input.sync_up);
         View {
             buddy_dead,
             isolated: isolated(&input.heartbeats),

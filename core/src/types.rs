@@ -308,6 +308,43 @@ impl FailoverState {
     }
 }
 
+impl Severity {
+    /// The severity's one spelling, in the API, the event store and the terminal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The failover log's level column (`INF`, `WRN`, `ERR`): a critical event is an error
+    /// there.
+    pub fn log_level(self) -> &'static str {
+        match self {
+            Severity::Info => "INF",
+            Severity::Warning => "WRN",
+            Severity::Error | Severity::Critical => "ERR",
+        }
+    }
+}
+
+impl core::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Severity::Info),
+            "warning" => Ok(Severity::Warning),
+            "error" => Ok(Severity::Error),
+            "critical" => Ok(Severity::Critical),
+            other => Err(format!(
+                "\"{other}\" is not a severity: info, warning, error or critical"
+            )),
+        }
+    }
+}
+
 impl Led {
     /// The LED's meaning in words, for text next to the colour (title, aria-label, terminal).
     pub fn meaning(self) -> &'static str {

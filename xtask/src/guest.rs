@@ -1,6 +1,6 @@
 //! Builds workspace crates for a wasm target with a nested `cargo build`.
 //!
-//! One home for this logic: `host/build.rs` and `tests/build.rs` include this file with
+//! One home for this logic: `host/runtime/build.rs`, `host/api/build.rs` and `tests/build.rs` include this file with
 //! `#[path]`, and xtask uses it as a module. A nested cargo needs its own target directory,
 //! or it waits forever on the outer build's lock.
 
@@ -83,8 +83,9 @@ pub fn build_env(watched: &[&str]) -> BuildEnv {
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let workspace = manifest
-        .parent()
-        .expect("the crate lives in the workspace root")
+        .ancestors()
+        .find(|dir| dir.join("wit").is_dir() && dir.join("Cargo.lock").is_file())
+        .expect("the crate lives in the duet workspace")
         .to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for path in watched {

@@ -1,0 +1,134 @@
+//! The API's sections of the configuration file: `[api]` (its address and named tokens) and
+//! `[web]`. Raw (serde, unknown keys refused) then validated, each mistake naming its key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use duet_base::config::Errors;
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Named tokens for state-changing calls; none configured: those calls are refused.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// A named API token: who, the SHA-256 of the token (never the token), and what it may do.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    pub name: String,
+    pub sha256: [u8; 32],
+    pub rights: Vec<Right>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Right {
+    /// `POST /api/v1/commands/switch`.
+    Switch,
+    /// `POST /api/v1/commands/force-online`.
+    ForceOnline,
+    /// `POST /api/v1/commands/mode`.
+    Mode,
+    /// `POST /api/v1/events`: post events into the event log.
+    Events,
+}
+
+/// The web UI's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WebConfig {
+    /// How often the UI refreshes on its own; changes are also pushed at once.
+    pub refresh: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub listen: String,
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: String,
+    sha256: String,
+    pub rights: Vec<Right>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    pub refresh: Option<String>,
+}
+
+
+/// Validates `[api]`.
+pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            errors.error(
+                "api.listen",
+                format!(
+                    "\"{}\" is not an address:port such as \"127.0.0.1:7101\"",
+                    raw.listen
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    };
+    let mut tokens: Vec<TokenConfig> = Vec::new();
+    for (i, t) in raw.tokens.iter().enumerate() {
+        let at = |key: &str| format!("api.token[{i}].{key}");
+        errors.name(&at("name"), &t.name);
+        if tokens.iter().any(|o| o.name == t.name) {
+            errors.error(at("name"), format!("\"{}\" is used by another token", t.name));
+        }
+        let sha256 = decode_sha256(&t.sha256).unwrap_or_else(|| {
+            errors.error(at("sha256"), "expected the 64 hex digits that `duet token new` prints (the SHA-256 of the token, never the token)");
+            [0; 32]
+        });
+        if t.rights.is_empty() {
+            errors.error(
+                at("rights"),
+                "give at least one of \"switch\", \"force_online\", \"mode\"",
+            );
+        }
+        tokens.push(TokenConfig {
+            name: t.name.clone(),
+            sha256,
+            rights: t.rights.clone(),
+        });
+    }
+    ApiConfig { listen, tokens }
+}
+
+/// Validates `[web]`.
+pub fn validate_web(raw: &RawWeb, errors: &mut Errors) -> WebConfig {
+    WebConfig {
+        refresh: errors.duration(
+            "web.refresh",
+            raw.refresh.as_deref(),
+            Duration::from_secs(60),
+            (Duration::from_secs(1), Duration::from_secs(3600)),
+        ),
+    }
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+

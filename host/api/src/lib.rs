@@ -1,0 +1,339 @@
+//! The HTTP API (axum), `/metrics` and the web UI. The OpenAPI document
+//! (`GET /api/v1/openapi.json`, `host/api/src/openapi.json`) describes every route and body.
+//!
+//! - `GET /api/v1/status`: both Status columns, the last decision and which core answered.
+//! - `GET /api/v1/history?limit=N`: decisions that changed something, newest last.
+//! - `GET /api/v1/stream`: server-sent events, one `status` event per change of the status.
+//! - `POST /api/v1/commands/{switch,force-online,mode}`: named token with the right needed.
+//! - `GET /api/v1/pair`: the pair as configured (names, addresses, mode, virtual IP), whether
+//!   libpcap is usable here, and the web UI's refresh period.
+//! - `GET /api/v1/session`: the name and rights of the presented token (the web UI's sign-in).
+//! - `GET /api/v1/events`: the event log, paged and filtered; `POST /api/v1/events`: an
+//!   application posts events (token with the right `events`). See `events`.
+//! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
+
+pub mod auth;
+pub mod config;
+mod events;
+mod metrics;
+mod web;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use duet_core::api::{AgentInfo, ApiError, CommandAccepted, History, PairInfo, Session, Status};
+use duet_core::{Command, Mode, OperatorCommand};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use duet_events::EventLog;
+use duet_kernel::Kernel;
+use duet_vip::Vips;
+
+use crate::auth::Denied;
+use crate::config::{ApiConfig, Right, WebConfig};
+
+
+/// What the API serves from: the kernel's status and commands, the event log, the virtual
+/// IPs, and its own settings.
+pub struct Api {
+    pub kernel: Arc<Kernel>,
+    pub events: Arc<EventLog>,
+    pub vips: Arc<Vips>,
+    pub config: ApiConfig,
+    pub web: WebConfig,
+}
+
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Serves the API on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/stream", get(stream))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/commands/switch", post(switch))
+        .route("/api/v1/commands/force-online", post(force_online))
+        .route("/api/v1/commands/mode", post(mode))
+        .route("/api/v1/pair", get(pair))
+        .route("/api/v1/session", get(session))
+        .route(
+            "/api/v1/events",
+            get(crate::events::list).post(crate::events::post),
+        )
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::web::routes())
+        .with_state(api);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+async fn status(State(api): State<Arc<Api>>) -> Json<Status> {
+    Json(api.kernel.status())
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(api): State<Arc<Api>>,
+    Query(q): Query<HistoryQuery>,
+) -> Json<History> {
+    let limit = q.limit.unwrap_or(100).min(1_000);
+    Json(History {
+        entries: api.kernel.history(limit),
+    })
+}
+
+/// One `status` event now, then one per change; timestamps alone are not a change.
+async fn stream(
+    State(api): State<Arc<Api>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = api.kernel.subscribe();
+    let shutdown = api.kernel.stop().clone();
+    let events = futures_util::stream::unfold(
+        (rx, None::<String>, shutdown),
+        |(mut rx, last, shutdown)| async move {
+            loop {
+                let status = rx.borrow_and_update().clone();
+                let key = fingerprint(&status);
+                if last.as_ref() != Some(&key) {
+                    let data = serde_json::to_string(&status).unwrap_or_default();
+                    return Some((
+                        Ok(Event::default().event("status").data(data)),
+                        (rx, Some(key), shutdown),
+                    ));
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return None },
+                    () = shutdown.cancelled() => return None,
+                }
+            }
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// The status without what changes on every tick (times, tick numbers).
+fn fingerprint(status: &Status) -> String {
+    let mut s = status.clone();
+    if let Some(pair) = &mut s.pair {
+        pair.local.generated_at = 0;
+        pair.buddy.generated_at = 0;
+    }
+    if let Some(d) = &mut s.decision {
+        d.tick = 0;
+        d.at = 0;
+    }
+    serde_json::to_string(&s).unwrap_or_default()
+}
+
+async fn pair(State(api): State<Arc<Api>>) -> Json<PairInfo> {
+    let config = api.kernel.config();
+    let mode = api
+        .kernel
+        .status()
+        .decision
+        .as_ref()
+        .map_or(config.agent.mode, |d| d.state.mode);
+    // The first call loads libpcap once; later calls read the remembered answer.
+    let packet_capture = tokio::task::spawn_blocking(duet_vip::pcap::detected)
+        .await
+        .unwrap_or_else(|e| duet_core::api::PacketCapture {
+            found: false,
+            library: None,
+            version: None,
+            message: Some(duet_vip::pcap::NOT_DETECTED.to_string()),
+            detail: Some(format!("the detection failed: {e}")),
+        });
+    let buddy_addresses = config.buddy_addresses();
+    Json(PairInfo {
+        local: AgentInfo {
+            name: config.agent.name.clone(),
+            addresses: vec![api.config.listen.to_string()],
+            mode: Some(mode),
+        },
+        buddy: AgentInfo {
+            name: config.buddy.name.clone(),
+            addresses: buddy_addresses,
+            // As the buddy last reported it.
+            mode: api.kernel.buddy_report().map(|(report, _)| report.mode),
+        },
+        virtual_ip: api.vips.describe(),
+        packet_capture,
+        refresh_ms: duet_base::millis(api.web.refresh),
+    })
+}
+
+/// Who the presented token is: the web UI signs in with it before offering commands.
+async fn session(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match auth::identify(&api.config.tokens, header) {
+        Ok(token) => Json(Session {
+            name: token.name.clone(),
+            rights: token
+                .rights
+                .iter()
+                .map(|r| {
+                    match r {
+                        Right::Switch => "switch",
+                        Right::ForceOnline => "force_online",
+                        Right::Mode => "mode",
+                        Right::Events => "events",
+                    }
+                    .to_string()
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(denied) => {
+            let mut response = error(StatusCode::UNAUTHORIZED, denied.to_string());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&api.kernel),
+    )
+        .into_response()
+}
+
+async fn switch(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    crate::events::drain_before_switch(&api, &headers).await;
+    command(&api, &headers, Right::Switch, "switch", |_| {
+        Ok(Command::Switch)
+    })
+    .await
+}
+
+async fn force_online(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    command(
+        &api,
+        &headers,
+        Right::ForceOnline,
+        "force_online",
+        |_| Ok(Command::ForceOnline),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    mode: Mode,
+}
+
+async fn mode(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+    command(&api, &headers, Right::Mode, "mode", move |()| {
+        serde_json::from_slice::<ModeBody>(&body)
+            .map(|b| Command::SetMode(b.mode))
+            .map_err(|e| format!("expected {{\"mode\": \"automatic\" | \"manual\"}}: {e}"))
+    })
+    .await
+}
+
+/// Authorizes first (so nothing about the body is looked at without a valid token), then
+/// queues the command for the next tick.
+async fn command(
+    api: &Api,
+    headers: &HeaderMap,
+    right: Right,
+    name: &str,
+    parse: impl FnOnce(()) -> Result<Command, String>,
+) -> Response {
+    let by = match authorize(api, headers, right, name) {
+        Ok(by) => by,
+        Err(response) => return *response,
+    };
+    let command = match parse(()) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    match api.kernel.command(OperatorCommand {
+        by: by.clone(),
+        command,
+    }) {
+        Ok(()) => {
+            tracing::info!(command = name, by = %by, "command accepted");
+            (
+                StatusCode::ACCEPTED,
+                Json(CommandAccepted {
+                    command: name.to_string(),
+                    by,
+                }),
+            )
+                .into_response()
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many commands waiting for the next tick; try again".into(),
+        ),
+    }
+}
+
+/// Authorizes `right` for a request (`what`, for the log): the token's name, or the refusal
+/// to send: 401 with `WWW-Authenticate: Bearer` without a valid token, 403 when the token lacks
+/// the right.
+pub(crate) fn authorize(
+    api: &Api,
+    headers: &HeaderMap,
+    right: Right,
+    what: &str,
+) -> Result<String, Box<Response>> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    auth::authorize(&api.config.tokens, header, right).map_err(|denied| {
+        tracing::warn!(request = what, reason = %denied, "request refused");
+        let status = if matches!(denied, Denied::Lacks { .. }) {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        let mut response = error(status, denied.to_string());
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Box::new(response)
+    })
+}
+
+pub(crate) fn error(status: StatusCode, error: String) -> Response {
+    (status, Json(ApiError { error })).into_response()
+}

@@ -1,0 +1,207 @@
+//! `GET /metrics`: Prometheus text format (0.0.4), rendered from the kernel's counters and status.
+
+use std::fmt::Write as _;
+
+use duet_core::{FailoverState, Led};
+
+use duet_base::snake;
+use duet_kernel::Kernel;
+
+pub(crate) fn render(kernel: &Kernel) -> String {
+    let mut out = String::new();
+    let agent = escape(&kernel.config().agent.name);
+    let status = kernel.status();
+
+    family(
+        &mut out,
+        "duet_failover_state",
+        "gauge",
+        "1 for this agent's current failover state.",
+    );
+    let current = status.decision.as_ref().map(|d| d.state.state);
+    for state in [
+        FailoverState::Offline,
+        FailoverState::PreparingToGoOnline,
+        FailoverState::GoingOnline,
+        FailoverState::Online,
+        FailoverState::GoingOffline,
+    ] {
+        let v = u8::from(current == Some(state));
+        let _ = writeln!(
+            out,
+            "duet_failover_state{{agent=\"{agent}\",state=\"{}\"}} {v}",
+            snake(&state)
+        );
+    }
+
+    if let Some(pair) = &status.pair {
+        family(
+            &mut out,
+            "duet_led",
+            "gauge",
+            "1 for the LED each Status column shows.",
+        );
+        for (column, report) in [("local", &pair.local), ("buddy", &pair.buddy)] {
+            for led in [Led::Green, Led::Red, Led::Transparent] {
+                let v = u8::from(report.led == led);
+                let _ = writeln!(
+                    out,
+                    "duet_led{{agent=\"{}\",column=\"{column}\",led=\"{}\"}} {v}",
+                    escape(&report.agent),
+                    snake(&led)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "duet_row_healthy",
+            "gauge",
+            "0 when the Status row makes the LED red, else 1.",
+        );
+        for (column, report) in [("local", &pair.local), ("buddy", &pair.buddy)] {
+            for row in &report.rows {
+                let v = u8::from(!row.turns_led_red);
+                let _ = writeln!(
+                    out,
+                    "duet_row_healthy{{agent=\"{}\",column=\"{column}\",key=\"{}\",label=\"{}\"}} {v}",
+                    escape(&report.agent),
+                    escape(&row.key),
+                    escape(&row.label)
+                );
+            }
+        }
+    }
+
+    let heartbeats = kernel.heartbeats();
+    family(
+        &mut out,
+        "duet_heartbeat_up",
+        "gauge",
+        "1 when the heartbeat's last attempt succeeded.",
+    );
+    for hb in &heartbeats {
+        let _ = writeln!(
+            out,
+            "duet_heartbeat_up{{agent=\"{agent}\",id=\"{}\",kind=\"{}\"}} {}",
+            escape(&hb.id),
+            snake(&hb.kind),
+            u8::from(hb.ok)
+        );
+    }
+    family(
+        &mut out,
+        "duet_heartbeat_failures",
+        "gauge",
+        "Consecutive failed attempts of the heartbeat.",
+    );
+    for hb in &heartbeats {
+        let _ = writeln!(
+            out,
+            "duet_heartbeat_failures{{agent=\"{agent}\",id=\"{}\"}} {}",
+            escape(&hb.id),
+            hb.failures
+        );
+    }
+    family(
+        &mut out,
+        "duet_heartbeat_rtt_seconds",
+        "gauge",
+        "Round-trip time of the heartbeat's last success.",
+    );
+    for hb in &heartbeats {
+        if let Some(us) = hb.rtt_us {
+            let _ = writeln!(
+                out,
+                "duet_heartbeat_rtt_seconds{{agent=\"{agent}\",id=\"{}\"}} {}",
+                escape(&hb.id),
+                f64::from(us) / 1e6
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        "duet_rte_count",
+        "gauge",
+        "Distinct components in runtime error (the RTE Count row).",
+    );
+    let _ = writeln!(
+        out,
+        "duet_rte_count{{agent=\"{agent}\"}} {}",
+        u8::from(kernel.runtime().fault().is_some())
+    );
+    family(
+        &mut out,
+        "duet_core_fallbacks_total",
+        "counter",
+        "Calls a loaded core.wasm failed, answered by the embedded core.",
+    );
+    let _ = writeln!(
+        out,
+        "duet_core_fallbacks_total{{agent=\"{agent}\"}} {}",
+        kernel.runtime().fallbacks()
+    );
+
+    family(
+        &mut out,
+        "duet_peer_frames_rejected_total",
+        "counter",
+        "Peer-link frames rejected (forged, replayed, garbled, too large...), by reason.",
+    );
+    for (reason, n) in kernel.link().rejections().iter() {
+        let _ = writeln!(
+            out,
+            "duet_peer_frames_rejected_total{{agent=\"{agent}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "duet_peer_auth_failures",
+        "gauge",
+        "Hellos from the buddy that failed authentication in a row (pair key mismatch).",
+    );
+    let _ = writeln!(
+        out,
+        "duet_peer_auth_failures{{agent=\"{agent}\"}} {}",
+        kernel.link().failed_hellos()
+    );
+
+    let counters = kernel.counters();
+    family(
+        &mut out,
+        "duet_decisions_total",
+        "counter",
+        "Decisions of the failover core, by reason.",
+    );
+    for (reason, n) in &counters.decisions {
+        let _ = writeln!(
+            out,
+            "duet_decisions_total{{agent=\"{agent}\",reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "duet_transitions_total",
+        "counter",
+        "Failover state changes, by the state entered.",
+    );
+    for (to, n) in &counters.transitions {
+        let _ = writeln!(
+            out,
+            "duet_transitions_total{{agent=\"{agent}\",to=\"{to}\"}} {n}"
+        );
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,408 @@
+//! duet-kernel: the decision kernel — everything on the path from "a heartbeat failed" to "go
+//! online". Probes run on their own schedules and write what they saw; the tick loop
+//! ([`tick`]) hands it to the core (`failover.step`, then `rules.evaluate`), carries out the
+//! decision and publishes the status. The loop never waits on the network: the probes and the
+//! peer exchange run apart.
+//!
+//! - [`config`]: the kernel's sections of the configuration file.
+//! - [`peer`]: the peer link (agent heartbeats and the sync connection) over [`net`]; the
+//!   agents exchange [`PeerReport`]s: state, Status column, go-offline request and answer.
+//! - [`failover_log`] and [`state_file`]: the failover log and the remembered state.
+//! - [`configuration`]: the Configuration row (the pair's shared settings compared).
+//!
+//! The kernel depends on no plugin, event-log, API, NATS or web crate: what those show it
+//! comes through [`Surroundings`], what it raises goes to [`Alarms`], and the buddy's event
+//! batches go to an [`Inbox`]. It carries out the virtual IP actions itself ([`duet_vip`]).
+
+pub mod config;
+pub mod configuration;
+pub mod failover_log;
+pub mod net;
+pub mod peer;
+mod paths;
+mod report;
+mod requests;
+pub mod state_file;
+mod tick;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use duet_base::watchdog::{Watchdog, WatchdogConfig};
+use duet_base::{Alarms, Clock, lock, millis};
+use duet_core::api::{HistoryEntry, Status};
+use duet_core::{Check, FailoverState, Heartbeat, HeartbeatKind, Nic, OperatorCommand, Probe, Report, TimestampMs};
+use duet_runtime::CoreRuntime;
+use duet_vip::Vips;
+use duet_vip::hooks::Hooks;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KernelConfig;
+use crate::net::{BoxFuture, Listener, Network};
+use crate::peer::{LinkStats, PathSpec};
+
+pub use paths::{Attempt, Slot};
+pub use report::{PeerReport, TickRecord};
+pub use requests::{Exchange, Requests};
+
+/// What the capabilities outside the kernel show it, read once per tick. Each answer comes
+/// from a snapshot the capability keeps up to date: none may wait.
+pub trait Surroundings: Send + Sync {
+    /// The switch triggers that fire now (plugins, the event log).
+    fn triggers(&self) -> Vec<String>;
+    /// Components in runtime error outside the kernel's watchdog (plugins).
+    fn faults(&self) -> u32;
+    /// The watched NICs, each flagged when it carries a virtual IP.
+    fn nics(&self) -> Vec<Nic>;
+    /// The Database row.
+    fn database(&self) -> Check;
+    /// The NATS communication row.
+    fn nats(&self) -> Check;
+    /// The other probe rows, in order: plugins, virtual IPs, and DB Sync while `online`.
+    fn rows(&self, online: bool) -> Vec<Probe>;
+}
+
+/// Where the buddy's event batches go (the event log's forwarding arrives on the peer port):
+/// the answer is the highest sequence number held, or why the batch was refused.
+pub trait Inbox: Send + Sync {
+    fn receive(
+        &self,
+        origin: String,
+        events: serde_json::Value,
+    ) -> BoxFuture<'_, Result<u64, String>>;
+}
+
+/// An inbox that refuses every batch (an agent run without an event log).
+pub struct NoInbox;
+
+impl Inbox for NoInbox {
+    fn receive(&self, _: String, _: serde_json::Value) -> BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async { Err("this agent keeps no event log".to_string()) })
+    }
+}
+
+/// What the kernel is built from.
+pub struct Parts {
+    pub config: KernelConfig,
+    /// `[watchdog]`: whether a runtime error is a switch trigger.
+    pub watchdog_config: WatchdogConfig,
+    pub runtime: Arc<CoreRuntime>,
+    pub clock: Clock,
+    pub network: Arc<dyn Network>,
+    /// Notified by anything that changed what the next decision sees.
+    pub changed: Arc<Notify>,
+    pub watchdog: Arc<Watchdog>,
+    pub surroundings: Arc<dyn Surroundings>,
+    pub alarms: Arc<dyn Alarms>,
+    pub inbox: Arc<dyn Inbox>,
+    pub vips: Arc<Vips>,
+    pub hooks: Hooks,
+}
+
+/// How many decisions the history keeps.
+const HISTORY: usize = 1_000;
+
+/// Counters for `/metrics`.
+#[derive(Default, Clone)]
+pub struct Counters {
+    /// Decisions by reason code.
+    pub decisions: std::collections::BTreeMap<String, u64>,
+    /// Transitions by the state entered.
+    pub transitions: std::collections::BTreeMap<String, u64>,
+}
+
+/// The kernel of one agent: its paths to the buddy, the buddy's last report, the decisions.
+/// Its state is its own; others read it through the methods below.
+pub struct Kernel {
+    config: KernelConfig,
+    watchdog_config: WatchdogConfig,
+    started_at: TimestampMs,
+    clock: Clock,
+    /// Operators' commands for the next tick (bounded: a flood is refused, not queued).
+    commands: mpsc::Sender<OperatorCommand>,
+    /// The receiving end, taken by the tick loop when it starts.
+    command_rx: Mutex<Option<mpsc::Receiver<OperatorCommand>>>,
+    /// Decisions that changed something, newest last.
+    history: Mutex<VecDeque<HistoryEntry>>,
+    counters: Mutex<Counters>,
+    /// Stops the API, the probes, the tick loop and long-lived responses: cancelled by the tick
+    /// loop once it has handed over (planned shutdown), or when a task fails.
+    stop: CancellationToken,
+    runtime: Arc<CoreRuntime>,
+    /// The remembered state read from the state file at start.
+    remembered: Option<FailoverState>,
+    heartbeats: Mutex<Vec<Heartbeat>>,
+    /// The sync connection, measured like a heartbeat path; `None` when not configured.
+    sync: Option<Mutex<Heartbeat>>,
+    /// The buddy's newest report and when it arrived.
+    buddy: Mutex<Option<(PeerReport, TimestampMs)>>,
+    network: Arc<dyn Network>,
+    link: LinkStats,
+    peer: watch::Sender<PeerReport>,
+    status: watch::Sender<Status>,
+    changed: Arc<Notify>,
+    watchdog: Arc<Watchdog>,
+    surroundings: Arc<dyn Surroundings>,
+    alarms: Arc<dyn Alarms>,
+    inbox: Arc<dyn Inbox>,
+    vips: Arc<Vips>,
+    hooks: Hooks,
+}
+
+impl Kernel {
+    /// Builds the kernel; reads the state file, so the first report already carries a
+    /// remembered Online.
+    pub fn new(parts: Parts) -> anyhow::Result<Arc<Kernel>> {
+        let config = parts.config;
+        let now = parts.clock.now();
+        let heartbeats = config
+            .heartbeats
+            .iter()
+            .map(|h| paths::initial(&h.id, h.kind, &h.target, h.max_failures))
+            .collect();
+        let sync = config.sync.as_ref().map(|s| {
+            Mutex::new(paths::initial("sync", HeartbeatKind::Agent, &s.target.to_string(), s.max_failures))
+        });
+        // Read before the first report: the buddy's tie-break must see this agent's remembered
+        // Online in the very first report it receives, not one tick later.
+        let remembered = state_file::read(&config.state.file).map(|r| r.state);
+        if let Some(state) = remembered {
+            tracing::info!(file = %config.state.file.display(), state = state.label(), "remembered state");
+        }
+        let first = first_report(&config, remembered, now)?;
+        let (commands, command_rx) = mpsc::channel(16);
+        Ok(Arc::new(Kernel {
+            started_at: now,
+            commands,
+            command_rx: Mutex::new(Some(command_rx)),
+            clock: parts.clock,
+            history: Mutex::new(VecDeque::new()),
+            counters: Mutex::new(Counters::default()),
+            runtime: parts.runtime,
+            remembered,
+            stop: CancellationToken::new(),
+            heartbeats: Mutex::new(heartbeats),
+            sync,
+            buddy: Mutex::new(None),
+            network: parts.network,
+            link: LinkStats::default(),
+            peer: watch::Sender::new(first),
+            status: watch::Sender::new(Status::default()),
+            changed: parts.changed,
+            watchdog: parts.watchdog,
+            surroundings: parts.surroundings,
+            alarms: parts.alarms,
+            inbox: parts.inbox,
+            vips: parts.vips,
+            hooks: parts.hooks,
+            watchdog_config: parts.watchdog_config,
+            config,
+        }))
+    }
+
+    /// Listens on the peer port (`peer.listen`).
+    pub async fn listen(&self) -> anyhow::Result<Box<dyn Listener>> {
+        let at = self.config.peer.listen;
+        self.network
+            .listen(at)
+            .await
+            .with_context(|| format!("failed to listen on {at} (peer.listen)"))
+    }
+
+    /// Starts the kernel's tasks: the peer server on `listener`, one task per path to the
+    /// buddy or the outside, and the tick loop, which ends the others through [`Kernel::stop`]
+    /// once `shutdown` is asked and the handover is done.
+    pub fn spawn(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+        listener: Box<dyn Listener>,
+        observer: Option<mpsc::UnboundedSender<TickRecord>>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let stop = self.stop.clone();
+        tasks.spawn(peer::serve(self.clone(), listener, stop.clone()));
+        for (i, hb) in self.config.heartbeats.iter().enumerate() {
+            match hb.kind {
+                HeartbeatKind::Agent => {
+                    let spec = PathSpec {
+                        target: hb.target.parse().context("validated as address:port")?,
+                        source: hb.source,
+                        interval: hb.interval,
+                        timeout: hb.timeout,
+                    };
+                    tasks.spawn(peer::path(self.clone(), Slot::Heartbeat(i), spec, stop.clone()))
+                }
+                HeartbeatKind::Ping | HeartbeatKind::Inverted => {
+                    tasks.spawn(paths::icmp(self.clone(), i, hb.clone(), stop.clone()))
+                }
+            };
+        }
+        if let Some(sync) = &self.config.sync {
+            let spec = PathSpec {
+                target: sync.target,
+                source: sync.source,
+                interval: sync.interval,
+                timeout: sync.timeout,
+            };
+            tasks.spawn(peer::path(self.clone(), Slot::Sync, spec, stop.clone()));
+        }
+        let commands = lock(&self.command_rx)
+            .take()
+            .context("the kernel's tasks were started twice")?;
+        tasks.spawn(tick::run(self.clone(), commands, observer, shutdown));
+        Ok(())
+    }
+
+    /// The kernel's settings.
+    pub fn config(&self) -> &KernelConfig {
+        &self.config
+    }
+
+    /// The agent's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Cancelled when the agent stops (after the handover), or when a task failed.
+    pub fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Gives an operator's command to the next tick; refused when too many wait already.
+    pub fn command(&self, command: OperatorCommand) -> Result<(), &'static str> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => "too many commands are waiting",
+            mpsc::error::TrySendError::Closed(_) => "the agent is stopping",
+        })
+    }
+
+    /// A sender of operator commands, as the API gives them (for tests and tools).
+    pub fn commands(&self) -> mpsc::Sender<OperatorCommand> {
+        self.commands.clone()
+    }
+
+    /// The status as last published.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Every status from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.status.subscribe()
+    }
+
+    /// The newest `limit` decisions that changed something, oldest first.
+    pub fn history(&self, limit: usize) -> Vec<HistoryEntry> {
+        let all = lock(&self.history);
+        all.iter().skip(all.len().saturating_sub(limit)).cloned().collect()
+    }
+
+    /// Decisions by reason and transitions by state, since start.
+    pub fn counters(&self) -> Counters {
+        lock(&self.counters).clone()
+    }
+
+    /// The paths' last measurements (heartbeats, in configuration order).
+    pub fn heartbeats(&self) -> Vec<Heartbeat> {
+        lock(&self.heartbeats).clone()
+    }
+
+    /// What a path last measured.
+    pub fn path(&self, slot: Slot) -> Option<Heartbeat> {
+        match slot {
+            Slot::Sync => self.sync.as_ref().map(|s| lock(s).clone()),
+            Slot::Heartbeat(i) => lock(&self.heartbeats).get(i).cloned(),
+        }
+    }
+
+    /// The peer link's counters.
+    pub fn link(&self) -> &LinkStats {
+        &self.link
+    }
+
+    /// The core runtime (its faults and fallbacks).
+    pub fn runtime(&self) -> &Arc<CoreRuntime> {
+        &self.runtime
+    }
+
+    /// The buddy's last report and when it arrived, however old.
+    pub fn buddy_report(&self) -> Option<(PeerReport, TimestampMs)> {
+        lock(&self.buddy).clone()
+    }
+
+    /// This agent's report as it leaves now: the published one, with the age of its freshest
+    /// inverted success taken from the live heartbeats at this moment. Taken when the tick
+    /// built the report, the age would be short by the time until the next exchange, and the
+    /// buddy would date this agent's outside success later than it was — enough to count a
+    /// success from before a shared outage as evidence after it.
+    pub(crate) fn outgoing_report(&self) -> PeerReport {
+        let mut report = self.peer.borrow().clone();
+        let now = self.clock.now();
+        report.outside_age_ms = duet_core::failover::outside_ok_at(&lock(&self.heartbeats))
+            .map(|at| now.saturating_sub(at));
+        report
+    }
+
+    /// Takes a report received from the buddy over any path, if it is newer than the one held
+    /// (paths race; a restarted buddy has a new boot number). Wakes the tick loop when the
+    /// buddy's state or requests changed.
+    pub(crate) fn receive(&self, report: PeerReport, now: TimestampMs) {
+        let mut buddy = lock(&self.buddy);
+        let (newer, changed) = match &*buddy {
+            None => (true, true),
+            Some((old, _)) => (
+                old.boot != report.boot || report.tick > old.tick,
+                old.state != report.state
+                    || old.request != report.request
+                    || old.answer != report.answer,
+            ),
+        };
+        if newer {
+            *buddy = Some((report, now));
+            drop(buddy);
+            if changed {
+                self.changed.notify_one();
+            }
+        }
+    }
+}
+
+/// The report before the first tick: Offline, with the remembered Online for the tie-break.
+fn first_report(
+    config: &KernelConfig,
+    remembered: Option<FailoverState>,
+    now: TimestampMs,
+) -> anyhow::Result<PeerReport> {
+    let mut boot = [0u8; 8];
+    getrandom::fill(&mut boot).map_err(|e| anyhow::anyhow!("failed to read random bytes: {e}"))?;
+    Ok(PeerReport {
+        agent: config.agent.name.clone(),
+        boot: u64::from_le_bytes(boot),
+        fingerprint: config.fingerprint(),
+        priority: config.agent.priority,
+        state: FailoverState::Offline,
+        mode: config.agent.mode,
+        isolated: false,
+        report: Report {
+            agent: config.agent.name.clone(),
+            generated_at: now,
+            state: Some(FailoverState::Offline),
+            led: duet_core::Led::Transparent,
+            rows: Vec::new(),
+        },
+        was_online: remembered == Some(FailoverState::Online),
+        yielding: None,
+        outside_age_ms: None,
+        tick: 0,
+        tick_ms: millis(config.core.tick),
+        request: None,
+        answer: None,
+        settings: configuration::shared_settings(config),
+        macs: duet_vip::netif::all_macs()
+            .iter()
+            .map(duet_vip::arp::format_mac)
+            .collect(),
+    })
+}

@@ -1,0 +1,586 @@
+//! The tick loop, as a sequence of named steps: wait for a tick or a change, [`gather`] the
+//! inputs, [`Loop::step`] the state machine, [`Loop::carry_out`] its actions, [`Loop::observe`]
+//! this agent, [`Loop::evaluate`] the status rules, [`Loop::publish`] the report and the
+//! status. The pure parts ([`core_input`], [`handover_end`], [`record`]'s history rule) are
+//! tested below without an agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use duet_base::{Severity, lock, millis, snake};
+use duet_core::api::{DecisionSummary, HistoryEntry, Status};
+use duet_core::{
+    Action, Check, Decision, FailoverState, Heartbeat, Input, MachineState, Observations,
+    OperatorCommand, PairReport, ReceivedReport, TimestampMs,
+};
+use duet_runtime::Answered;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KernelConfig;
+use crate::failover_log::{FailoverLog, LogFile};
+use crate::paths::sync_up;
+use crate::{Exchange, HISTORY, Kernel, PeerReport, Requests, TickRecord};
+
+/// Runs the tick loop until the agent stops, then stops the kernel's other tasks; the
+/// failover log, the last state and the hooks are flushed on every exit, error or not.
+pub(crate) async fn run(
+    kernel: Arc<Kernel>,
+    commands: mpsc::Receiver<OperatorCommand>,
+    observer: Option<mpsc::UnboundedSender<TickRecord>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let config = &kernel.config;
+    let mut log = FailoverLog::start(
+        LogFile::of(&config.log),
+        config.state.file.clone(),
+        config.agent.name.clone(),
+    );
+    let mut ticks = Loop::new(kernel.clone(), commands, observer);
+    let result = ticks.run(&shutdown, &mut log).await;
+    // Only now stop the API and the probes: the buddy saw the handover through them.
+    kernel.stop.cancel();
+    log.close().await;
+    kernel.hooks.close().await;
+    result
+}
+
+/// The tick loop's own state.
+struct Loop {
+    kernel: Arc<Kernel>,
+    commands: mpsc::Receiver<OperatorCommand>,
+    observer: Option<mpsc::UnboundedSender<TickRecord>>,
+    machine: MachineState,
+    requests: Requests,
+    tick: u64,
+    fingerprint: String,
+    settings: std::collections::BTreeMap<String, String>,
+    /// Set once shutdown is asked while Online: hand over, then stop by this deadline.
+    handover: Option<TimestampMs>,
+    handover_asked: bool,
+}
+
+/// What one tick read before deciding.
+struct Sighting {
+    now: TimestampMs,
+    command: Option<OperatorCommand>,
+    heartbeats: Vec<Heartbeat>,
+    sync: Option<Heartbeat>,
+    /// The buddy's last report, however old: the rules judge its age themselves (to say how
+    /// long it has been silent).
+    last_report: Option<(PeerReport, TimestampMs)>,
+    /// The same report if still fresh (`status.buddy_timeout`): all the failover core sees.
+    buddy: Option<(PeerReport, TimestampMs)>,
+    exchange: Exchange,
+}
+
+impl Sighting {
+    fn sync_up(&self) -> bool {
+        self.sync.as_ref().is_some_and(sync_up)
+    }
+
+    /// The fresh report of the buddy, if any.
+    fn buddy(&self) -> Option<&PeerReport> {
+        self.buddy.as_ref().map(|(p, _)| p)
+    }
+
+    /// The buddy counts as dead, by the core's own rule.
+    fn buddy_dead(&self) -> bool {
+        duet_core::failover::buddy_dead(&self.heartbeats, self.sync_up())
+    }
+}
+
+enum Wake {
+    Tick,
+    Stop,
+}
+
+impl Loop {
+    fn new(
+        kernel: Arc<Kernel>,
+        commands: mpsc::Receiver<OperatorCommand>,
+        observer: Option<mpsc::UnboundedSender<TickRecord>>,
+    ) -> Loop {
+        let config = &kernel.config;
+        Loop {
+            machine: MachineState::new(FailoverState::Offline, config.agent.mode, kernel.started_at),
+            requests: Requests::default(),
+            tick: 0,
+            fingerprint: config.fingerprint(),
+            settings: crate::configuration::shared_settings(config),
+            handover: None,
+            handover_asked: false,
+            commands,
+            observer,
+            kernel,
+        }
+    }
+
+    async fn run(&mut self, shutdown: &CancellationToken, log: &mut FailoverLog) -> anyhow::Result<()> {
+        let mut interval = tokio::time::interval(self.kernel.config.core.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Wake::Stop = self.wait(&mut interval, shutdown, log).await {
+                return Ok(());
+            }
+            self.tick += 1;
+            let seen = self.gather();
+            let (decision, answered) = self.step(&seen, log).await?;
+            self.carry_out(&decision, &seen, log);
+            self.settle(&decision, &seen);
+            let observations = self.observe(&seen);
+            let pair = self.evaluate(observations, &seen, log).await?;
+            self.publish(pair, &decision, answered, &seen);
+            if let Some(deadline) = self.handover
+                && let Some(line) = handover_end(
+                    // The paths as they are now, after this tick's calls.
+                    duet_core::failover::buddy_dead(&self.kernel.heartbeats(), seen.sync_up()),
+                    seen.buddy().is_some_and(|p| p.state == FailoverState::Online),
+                    self.machine.state,
+                    seen.now,
+                    deadline,
+                )
+            {
+                log.write(seen.now, "INF", line);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the next tick or a change. Shutdown asked while Online starts the planned
+    /// handover (at once, without waiting for the buddy's heartbeats to time out).
+    async fn wait(
+        &mut self,
+        interval: &mut tokio::time::Interval,
+        shutdown: &CancellationToken,
+        log: &mut FailoverLog,
+    ) -> Wake {
+        let kernel = &self.kernel;
+        tokio::select! {
+            () = shutdown.cancelled(), if self.handover.is_none() => {
+                if self.machine.state != FailoverState::Online {
+                    return Wake::Stop;
+                }
+                let config = &kernel.config;
+                let f = &config.failover;
+                let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
+                let now = kernel.clock.now();
+                self.handover = Some(now + millis(limit));
+                log.write(now, "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name));
+            }
+            _ = interval.tick() => {}
+            () = kernel.changed.notified() => {}
+            // A failed task stopped the agent: stop deciding on frozen inputs, so the process
+            // exits and its supervisor restarts it.
+            () = kernel.stop.cancelled() => return Wake::Stop,
+        }
+        Wake::Tick
+    }
+
+    /// Reads the paths, the buddy's report and an operator's command, once.
+    fn gather(&mut self) -> Sighting {
+        let kernel = &self.kernel;
+        let now = kernel.clock.now();
+        let command = if self.handover.is_some() && !self.handover_asked {
+            self.handover_asked = true;
+            Some(OperatorCommand {
+                by: "shutdown".into(),
+                command: duet_core::Command::Switch,
+            })
+        } else {
+            self.commands.try_recv().ok()
+        };
+        let last_report = lock(&kernel.buddy).clone();
+        let fresh = millis(kernel.config.status.buddy_timeout);
+        let buddy = last_report
+            .clone()
+            .filter(|(_, at)| now.saturating_sub(*at) <= fresh);
+        let exchange = self.requests.exchange(
+            buddy.as_ref().and_then(|(p, _)| p.request),
+            buddy.as_ref().and_then(|(p, _)| p.answer.as_ref()),
+        );
+        let seen = Sighting {
+            now,
+            command,
+            heartbeats: lock(&kernel.heartbeats).clone(),
+            sync: kernel.sync.as_ref().map(|s| lock(s).clone()),
+            last_report,
+            buddy,
+            exchange,
+        };
+        kernel.vips.set_buddy(
+            seen.last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
+            seen.buddy_dead(),
+        );
+        seen
+    }
+
+    /// `failover.step`, timed by the watchdog; a loaded core that fails is logged and raised.
+    async fn step(
+        &self,
+        seen: &Sighting,
+        log: &mut FailoverLog,
+    ) -> anyhow::Result<(Decision, Answered<Decision>)> {
+        let kernel = &self.kernel;
+        let input = core_input(
+            &kernel.config,
+            seen,
+            kernel.vips.enabled(),
+            Extra {
+                started_at: kernel.started_at,
+                remembered: kernel.remembered,
+                triggers: self.triggers(),
+                vip: kernel.vips.take_result(),
+                nics: kernel.surroundings.nics(),
+            },
+        );
+        let rt = kernel.runtime.clone();
+        let (before, now) = (self.machine, seen.now);
+        let decided = kernel
+            .watchdog
+            .call(
+                "core",
+                core_deadline(&kernel.config),
+                tokio::task::spawn_blocking(move || rt.step(&before, &input, now)),
+            )
+            .await
+            .context("core call task failed")?;
+        if let Some((core, why)) = &decided.failed {
+            let line = format!("{core} failed ({why}); the embedded core answers and replaces it");
+            log.write(now, "ERR", &line);
+            kernel.alarms.raise(Severity::Error, "runtime_error", line);
+        }
+        Ok((decided.value.clone(), decided))
+    }
+
+    /// The switch triggers that fire: the surroundings' (plugins, the event log), and a runtime
+    /// error when `watchdog.switch_trigger`. (A VIP's NIC going down is the core's own trigger,
+    /// from the NICs in its input.)
+    fn triggers(&self) -> Vec<String> {
+        let kernel = &self.kernel;
+        let mut triggers = kernel.surroundings.triggers();
+        if kernel.watchdog_config.switch_trigger
+            && let Some(component) = kernel.watchdog.in_error().first()
+        {
+            triggers.push(format!("rte:{component}"));
+        }
+        triggers
+    }
+
+    /// Carries out the decision's actions (requests and answers: [`Loop::settle`]).
+    fn carry_out(&self, decision: &Decision, seen: &Sighting, log: &mut FailoverLog) {
+        let kernel = &self.kernel;
+        let now = seen.now;
+        let vips = || kernel.vips.describe().unwrap_or_default();
+        for action in &decision.actions {
+            match action {
+                Action::Log(line) => log.write(now, "INF", line),
+                Action::Raise(event) => {
+                    let line = format!("[{}] {}", event.code, event.message);
+                    log.write(now, event.severity.log_level(), &line);
+                    kernel.alarms.raise(event.severity, &event.code, event.message.clone());
+                }
+                Action::AskBuddyOffline(_) | Action::AnswerBuddy(_) => {}
+                Action::HandOver => {
+                    log.write(now, "INF", &format!("Handing over to {}", kernel.config.buddy.name));
+                }
+                Action::Persist(state) => log.persist(crate::state_file::Remembered {
+                    state: *state,
+                    at: now,
+                }),
+                Action::AcquireVip => {
+                    log.write(now, "INF", &format!("Acquiring Virtual IP Address {}", vips()));
+                    kernel.vips.acquire();
+                }
+                Action::ReleaseVip => {
+                    log.write(now, "INF", &format!("Releasing Virtual IP Address {}", vips()));
+                    kernel.vips.release();
+                }
+                Action::RunHook(hook) => kernel.hooks.run(
+                    *hook,
+                    vec![
+                        ("DUET_STATE".into(), decision.state.state.label().into()),
+                        ("DUET_VIPS".into(), vips()),
+                    ],
+                ),
+            }
+        }
+    }
+
+    /// Takes the decision: the requests' bookkeeping, the history and counters, the new state.
+    fn settle(&mut self, decision: &Decision, seen: &Sighting) {
+        self.requests.apply(&seen.exchange, decision, seen.now);
+        record(&self.kernel, &self.machine, decision, seen.command.as_ref(), self.tick, seen.now);
+        if decision.state.state != self.machine.state {
+            // A new state decides again at once (Preparing with a dead buddy claims on its
+            // first step): no tick period is added to a failover.
+            self.kernel.changed.notify_one();
+        }
+        self.machine = decision.state;
+    }
+
+    /// What this agent shows in its own Status column.
+    fn observe(&self, seen: &Sighting) -> Observations {
+        let kernel = &self.kernel;
+        let config = &kernel.config;
+        let online = self.machine.state == FailoverState::Online;
+        let local = kernel
+            .link
+            .configuration_problems()
+            .into_iter()
+            .chain(crate::configuration::local_problems_of(config));
+        let configuration =
+            crate::configuration::check(local.collect(), &self.settings, &self.fingerprint, seen.buddy())
+                .into_iter()
+                .chain(kernel.vips.configuration_problem())
+                .reduce(|a, b| format!("{a}; {b}"))
+                .map_or(Check::Ok, Check::Failing);
+        Observations {
+            agent: config.agent.name.clone(),
+            buddy: config.buddy.name.clone(),
+            started_at: kernel.started_at,
+            state: self.machine.state,
+            mode: self.machine.mode,
+            configuration,
+            heartbeats: seen.heartbeats.clone(),
+            sync: match &seen.sync {
+                None => Check::NotConfigured,
+                Some(s) if s.ok => Check::Ok,
+                Some(s) => Check::Failing(s.reason.clone().unwrap_or_else(|| "not connected yet".into())),
+            },
+            database: kernel.surroundings.database(),
+            nats: kernel.surroundings.nats(),
+            rte_count: self.rte_count(),
+            probes: kernel.surroundings.rows(online),
+            nics: kernel.surroundings.nics(),
+        }
+    }
+
+    /// Distinct components in runtime error: those the watchdog caught (calls past their
+    /// deadline), the core when a loaded core.wasm failed and the embedded one answers, and
+    /// each plugin in runtime error.
+    fn rte_count(&self) -> u32 {
+        let kernel = &self.kernel;
+        let mut components = kernel.watchdog.check();
+        if kernel.runtime.fault().is_some() {
+            components.insert("core".into());
+        }
+        u32::try_from(components.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(kernel.surroundings.faults())
+    }
+
+    /// `rules.evaluate` of both columns, timed by the watchdog.
+    async fn evaluate(
+        &self,
+        observations: Observations,
+        seen: &Sighting,
+        log: &mut FailoverLog,
+    ) -> anyhow::Result<PairReport> {
+        let kernel = &self.kernel;
+        let received = seen.last_report.as_ref().map(|(p, at)| ReceivedReport {
+            report: p.report.clone(),
+            received_at: *at,
+        });
+        let rt = kernel.runtime.clone();
+        let rules = kernel.config.rules(kernel.vips.enabled());
+        let now = seen.now;
+        let pair = kernel
+            .watchdog
+            .call(
+                "core",
+                core_deadline(&kernel.config),
+                tokio::task::spawn_blocking(move || rt.evaluate(observations, received, &rules, now)),
+            )
+            .await
+            .context("core call task failed")?;
+        if let Some((core, why)) = &pair.failed {
+            log.write(now, "ERR", &format!("{core} failed ({why}); the embedded core answers and replaces it"));
+        }
+        Ok(pair.value)
+    }
+
+    /// Publishes this agent's peer report and status, and the tick to its observer.
+    fn publish(&self, pair: PairReport, decision: &Decision, answered: Answered<Decision>, seen: &Sighting) {
+        let kernel = &self.kernel;
+        let config = &kernel.config;
+        let machine = self.machine;
+        let previous = kernel.peer.borrow().clone();
+        kernel.peer.send_replace(PeerReport {
+            agent: config.agent.name.clone(),
+            boot: previous.boot,
+            fingerprint: previous.fingerprint,
+            priority: config.agent.priority,
+            state: machine.state,
+            mode: machine.mode,
+            isolated: duet_core::failover::isolated(&seen.heartbeats),
+            was_online: duet_core::failover::was_online(&machine, kernel.remembered),
+            yielding: duet_core::failover::yielding(
+                &machine,
+                &config.state_machine(kernel.vips.enabled()),
+                seen.now,
+            ),
+            // Taken when the report leaves ([`Kernel::outgoing_report`]).
+            outside_age_ms: None,
+            report: pair.local.clone(),
+            tick: self.tick,
+            tick_ms: millis(config.core.tick),
+            request: self.requests.outgoing(),
+            answer: self.requests.answered(),
+            // The settings travel only while the fingerprints differ (the buddy then names
+            // the key); the common case keeps the report small.
+            settings: if seen.buddy().is_some_and(|p| p.fingerprint == self.fingerprint) {
+                Default::default()
+            } else {
+                self.settings.clone()
+            },
+            macs: previous.macs,
+        });
+        kernel.status.send_replace(Status {
+            pair: Some(pair),
+            decision: Some(DecisionSummary {
+                tick: self.tick,
+                at: seen.now,
+                state: machine,
+                reason: decision.reason.clone(),
+            }),
+            core: answered.by.to_string(),
+        });
+        if let Some(tx) = &self.observer {
+            let _ = tx.send(TickRecord {
+                tick: self.tick,
+                decision: decision.clone(),
+                by: answered.by,
+                failed: answered.failed,
+            });
+        }
+    }
+}
+
+/// What the core's input takes from beyond this tick's sighting.
+struct Extra {
+    started_at: TimestampMs,
+    remembered: Option<FailoverState>,
+    triggers: Vec<String>,
+    vip: Option<duet_core::VipResult>,
+    nics: Vec<duet_core::Nic>,
+}
+
+/// The state machine's input for this tick.
+fn core_input(config: &KernelConfig, seen: &Sighting, vip_enabled: bool, extra: Extra) -> Input {
+    Input {
+        agent: config.agent.name.clone(),
+        started_at: extra.started_at,
+        config: config.state_machine(vip_enabled),
+        // The sync connection is one more path to the buddy: "cut off from the buddy" counts
+        // it with the agent heartbeats, once it has worked (like `sync_up`: a sync path with a
+        // configuration fault counts no failures and must not keep the buddy alive).
+        heartbeats: seen
+            .heartbeats
+            .iter()
+            .chain(seen.sync.as_ref().filter(|s| s.last_success.is_some()))
+            .cloned()
+            .collect(),
+        sync_up: seen.sync_up(),
+        buddy: seen.buddy.as_ref().map(|(p, at)| p.view(*at)),
+        command: seen.command.clone(),
+        offline_request: seen.exchange.incoming.map(|(_, reason)| reason),
+        remembered: extra.remembered,
+        answer: seen.exchange.answer.clone(),
+        triggers: extra.triggers,
+        vip: extra.vip,
+        nics: extra.nics,
+    }
+}
+
+/// How long a core call may take, scheduling included, before the watchdog counts it.
+fn core_deadline(config: &KernelConfig) -> Duration {
+    config.core.deadline * 4 + Duration::from_secs(1)
+}
+
+/// Whether a planned handover is over, and the failover log's line saying how.
+fn handover_end(
+    buddy_dead: bool,
+    buddy_online: bool,
+    state: FailoverState,
+    now: TimestampMs,
+    deadline: TimestampMs,
+) -> Option<&'static str> {
+    if buddy_dead {
+        Some("Shutting down without handover: the buddy is gone")
+    } else if state == FailoverState::Online {
+        Some("Shutting down without handover: no healthy buddy to hand over to")
+    } else if state == FailoverState::Offline && buddy_online {
+        Some("Handover complete: the buddy is Online")
+    } else if now >= deadline {
+        Some("Shutting down: the handover did not complete in time")
+    } else {
+        None
+    }
+}
+
+/// Counts the decision and remembers it in the history if it changed something.
+fn record(
+    kernel: &Kernel,
+    before: &MachineState,
+    decision: &Decision,
+    command: Option<&OperatorCommand>,
+    tick: u64,
+    now: TimestampMs,
+) {
+    let changed = decision.state.state != before.state || decision.state.mode != before.mode;
+    if decision.state.state != before.state {
+        // Each switch step in the event log, with who or what triggered it.
+        let by = command.map_or_else(
+            || {
+                format!(
+                    "{} ({})",
+                    snake(&decision.reason.code),
+                    decision.reason.text
+                )
+            },
+            |c| format!("{:?} by {}", c.command, c.by),
+        );
+        kernel.alarms.raise(
+            duet_base::Severity::Info,
+            "switch",
+            format!(
+                "Failover Status {} => {}: {by}",
+                before.state.label(),
+                decision.state.state.label()
+            ),
+        );
+    }
+    {
+        let mut counters = lock(&kernel.counters);
+        *counters
+            .decisions
+            .entry(snake(&decision.reason.code))
+            .or_default() += 1;
+        if decision.state.state != before.state {
+            *counters
+                .transitions
+                .entry(snake(&decision.state.state))
+                .or_default() += 1;
+        }
+    }
+    let mut history = lock(&kernel.history);
+    let new_reason = history
+        .back()
+        .is_none_or(|last| last.decision.reason.code != decision.reason.code);
+    if changed || new_reason || command.is_some() {
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(HistoryEntry {
+            decision: DecisionSummary {
+                tick,
+                at: now,
+                state: decision.state,
+                reason: decision.reason.clone(),
+            },
+            by: command.map(|c| c.by.clone()),
+        });
+    }
+}

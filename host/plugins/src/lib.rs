@@ -1,0 +1,16 @@
+//! Custom probe plugins: WASM components (world `duet:probe/probe-plugin`) dropped into a
+//! folder, loaded without restarting or recompiling the host, each run sandboxed (WASI p2
+//! granting only what is declared and granted, a deadline, a memory and an output limit per
+//! call) on its own interval. Each plugin is a row of the Status window.
+//!
+//! - [`config`]: the `[plugins]` section.
+//! - [`sandbox`]: compiling (cached), validating and calling one plugin under its limits.
+//! - [`run`]: the folder watcher and the per-plugin tasks, writing a [`PluginTable`].
+
+mod bindings;
+pub mod config;
+mod loader;
+pub mod sandbox;
+
+pub use loader::{CheckReport, OnChange, PluginStatus, PluginTable, check_file, load_file, run};
+pub use sandbox::{Compiled, Fault, Grants, Instance, PluginEngine};
