@@ -6,7 +6,13 @@
 mod guest;
 
 fn main() {
-    let env = guest::build_env(&["wit", "core/src", "core/Cargo.toml", "core/component", "Cargo.lock"]);
+    let env = guest::build_env(&[
+        "wit",
+        "core/src",
+        "core/Cargo.toml",
+        "core/component",
+        "Cargo.lock",
+    ]);
     let wasm = guest::build(
         &env.workspace,
         &env.target,

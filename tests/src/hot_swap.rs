@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use duet_host::agent::{CoreEvent, RunOptions, TickRecord};
 use duet_host::runtime::{CoreOrigin, EMBEDDED_CORE};
+use duet_host::{CoreEvent, RunOptions, TickRecord};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 

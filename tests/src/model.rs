@@ -29,7 +29,7 @@ use duet_core::{
     Command, FailoverConfig, FailoverState, Heartbeat, HeartbeatKind, Input, MachineState, Mode,
     OperatorCommand, VipResult,
 };
-use duet_host::agent::{PeerReport, Requests};
+use duet_host::{PeerReport, Requests};
 
 /// Simulated time step.
 pub const DT: u64 = 50;

@@ -19,8 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use duet_core::{Command, FailoverState, MachineState, Mode, OperatorCommand};
-use duet_host::agent::{Clock, RunOptions};
 use duet_host::net::{BoxFuture, BoxStream, Listener, Network, PingError, Pinger};
+use duet_host::{Clock, RunOptions};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -429,7 +429,7 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
     for (config, file) in configs.iter().zip(plan.files) {
         if let Some(state) = file {
             let remembered = duet_host::state_file::Remembered { state, at: 0 };
-            duet_host::state_file::write(&config.state.file, remembered)
+            duet_host::state_file::write(&config.kernel.state.file, remembered)
                 .expect("the plan's state file");
         }
     }

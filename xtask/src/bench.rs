@@ -26,12 +26,12 @@ const FIGURES: [(&str, &str, &str); 6] = [
     (
         "evaluate-full",
         "native",
-        "rules.evaluate of a full two-agent report (host/benches/full-pair.json), native",
+        "rules.evaluate of a full two-agent report (host/runtime/benches/full-pair.json), native",
     ),
     (
         "evaluate-full",
         "wasm",
-        "rules.evaluate of a full two-agent report (host/benches/full-pair.json), core.wasm",
+        "rules.evaluate of a full two-agent report (host/runtime/benches/full-pair.json), core.wasm",
     ),
 ];
 
@@ -68,7 +68,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
                 "bench",
                 "--locked",
                 "-p",
-                "duet-host",
+                "duet-runtime",
+                "-p",
+                "duet-plugins",
                 "--bench",
                 "core",
                 "--bench",
@@ -423,18 +425,14 @@ per request), committed in agent-a's store, forwarded over the peer link (batche
     Ok(md)
 }
 
-/// `target/debug/build/duet-host-*/out/web` with the newest wasm (several builds may be kept).
+/// `target/debug/build/duet-api-*/out/web` with the newest wasm (several builds may be kept).
 fn newest_web_dir(build: &Path) -> anyhow::Result<std::path::PathBuf> {
     let mut best: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
     for entry in std::fs::read_dir(build)
         .with_context(|| format!("failed to read {}", build.display()))?
         .flatten()
     {
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("duet-host-")
-        {
+        if !entry.file_name().to_string_lossy().starts_with("duet-api-") {
             continue;
         }
         let web = entry.path().join("out/web");

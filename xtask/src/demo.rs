@@ -50,7 +50,7 @@ impl Drop for Running {
 
 pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     crate::setup()?;
-    // The same package selection as `cargo xtask test`'s build: building `-p duet-host` alone
+    // The same package selection as `cargo xtask test`'s build: building `-p duet-cli` alone
     // would resolve features differently and compile wasmtime a second time.
     crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
     let duet = root.join("target/debug/duet");

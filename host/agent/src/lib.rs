@@ -1,47 +1,292 @@
-//! duet-host: the native host of a duet failover pair, the `duet` binary's library.
+//! duet-host: wires one agent together from the capability crates. It is the only crate that
+//! knows them all (and the `duet` binary, which runs it):
 //!
-//! - [`config`]: the TOML configuration, parsed then validated, errors naming the key path.
-//! - [`runtime`]: the core component run by wasmtime, with deadlines, memory limits, fallback
-//!   to the embedded core, and hot replacement.
-//! - [`plugins`]: custom probe plugins (WASM components in a folder), sandboxed, hot-loaded.
-//! - [`agent`]: the tick loop: probes → core → actions, and the status it publishes.
-//! - [`probes`]: built-in probes: Configuration, NATS communication, RTE watchdog, NICs.
-//! - [`peer`]: the peer link (agent heartbeats and the sync connection), over [`net`].
-//! - [`api`]: the HTTP API and the web UI.
+//! - [`config`]: the configuration file, each section validated by the crate that owns it.
+//! - [`run`]: builds the kernel ([`duet_kernel`]) with what the capabilities show it
+//!   ([`surroundings`]), and runs it beside the API ([`duet_api`]), the virtual IPs
+//!   ([`duet_vip`]), the probe plugins ([`duet_plugins`]), the built-in probes
+//!   ([`duet_probes`]) and the event log ([`duet_events`]).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let config = duet_host::config::load(std::path::Path::new("duet.toml"))?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! duet_host::run(config, duet_host::agent::RunOptions::default(), shutdown).await
+//! duet_host::run(config, duet_host::RunOptions::default(), shutdown).await
 //! # }
 //! ```
 
-pub mod agent;
-pub mod api;
-pub mod auth;
-pub mod bindings;
-pub mod config;
-pub mod events;
-pub mod failover_log;
-pub mod metrics;
-pub mod net;
-pub mod pcap;
-pub mod peer;
-pub mod plugins;
-pub mod probes;
-pub mod runtime;
-pub mod state_file;
-pub mod status_cli;
-pub mod vip;
-mod web;
+#![warn(clippy::too_many_lines)]
 
-pub use agent::run;
+pub mod config;
+mod surroundings;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use duet_base::watchdog::Watchdog;
+use duet_base::{Alarms, Wake};
+use duet_core::OperatorCommand;
+use duet_events::EventLog;
+use duet_kernel::net::{Network, Tcp};
+use duet_kernel::{Kernel, Parts};
+use duet_plugins::{PluginEngine, PluginTable};
+use duet_probes::nats::NatsState;
+use duet_probes::nic::NicWatcher;
+use duet_runtime::{CoreRuntime, Limits};
+use duet_vip::Vips;
+use duet_vip::hooks::Hooks;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use duet_base::Clock;
 /// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
 pub use duet_frame as frame;
+pub use duet_kernel::{PeerReport, Requests, TickRecord, net, state_file};
+pub use duet_plugins as plugins;
+pub use duet_runtime as runtime;
+pub use duet_runtime::CoreEvent;
+pub use duet_vip::pcap;
 
-/// Locks a mutex, recovering from poisoning: every guarded value here is replaced whole, so a
-/// panic elsewhere cannot leave it half-written.
-pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+use surroundings::{Builtin, HostSurroundings};
+
+/// Optional hooks into a running agent.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Receives every tick's decision.
+    pub ticks: Option<mpsc::UnboundedSender<TickRecord>>,
+    /// Use this runtime instead of creating one (tests share one compiled engine).
+    pub runtime: Option<Arc<CoreRuntime>>,
+    /// Receives every load or refusal of the core file.
+    pub core_events: Option<mpsc::UnboundedSender<CoreEvent>>,
+    /// Receives the API's bound address once it listens.
+    pub bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    /// The network for the peer link and the ICMP heartbeats (default: the real one).
+    pub network: Option<Arc<dyn Network>>,
+    /// Do not serve the HTTP API (the simulation runs many agents in one process).
+    pub no_api: bool,
+    /// Do not run the event log's store and forwarding (the simulation): the Database, DB Sync
+    /// and DB Sync Stack rows are not shown, raised events are dropped.
+    pub no_events: bool,
+    /// The clock (default: the system's, read at start).
+    pub clock: Option<Clock>,
+    /// Receives a sender for operator commands, as the API would give them.
+    pub commands: Option<tokio::sync::oneshot::Sender<mpsc::Sender<OperatorCommand>>>,
+}
+
+/// The capabilities of one agent, built before anything runs.
+struct Agent {
+    config: Config,
+    kernel: Arc<Kernel>,
+    events: Arc<EventLog>,
+    vips: Arc<Vips>,
+    builtin: Builtin,
+    plugins: PluginTable,
+    wake: Wake,
+}
+
+/// Runs an agent until `shutdown` is cancelled: on shutdown while Online it hands over first.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let runtime = match options.runtime {
+        Some(rt) => rt,
+        None => core_runtime(&config).await?,
+    };
+    let clock = options.clock.unwrap_or_else(Clock::system);
+    let network = options.network.unwrap_or_else(|| Arc::new(Tcp));
+    let agent = assemble(config, runtime, clock, network)?;
+    if let Some(tx) = options.commands {
+        let _ = tx.send(agent.kernel.commands());
+    }
+    let peer_listener = agent.kernel.listen().await?;
+    let api_listener = if options.no_api {
+        None
+    } else {
+        Some(bind_api(&agent.config, options.bound).await?)
+    };
+
+    // `shutdown` asks the agent to stop: the tick loop hands over first (planned handover) and
+    // then cancels the kernel's stop token, which ends the API, the probes and the watchers.
+    // The API keeps serving during the handover, so the buddy sees it.
+    let stop = agent.kernel.stop().clone();
+    let mut tasks = JoinSet::new();
+    if let Some(listener) = api_listener {
+        tasks.spawn(duet_api::serve(listener, agent.api(), stop.clone()));
+    }
+    agent.spawn_capabilities(&mut tasks, options.core_events, options.no_events, &stop)?;
+    agent
+        .kernel
+        .spawn(&mut tasks, peer_listener, options.ticks, shutdown)?;
+
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "agent task failed; shutting down");
+            stop.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The core runtime with the configured limits (compiling the embedded core takes a moment:
+/// off the async threads).
+async fn core_runtime(config: &Config) -> anyhow::Result<Arc<CoreRuntime>> {
+    let limits = Limits {
+        deadline: config.kernel.core.deadline,
+        memory_bytes: config.kernel.core.memory_limit_bytes,
+    };
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || CoreRuntime::new(limits))
+            .await
+            .context("core runtime task failed")??,
+    ))
+}
+
+/// Builds every capability and the kernel that reads them.
+fn assemble(
+    config: Config,
+    runtime: Arc<CoreRuntime>,
+    clock: Clock,
+    network: Arc<dyn Network>,
+) -> anyhow::Result<Agent> {
+    let changed = Arc::new(Notify::new());
+    let wake: Wake = {
+        let changed = changed.clone();
+        Arc::new(move || changed.notify_one())
+    };
+    let name = &config.kernel.agent.name;
+    let events = EventLog::new(
+        config.database.clone(),
+        name,
+        &config.kernel.buddy.name,
+        clock,
+    );
+    let alarms: Arc<dyn Alarms> = events.clone();
+    let vips = Vips::new(config.vips.clone(), wake.clone(), clock, alarms.clone());
+    let builtin = Builtin {
+        watchdog: Arc::new(Watchdog::default()),
+        nics: Arc::new(NicWatcher::default()),
+        nats: Arc::new(NatsState::default()),
+    };
+    let plugins = PluginTable::default();
+    let surroundings = Arc::new(HostSurroundings {
+        plugins: plugins.clone(),
+        nics: builtin.nics.clone(),
+        nats: config.nats.is_some().then(|| builtin.nats.clone()),
+        vips: vips.clone(),
+        events: events.clone(),
+        vip_nics: config.vip_nics().into_iter().map(str::to_string).collect(),
+    });
+    let kernel = Kernel::new(Parts {
+        config: config.kernel.clone(),
+        watchdog_config: config.watchdog,
+        runtime,
+        clock,
+        network,
+        changed,
+        watchdog: builtin.watchdog.clone(),
+        surroundings,
+        alarms,
+        inbox: events.clone(),
+        vips: vips.clone(),
+        hooks: Hooks::start(config.hooks.clone(), name.clone()),
+    })?;
+    Ok(Agent {
+        config,
+        kernel,
+        events,
+        vips,
+        builtin,
+        plugins,
+        wake,
+    })
+}
+
+/// Binds the API's port (`api.listen`) and says where it listens.
+async fn bind_api(
+    config: &Config,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let at = config.api.listen;
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("failed to listen on {at} (api.listen)"))?;
+    let addr = listener
+        .local_addr()
+        .context("failed to read the API's address")?;
+    tracing::info!(agent = %config.kernel.agent.name, api = %addr, peer = %config.kernel.peer.listen, "duet agent started");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    Ok(listener)
+}
+
+impl Agent {
+    /// What the API serves from.
+    fn api(&self) -> Arc<duet_api::Api> {
+        Arc::new(duet_api::Api {
+            kernel: self.kernel.clone(),
+            events: self.events.clone(),
+            vips: self.vips.clone(),
+            config: self.config.api.clone(),
+            web: self.config.web,
+        })
+    }
+
+    /// Starts everything beside the kernel: the virtual IPs, the core file's watcher, the
+    /// plugins, the built-in probes and the event log.
+    fn spawn_capabilities(
+        &self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        core_events: Option<mpsc::UnboundedSender<CoreEvent>>,
+        no_events: bool,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let config = &self.config;
+        if self.vips.enabled() {
+            tasks.spawn(self.vips.clone().run(stop.clone()));
+        }
+        if let Some(path) = config.kernel.core.path.clone() {
+            tasks.spawn(duet_runtime::watch_core_file(
+                self.kernel.runtime().clone(),
+                path,
+                config.kernel.core.watch_interval,
+                core_events,
+                stop.clone(),
+            ));
+        }
+        if config.plugins.dir.is_some() {
+            let engine = PluginEngine::on(
+                self.kernel.runtime().engine(),
+                config.plugins.cache_dir.clone(),
+            )?;
+            tasks.spawn(duet_plugins::run(
+                Arc::new(engine),
+                self.kernel.clock(),
+                config.plugins.clone(),
+                self.plugins.clone(),
+                self.wake.clone(),
+                stop.clone(),
+            ));
+        }
+        self.builtin
+            .spawn(config, &self.events, &self.wake, tasks, stop);
+        if no_events {
+            self.events.disable();
+        } else {
+            tasks.spawn(self.events.clone().run(stop.clone()));
+            tasks.spawn(duet_events::forward::run(
+                self.events.clone(),
+                self.kernel.clone(),
+                stop.clone(),
+            ));
+        }
+        Ok(())
+    }
 }

@@ -65,7 +65,6 @@ pub struct RawWeb {
     pub refresh: Option<String>,
 }
 
-
 /// Validates `[api]`.
 pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
     let listen = match raw.listen.parse::<SocketAddr>() {
@@ -86,7 +85,10 @@ pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
         let at = |key: &str| format!("api.token[{i}].{key}");
         errors.name(&at("name"), &t.name);
         if tokens.iter().any(|o| o.name == t.name) {
-            errors.error(at("name"), format!("\"{}\" is used by another token", t.name));
+            errors.error(
+                at("name"),
+                format!("\"{}\" is used by another token", t.name),
+            );
         }
         let sha256 = decode_sha256(&t.sha256).unwrap_or_else(|| {
             errors.error(at("sha256"), "expected the 64 hex digits that `duet token new` prints (the SHA-256 of the token, never the token)");
@@ -131,4 +133,3 @@ fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
     }
     Some(out)
 }
-

@@ -15,10 +15,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use duet_events::{Appended, Event, MAX_CODE, MAX_MESSAGE, NewEvent, Severity, store};
-use crate::{Api, authorize, error};
 use crate::auth;
 use crate::config::Right;
+use crate::{Api, authorize, error};
+use duet_events::{Appended, Event, MAX_CODE, MAX_MESSAGE, NewEvent, Severity, store};
 
 /// Events one POST may carry.
 pub const MAX_POST: usize = 10_000;
@@ -140,11 +140,7 @@ fn database_reason(api: &Api) -> String {
     }
 }
 
-pub(crate) async fn post(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn post(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
     let by = match authorize(&api, &headers, Right::Events, "post events") {
         Ok(by) => by,
         Err(response) => return *response,

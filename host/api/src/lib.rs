@@ -12,9 +12,12 @@
 //!   application posts events (token with the right `events`). See `events`.
 //! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod auth;
 pub mod config;
 mod events;
+pub use events::EventPage;
 mod metrics;
 mod web;
 
@@ -40,7 +43,6 @@ use duet_vip::Vips;
 
 use crate::auth::Denied;
 use crate::config::{ApiConfig, Right, WebConfig};
-
 
 /// What the API serves from: the kernel's status and commands, the event log, the virtual
 /// IPs, and its own settings.
@@ -94,10 +96,7 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-async fn history(
-    State(api): State<Arc<Api>>,
-    Query(q): Query<HistoryQuery>,
-) -> Json<History> {
+async fn history(State(api): State<Arc<Api>>, Query(q): Query<HistoryQuery>) -> Json<History> {
     let limit = q.limit.unwrap_or(100).min(1_000);
     Json(History {
         entries: api.kernel.history(limit),
@@ -105,9 +104,7 @@ async fn history(
 }
 
 /// One `status` event now, then one per change; timestamps alone are not a change.
-async fn stream(
-    State(api): State<Arc<Api>>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn stream(State(api): State<Arc<Api>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = api.kernel.subscribe();
     let shutdown = api.kernel.stop().clone();
     let events = futures_util::stream::unfold(
@@ -241,13 +238,9 @@ async fn switch(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
 }
 
 async fn force_online(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
-    command(
-        &api,
-        &headers,
-        Right::ForceOnline,
-        "force_online",
-        |_| Ok(Command::ForceOnline),
-    )
+    command(&api, &headers, Right::ForceOnline, "force_online", |_| {
+        Ok(Command::ForceOnline)
+    })
     .await
 }
 

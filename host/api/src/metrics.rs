@@ -11,9 +11,21 @@ pub(crate) fn render(kernel: &Kernel) -> String {
     let mut out = String::new();
     let agent = escape(&kernel.config().agent.name);
     let status = kernel.status();
+    state(&mut out, &agent, &status);
+    if let Some(pair) = &status.pair {
+        leds_and_rows(&mut out, pair);
+    }
+    heartbeats(&mut out, &agent, kernel);
+    runtime(&mut out, &agent, kernel);
+    link(&mut out, &agent, kernel);
+    decisions(&mut out, &agent, kernel);
+    out
+}
 
+/// The failover state.
+fn state(out: &mut String, agent: &str, status: &duet_core::api::Status) {
     family(
-        &mut out,
+        out,
         "duet_failover_state",
         "gauge",
         "1 for this agent's current failover state.",
@@ -33,48 +45,52 @@ pub(crate) fn render(kernel: &Kernel) -> String {
             snake(&state)
         );
     }
+}
 
-    if let Some(pair) = &status.pair {
-        family(
-            &mut out,
-            "duet_led",
-            "gauge",
-            "1 for the LED each Status column shows.",
-        );
-        for (column, report) in [("local", &pair.local), ("buddy", &pair.buddy)] {
-            for led in [Led::Green, Led::Red, Led::Transparent] {
-                let v = u8::from(report.led == led);
-                let _ = writeln!(
-                    out,
-                    "duet_led{{agent=\"{}\",column=\"{column}\",led=\"{}\"}} {v}",
-                    escape(&report.agent),
-                    snake(&led)
-                );
-            }
-        }
-        family(
-            &mut out,
-            "duet_row_healthy",
-            "gauge",
-            "0 when the Status row makes the LED red, else 1.",
-        );
-        for (column, report) in [("local", &pair.local), ("buddy", &pair.buddy)] {
-            for row in &report.rows {
-                let v = u8::from(!row.turns_led_red);
-                let _ = writeln!(
-                    out,
-                    "duet_row_healthy{{agent=\"{}\",column=\"{column}\",key=\"{}\",label=\"{}\"}} {v}",
-                    escape(&report.agent),
-                    escape(&row.key),
-                    escape(&row.label)
-                );
-            }
+/// Each column's LED and rows.
+fn leds_and_rows(out: &mut String, pair: &duet_core::PairReport) {
+    family(
+        out,
+        "duet_led",
+        "gauge",
+        "1 for the LED each Status column shows.",
+    );
+    for (column, report) in [("local", &pair.local), ("buddy", &pair.buddy)] {
+        for led in [Led::Green, Led::Red, Led::Transparent] {
+            let v = u8::from(report.led == led);
+            let _ = writeln!(
+                out,
+                "duet_led{{agent=\"{}\",column=\"{column}\",led=\"{}\"}} {v}",
+                escape(&report.agent),
+                snake(&led)
+            );
         }
     }
+    family(
+        out,
+        "duet_row_healthy",
+        "gauge",
+        "0 when the Status row makes the LED red, else 1.",
+    );
+    for (column, report) in [("local", &pair.local), ("buddy", &pair.buddy)] {
+        for row in &report.rows {
+            let v = u8::from(!row.turns_led_red);
+            let _ = writeln!(
+                out,
+                "duet_row_healthy{{agent=\"{}\",column=\"{column}\",key=\"{}\",label=\"{}\"}} {v}",
+                escape(&report.agent),
+                escape(&row.key),
+                escape(&row.label)
+            );
+        }
+    }
+}
 
+/// Each heartbeat's state.
+fn heartbeats(out: &mut String, agent: &str, kernel: &Kernel) {
     let heartbeats = kernel.heartbeats();
     family(
-        &mut out,
+        out,
         "duet_heartbeat_up",
         "gauge",
         "1 when the heartbeat's last attempt succeeded.",
@@ -89,7 +105,7 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "duet_heartbeat_failures",
         "gauge",
         "Consecutive failed attempts of the heartbeat.",
@@ -103,7 +119,7 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "duet_heartbeat_rtt_seconds",
         "gauge",
         "Round-trip time of the heartbeat's last success.",
@@ -118,9 +134,12 @@ pub(crate) fn render(kernel: &Kernel) -> String {
             );
         }
     }
+}
 
+/// The core runtime's faults.
+fn runtime(out: &mut String, agent: &str, kernel: &Kernel) {
     family(
-        &mut out,
+        out,
         "duet_rte_count",
         "gauge",
         "Distinct components in runtime error (the RTE Count row).",
@@ -131,7 +150,7 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         u8::from(kernel.runtime().fault().is_some())
     );
     family(
-        &mut out,
+        out,
         "duet_core_fallbacks_total",
         "counter",
         "Calls a loaded core.wasm failed, answered by the embedded core.",
@@ -141,9 +160,12 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         "duet_core_fallbacks_total{{agent=\"{agent}\"}} {}",
         kernel.runtime().fallbacks()
     );
+}
 
+/// The peer link's rejections.
+fn link(out: &mut String, agent: &str, kernel: &Kernel) {
     family(
-        &mut out,
+        out,
         "duet_peer_frames_rejected_total",
         "counter",
         "Peer-link frames rejected (forged, replayed, garbled, too large...), by reason.",
@@ -155,7 +177,7 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "duet_peer_auth_failures",
         "gauge",
         "Hellos from the buddy that failed authentication in a row (pair key mismatch).",
@@ -165,10 +187,13 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         "duet_peer_auth_failures{{agent=\"{agent}\"}} {}",
         kernel.link().failed_hellos()
     );
+}
 
+/// The decisions and transitions since start.
+fn decisions(out: &mut String, agent: &str, kernel: &Kernel) {
     let counters = kernel.counters();
     family(
-        &mut out,
+        out,
         "duet_decisions_total",
         "counter",
         "Decisions of the failover core, by reason.",
@@ -180,7 +205,7 @@ pub(crate) fn render(kernel: &Kernel) -> String {
         );
     }
     family(
-        &mut out,
+        out,
         "duet_transitions_total",
         "counter",
         "Failover state changes, by the state entered.",
@@ -191,7 +216,6 @@ pub(crate) fn render(kernel: &Kernel) -> String {
             "duet_transitions_total{{agent=\"{agent}\",to=\"{to}\"}} {n}"
         );
     }
-    out
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

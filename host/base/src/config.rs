@@ -46,6 +46,11 @@ impl Errors {
         self.list.is_empty()
     }
 
+    /// Every mistake recorded, in order.
+    pub fn into_list(self) -> Vec<ConfigError> {
+        self.list
+    }
+
     /// The value when nothing was wrong, else every mistake.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.list.is_empty() {

@@ -6,6 +6,8 @@
 //! - [`watchdog`]: times calls on the decision path and counts the components that overran.
 //! - [`lock`], [`millis`], [`snake`]: small helpers with one spelling each.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod config;
 pub mod watchdog;
 

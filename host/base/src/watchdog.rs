@@ -53,7 +53,6 @@ pub fn validate(raw: RawWatchdog, errors: &mut crate::config::Errors) -> Watchdo
     }
 }
 
-
 /// Watches calls with deadlines; see the module documentation.
 pub struct Watchdog {
     inner: Mutex<Inner>,

@@ -96,12 +96,7 @@ pub fn validate(
     let ms = Duration::from_millis(1);
     let mut dur = |key: &str, value: Option<String>, default: Duration, min: Duration| {
         let path = format!("database.{key}");
-        errors.duration(
-        &path,
-            value.as_deref(),
-            default,
-            (min, Duration::MAX),
-        )
+        errors.duration(&path, value.as_deref(), default, (min, Duration::MAX))
     };
     c.health_interval = dur(
         "health_interval",
@@ -128,11 +123,7 @@ pub fn validate(
         c.switch_drain_timeout,
         Duration::ZERO,
     );
-    c.retention = errors.retention(
-        "database.retention",
-        raw.retention.as_deref(),
-        c.retention,
-    );
+    c.retention = errors.retention("database.retention", raw.retention.as_deref(), c.retention);
     let mut error = |path: &str, message: String| errors.error(format!("database.{path}"), message);
     if let Some(url) = raw.url {
         let scheme = url.split(':').next().unwrap_or_default();
@@ -186,9 +177,9 @@ pub fn validate(
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> (DatabaseConfig, Vec<ConfigError>) {
-        let raw: RawDatabase = toml::from_str(text).expect("toml");
-        let mut errors = Vec::new();
+    fn parse(text: &str) -> (DatabaseConfig, Vec<duet_base::config::ConfigError>) {
+        let raw: RawDatabase = duet_base::config::parse_section(text).expect("toml");
+        let mut errors = Errors::new();
         let c = validate(
             raw,
             Path::new("/etc/duet"),
@@ -196,7 +187,7 @@ mod tests {
             "a",
             &mut errors,
         );
-        (c, errors)
+        (c, errors.into_list())
     }
 
     #[test]

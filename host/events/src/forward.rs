@@ -21,9 +21,9 @@ use duet_core::{Heartbeat, HeartbeatKind};
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, EventLog, Severity};
-use duet_kernel::{Kernel, Slot};
 use duet_base::lock;
 use duet_kernel::peer::{EventSession, PeerMessage};
+use duet_kernel::{Kernel, Slot};
 
 /// A batch's largest encoded size (frames are at most 256 KiB).
 const MAX_BATCH_BYTES: usize = 192 << 10;
@@ -161,7 +161,11 @@ async fn watch(kernel: &Kernel, paths: &[Path], at: usize) -> End {
 }
 
 /// Runs the forwarder until `shutdown`.
-pub async fn run(log: Arc<EventLog>, kernel: Arc<Kernel>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    log: Arc<EventLog>,
+    kernel: Arc<Kernel>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let paths = paths(kernel.config());
     if paths.is_empty() {
         failed(
@@ -375,7 +379,7 @@ fn fit(mut events: Vec<Event>) -> Vec<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{NewEvent, Severity};
+    use crate::{NewEvent, Severity};
 
     #[test]
     fn a_batch_always_fits_in_a_frame_even_with_escaped_messages() {
@@ -387,17 +391,17 @@ mod tests {
                     source: "app".into(),
                     code: "c".into(),
                     // Every byte escaped by JSON, at the longest message allowed.
-                    message: "\u{1}".repeat(crate::events::MAX_MESSAGE),
+                    message: "\u{1}".repeat(crate::MAX_MESSAGE),
                 }
                 .stored("agent-a", seq)
             })
             .collect();
         let batch = fit(events);
         assert!(!batch.is_empty());
-        let frame = serde_json::to_vec(&super::batch("agent-a", &batch).expect("a batch"))
-            .expect("encode");
+        let frame =
+            serde_json::to_vec(&super::batch("agent-a", &batch).expect("a batch")).expect("encode");
         assert!(
-            frame.len() < crate::frame::MAX_FRAME - 1024,
+            frame.len() < duet_frame::MAX_FRAME - 1024,
             "{}",
             frame.len()
         );

@@ -14,6 +14,8 @@
 //! commits queued events together (group commit). [`EventLog::append`] waits for the commit
 //! (or for the spool) and is what the API's `POST /api/v1/events` uses.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod config;
 pub mod forward;
 pub mod spool;
@@ -30,10 +32,10 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use config::DatabaseConfig;
 use duet_base::Clock;
 pub use duet_base::Severity;
 use duet_base::lock;
-use config::DatabaseConfig;
 use spool::Spool;
 use store::Store;
 
@@ -747,5 +749,27 @@ impl EventLog {
             }
             tracing::info!(file = %file.display(), events = todo.len(), "spooled events written to the database");
         }
+    }
+}
+/// The kernel and the capabilities raise their alarms here.
+impl duet_base::Alarms for EventLog {
+    fn raise(&self, severity: Severity, code: &str, message: String) {
+        EventLog::raise(self, severity, code, message);
+    }
+}
+
+/// The buddy's batches arrive through the kernel's peer link, undecoded: the event log reads
+/// them (a batch it cannot read is refused, naming why).
+impl duet_kernel::Inbox for EventLog {
+    fn receive(
+        &self,
+        origin: String,
+        events: serde_json::Value,
+    ) -> duet_kernel::net::BoxFuture<'_, Result<u64, String>> {
+        Box::pin(async move {
+            let events: Vec<Event> =
+                serde_json::from_value(events).map_err(|e| format!("unreadable events: {e}"))?;
+            EventLog::receive(self, &origin, events).await
+        })
     }
 }

@@ -113,7 +113,6 @@ pub struct LogConfig {
     pub failover_log_retention: Option<Duration>,
 }
 
-
 impl KernelConfig {
     /// The status rules' settings.
     pub fn rules(&self, vip_enabled: bool) -> RulesConfig {
@@ -313,7 +312,6 @@ pub struct RawLog {
     pub failover_log_retention: Option<String>,
 }
 
-
 // --- validation ----------------------------------------------------------------------------
 
 const MS: Duration = Duration::from_millis(1);
@@ -380,7 +378,11 @@ pub fn validate(raw: RawKernel, base: &Path, errors: &mut Errors) -> KernelConfi
 
 /// A path as written, taken from `base` when relative.
 pub fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 /// An address:port setting; a mistake names the key and gives an example.
@@ -500,7 +502,12 @@ fn failover(raw: &RawFailover, errors: &mut Errors) -> FailoverTimes {
     };
     FailoverTimes {
         prepare_timeout: timeout("prepare_timeout", &raw.prepare_timeout, 10, 10 * MS),
-        going_online_timeout: timeout("going_online_timeout", &raw.going_online_timeout, 30, 10 * MS),
+        going_online_timeout: timeout(
+            "going_online_timeout",
+            &raw.going_online_timeout,
+            30,
+            10 * MS,
+        ),
         going_offline_timeout: timeout(
             "going_offline_timeout",
             &raw.going_offline_timeout,
@@ -560,7 +567,9 @@ fn buddy_peer(errors: &mut Errors, path: &str, value: &str, own: SocketAddr) -> 
         Err(_) => {
             errors.error(
                 path,
-                format!("\"{value}\" is not the buddy's peer address (address:port of its peer.listen)"),
+                format!(
+                    "\"{value}\" is not the buddy's peer address (address:port of its peer.listen)"
+                ),
             );
             SocketAddr::from(([127, 0, 0, 1], 0))
         }
@@ -589,7 +598,10 @@ fn heartbeats(raw: &[RawHeartbeat], own: SocketAddr, errors: &mut Errors) -> Vec
             }
             HeartbeatKind::Ping | HeartbeatKind::Inverted => {
                 if hb.target.parse::<IpAddr>().is_err() {
-                    errors.error(at("target"), format!("\"{}\" is not an IP address", hb.target));
+                    errors.error(
+                        at("target"),
+                        format!("\"{}\" is not an IP address", hb.target),
+                    );
                 }
             }
         }
@@ -630,7 +642,12 @@ fn heartbeats(raw: &[RawHeartbeat], own: SocketAddr, errors: &mut Errors) -> Vec
 
 fn sync(raw: &RawSync, own: SocketAddr, errors: &mut Errors) -> SyncConfig {
     let target = buddy_peer(errors, "sync.target", &raw.target, own);
-    let (interval, timeout) = timing(errors, "sync", raw.interval.as_deref(), raw.timeout.as_deref());
+    let (interval, timeout) = timing(
+        errors,
+        "sync",
+        raw.interval.as_deref(),
+        raw.timeout.as_deref(),
+    );
     SyncConfig {
         target,
         source: errors.source("sync.source", raw.source.as_deref()),
@@ -641,7 +658,11 @@ fn sync(raw: &RawSync, own: SocketAddr, errors: &mut Errors) -> SyncConfig {
 }
 
 /// The sync connection must not be an agent heartbeat's path (same target, same source).
-fn sync_is_a_path_of_its_own(sync: &SyncConfig, heartbeats: &[HeartbeatConfig], errors: &mut Errors) {
+fn sync_is_a_path_of_its_own(
+    sync: &SyncConfig,
+    heartbeats: &[HeartbeatConfig],
+    errors: &mut Errors,
+) {
     let Some(i) = heartbeats.iter().position(|h| {
         h.kind == HeartbeatKind::Agent
             && h.target
@@ -675,7 +696,10 @@ fn reports_renewed_in_time(
         .enumerate()
         .filter(|(_, h)| h.kind == HeartbeatKind::Agent)
         .map(|(i, h)| (format!("heartbeat[{i}]"), h.interval + h.timeout))
-        .chain(sync.iter().map(|s| ("sync".to_string(), s.interval + s.timeout)));
+        .chain(
+            sync.iter()
+                .map(|s| ("sync".to_string(), s.interval + s.timeout)),
+        );
     for (path, every) in paths {
         if every >= status.buddy_timeout {
             errors.error(
@@ -699,7 +723,12 @@ fn log(raw: &RawLog, base: &Path, errors: &mut Errors) -> LogConfig {
             10,
             1..=4096,
         )) << 20,
-        failover_log_keep: errors.range("log.failover_log_keep", raw.failover_log_keep, 10, 0..=1000),
+        failover_log_keep: errors.range(
+            "log.failover_log_keep",
+            raw.failover_log_keep,
+            10,
+            0..=1000,
+        ),
         failover_log_retention: errors.retention(
             "log.failover_log_retention",
             raw.failover_log_retention.as_deref(),
@@ -718,3 +747,43 @@ fn same_host(a: &str, b: &str) -> bool {
     host(a) == host(b)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buddys_addresses_are_its_agent_paths_and_sync_target_not_pinged_hosts() {
+        let text = r#"
+            [agent]
+            name = "a"
+            [buddy]
+            name = "b"
+            [api]
+            listen = "127.0.0.1:7101"
+            [peer]
+            listen = "10.0.0.1:7201"
+            pair_key = "0123456789abcdef0123"
+            [sync]
+            target = "10.0.1.2:7201"
+            [[heartbeat]]
+            kind = "agent"
+            target = "10.0.0.2:7201"
+            [[heartbeat]]
+            kind = "inverted"
+            target = "10.0.0.254"
+            [[heartbeat]]
+            kind = "ping"
+            target = "10.0.2.2"
+            [[heartbeat]]
+            kind = "agent"
+            target = "10.0.0.2:7201"
+            source = "10.0.0.1"
+        "#;
+        let config = parse(text, std::path::Path::new(".")).expect("valid");
+        assert_eq!(
+            config.buddy_addresses(),
+            ["10.0.0.2:7201", "10.0.1.2:7201"],
+            "agent heartbeat targets (once each), then the sync target"
+        );
+    }
+}

@@ -14,12 +14,14 @@
 //! comes through [`Surroundings`], what it raises goes to [`Alarms`], and the buddy's event
 //! batches go to an [`Inbox`]. It carries out the virtual IP actions itself ([`duet_vip`]).
 
+#![warn(clippy::too_many_lines)]
+
 pub mod config;
 pub mod configuration;
 pub mod failover_log;
 pub mod net;
-pub mod peer;
 mod paths;
+pub mod peer;
 mod report;
 mod requests;
 pub mod state_file;
@@ -32,7 +34,10 @@ use anyhow::Context as _;
 use duet_base::watchdog::{Watchdog, WatchdogConfig};
 use duet_base::{Alarms, Clock, lock, millis};
 use duet_core::api::{HistoryEntry, Status};
-use duet_core::{Check, FailoverState, Heartbeat, HeartbeatKind, Nic, OperatorCommand, Probe, Report, TimestampMs};
+use duet_core::{
+    Check, FailoverState, Heartbeat, HeartbeatKind, Nic, OperatorCommand, Probe, Report,
+    TimestampMs,
+};
 use duet_runtime::CoreRuntime;
 use duet_vip::Vips;
 use duet_vip::hooks::Hooks;
@@ -163,7 +168,12 @@ impl Kernel {
             .map(|h| paths::initial(&h.id, h.kind, &h.target, h.max_failures))
             .collect();
         let sync = config.sync.as_ref().map(|s| {
-            Mutex::new(paths::initial("sync", HeartbeatKind::Agent, &s.target.to_string(), s.max_failures))
+            Mutex::new(paths::initial(
+                "sync",
+                HeartbeatKind::Agent,
+                &s.target.to_string(),
+                s.max_failures,
+            ))
         });
         // Read before the first report: the buddy's tie-break must see this agent's remembered
         // Online in the very first report it receives, not one tick later.
@@ -232,7 +242,12 @@ impl Kernel {
                         interval: hb.interval,
                         timeout: hb.timeout,
                     };
-                    tasks.spawn(peer::path(self.clone(), Slot::Heartbeat(i), spec, stop.clone()))
+                    tasks.spawn(peer::path(
+                        self.clone(),
+                        Slot::Heartbeat(i),
+                        spec,
+                        stop.clone(),
+                    ))
                 }
                 HeartbeatKind::Ping | HeartbeatKind::Inverted => {
                     tasks.spawn(paths::icmp(self.clone(), i, hb.clone(), stop.clone()))
@@ -296,7 +311,10 @@ impl Kernel {
     /// The newest `limit` decisions that changed something, oldest first.
     pub fn history(&self, limit: usize) -> Vec<HistoryEntry> {
         let all = lock(&self.history);
-        all.iter().skip(all.len().saturating_sub(limit)).cloned().collect()
+        all.iter()
+            .skip(all.len().saturating_sub(limit))
+            .cloned()
+            .collect()
     }
 
     /// Decisions by reason and transitions by state, since start.

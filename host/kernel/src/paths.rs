@@ -185,4 +185,3 @@ pub(crate) async fn icmp(
         record(&kernel, Slot::Heartbeat(index), attempt, kernel.clock.now());
     }
 }
-

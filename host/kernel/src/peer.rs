@@ -23,13 +23,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::net::{BoxStream, Listener};
 use crate::paths::record as record_attempt;
 use crate::{Attempt, Kernel, PeerReport, Slot};
-use duet_frame::{
-    FrameError, Hello, PairKey, Session, read_frame, read_frame_or_end, write_frame,
-};
 use duet_base::lock;
-use crate::net::{BoxStream, Listener};
+use duet_frame::{FrameError, Hello, PairKey, Session, read_frame, read_frame_or_end, write_frame};
 
 /// What travels in a data frame.
 #[derive(Debug, Clone, Serialize, Deserialize)]

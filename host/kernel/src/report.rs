@@ -1,7 +1,9 @@
 //! The peer report: what an agent tells its buddy on every peer-link exchange, and what a
 //! tick hands its observers.
 
-use duet_core::{Answer, BuddyView, Decision, FailoverState, Mode, Report, RequestReason, TimestampMs};
+use duet_core::{
+    Answer, BuddyView, Decision, FailoverState, Mode, Report, RequestReason, TimestampMs,
+};
 use duet_runtime::CoreOrigin;
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +63,6 @@ pub struct TickRecord {
     pub failed: Option<(CoreOrigin, String)>,
 }
 
-
 impl PeerReport {
     /// What the core sees of the buddy, from this report received at `received_at`.
     pub fn view(&self, received_at: TimestampMs) -> BuddyView {
@@ -79,4 +80,3 @@ impl PeerReport {
         }
     }
 }
-

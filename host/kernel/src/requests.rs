@@ -67,4 +67,3 @@ impl Requests {
         self.answered.clone()
     }
 }
-

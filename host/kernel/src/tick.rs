@@ -104,7 +104,11 @@ impl Loop {
     ) -> Loop {
         let config = &kernel.config;
         Loop {
-            machine: MachineState::new(FailoverState::Offline, config.agent.mode, kernel.started_at),
+            machine: MachineState::new(
+                FailoverState::Offline,
+                config.agent.mode,
+                kernel.started_at,
+            ),
             requests: Requests::default(),
             tick: 0,
             fingerprint: config.fingerprint(),
@@ -117,7 +121,11 @@ impl Loop {
         }
     }
 
-    async fn run(&mut self, shutdown: &CancellationToken, log: &mut FailoverLog) -> anyhow::Result<()> {
+    async fn run(
+        &mut self,
+        shutdown: &CancellationToken,
+        log: &mut FailoverLog,
+    ) -> anyhow::Result<()> {
         let mut interval = tokio::time::interval(self.kernel.config.core.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -136,7 +144,8 @@ impl Loop {
                 && let Some(line) = handover_end(
                     // The paths as they are now, after this tick's calls.
                     duet_core::failover::buddy_dead(&self.kernel.heartbeats(), seen.sync_up()),
-                    seen.buddy().is_some_and(|p| p.state == FailoverState::Online),
+                    seen.buddy()
+                        .is_some_and(|p| p.state == FailoverState::Online),
                     self.machine.state,
                     seen.now,
                     deadline,
@@ -279,22 +288,36 @@ impl Loop {
                 Action::Raise(event) => {
                     let line = format!("[{}] {}", event.code, event.message);
                     log.write(now, event.severity.log_level(), &line);
-                    kernel.alarms.raise(event.severity, &event.code, event.message.clone());
+                    kernel
+                        .alarms
+                        .raise(event.severity, &event.code, event.message.clone());
                 }
                 Action::AskBuddyOffline(_) | Action::AnswerBuddy(_) => {}
                 Action::HandOver => {
-                    log.write(now, "INF", &format!("Handing over to {}", kernel.config.buddy.name));
+                    log.write(
+                        now,
+                        "INF",
+                        &format!("Handing over to {}", kernel.config.buddy.name),
+                    );
                 }
                 Action::Persist(state) => log.persist(crate::state_file::Remembered {
                     state: *state,
                     at: now,
                 }),
                 Action::AcquireVip => {
-                    log.write(now, "INF", &format!("Acquiring Virtual IP Address {}", vips()));
+                    log.write(
+                        now,
+                        "INF",
+                        &format!("Acquiring Virtual IP Address {}", vips()),
+                    );
                     kernel.vips.acquire();
                 }
                 Action::ReleaseVip => {
-                    log.write(now, "INF", &format!("Releasing Virtual IP Address {}", vips()));
+                    log.write(
+                        now,
+                        "INF",
+                        &format!("Releasing Virtual IP Address {}", vips()),
+                    );
                     kernel.vips.release();
                 }
                 Action::RunHook(hook) => kernel.hooks.run(
@@ -311,7 +334,14 @@ impl Loop {
     /// Takes the decision: the requests' bookkeeping, the history and counters, the new state.
     fn settle(&mut self, decision: &Decision, seen: &Sighting) {
         self.requests.apply(&seen.exchange, decision, seen.now);
-        record(&self.kernel, &self.machine, decision, seen.command.as_ref(), self.tick, seen.now);
+        record(
+            &self.kernel,
+            &self.machine,
+            decision,
+            seen.command.as_ref(),
+            self.tick,
+            seen.now,
+        );
         if decision.state.state != self.machine.state {
             // A new state decides again at once (Preparing with a dead buddy claims on its
             // first step): no tick period is added to a failover.
@@ -330,12 +360,16 @@ impl Loop {
             .configuration_problems()
             .into_iter()
             .chain(crate::configuration::local_problems_of(config));
-        let configuration =
-            crate::configuration::check(local.collect(), &self.settings, &self.fingerprint, seen.buddy())
-                .into_iter()
-                .chain(kernel.vips.configuration_problem())
-                .reduce(|a, b| format!("{a}; {b}"))
-                .map_or(Check::Ok, Check::Failing);
+        let configuration = crate::configuration::check(
+            local.collect(),
+            &self.settings,
+            &self.fingerprint,
+            seen.buddy(),
+        )
+        .into_iter()
+        .chain(kernel.vips.configuration_problem())
+        .reduce(|a, b| format!("{a}; {b}"))
+        .map_or(Check::Ok, Check::Failing);
         Observations {
             agent: config.agent.name.clone(),
             buddy: config.buddy.name.clone(),
@@ -347,7 +381,11 @@ impl Loop {
             sync: match &seen.sync {
                 None => Check::NotConfigured,
                 Some(s) if s.ok => Check::Ok,
-                Some(s) => Check::Failing(s.reason.clone().unwrap_or_else(|| "not connected yet".into())),
+                Some(s) => Check::Failing(
+                    s.reason
+                        .clone()
+                        .unwrap_or_else(|| "not connected yet".into()),
+                ),
             },
             database: kernel.surroundings.database(),
             nats: kernel.surroundings.nats(),
@@ -391,18 +429,30 @@ impl Loop {
             .call(
                 "core",
                 core_deadline(&kernel.config),
-                tokio::task::spawn_blocking(move || rt.evaluate(observations, received, &rules, now)),
+                tokio::task::spawn_blocking(move || {
+                    rt.evaluate(observations, received, &rules, now)
+                }),
             )
             .await
             .context("core call task failed")?;
         if let Some((core, why)) = &pair.failed {
-            log.write(now, "ERR", &format!("{core} failed ({why}); the embedded core answers and replaces it"));
+            log.write(
+                now,
+                "ERR",
+                &format!("{core} failed ({why}); the embedded core answers and replaces it"),
+            );
         }
         Ok(pair.value)
     }
 
     /// Publishes this agent's peer report and status, and the tick to its observer.
-    fn publish(&self, pair: PairReport, decision: &Decision, answered: Answered<Decision>, seen: &Sighting) {
+    fn publish(
+        &self,
+        pair: PairReport,
+        decision: &Decision,
+        answered: Answered<Decision>,
+        seen: &Sighting,
+    ) {
         let kernel = &self.kernel;
         let config = &kernel.config;
         let machine = self.machine;
@@ -430,7 +480,10 @@ impl Loop {
             answer: self.requests.answered(),
             // The settings travel only while the fingerprints differ (the buddy then names
             // the key); the common case keeps the report small.
-            settings: if seen.buddy().is_some_and(|p| p.fingerprint == self.fingerprint) {
+            settings: if seen
+                .buddy()
+                .is_some_and(|p| p.fingerprint == self.fingerprint)
+            {
                 Default::default()
             } else {
                 self.settings.clone()

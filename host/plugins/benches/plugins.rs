@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
-use duet_host::plugins::config::{PluginSettings, PluginsConfig};
-use duet_host::plugins::{PluginEngine, PluginTable, load_file};
+use duet_plugins::config::{PluginSettings, PluginsConfig};
+use duet_plugins::{PluginEngine, PluginTable, load_file};
 
 /// The hello plugin (built by `cargo xtask bench` and by the tests' build script).
 fn hello() -> PathBuf {
@@ -101,9 +101,9 @@ fn load_figures(rt: &tokio::runtime::Runtime) -> serde_json::Value {
     let rss_before = rss_kib();
     let table = PluginTable::default();
     let stop = tokio_util::sync::CancellationToken::new();
-    let task = rt.spawn(duet_host::plugins::run(
+    let task = rt.spawn(duet_plugins::run(
         engine,
-        duet_host::agent::Clock::system(),
+        duet_base::Clock::system(),
         config,
         table.clone(),
         Arc::new(|| {}),

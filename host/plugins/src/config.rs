@@ -107,11 +107,7 @@ struct RawPlugin {
 
 /// Validates the raw section, pushing every mistake onto `errors`; relative paths are taken
 /// from `base` (the configuration's folder).
-pub fn validate(
-    raw: RawPlugins,
-    base: &Path,
-    errors: &mut Errors,
-) -> PluginsConfig {
+pub fn validate(raw: RawPlugins, base: &Path, errors: &mut Errors) -> PluginsConfig {
     let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
     let scan_interval = errors.duration(
         "plugins.scan_interval",
@@ -119,118 +115,125 @@ pub fn validate(
         Duration::from_secs(1),
         (Duration::from_millis(50), Duration::from_secs(600)),
     );
-    let mut plugins = BTreeMap::new();
-    for (name, p) in raw.plugin {
-        let at = |key: &str| format!("plugins.plugin.{name}.{key}");
-        if !valid_name(&name) {
-            errors.error(
-                format!("plugins.plugin.{name}"),
-                format!(
-                    "\"{name}\" is not a plugin name: 1 to 64 letters, digits, '-' or '_' (the plugin file's stem)"
-                ),
-            );
-        }
-        let d = PluginSettings::default();
-        let interval = p.interval.as_deref().map(|text| {
-            errors.duration(
-                &at("interval"),
-                Some(text),
-                Duration::from_secs(5),
-                (Duration::from_millis(100), Duration::from_secs(3600)),
-            )
-        });
-        let timeout = errors.duration(
-                &at("timeout"),
-            p.timeout.as_deref(),
-            d.timeout,
-            (Duration::from_millis(1), Duration::from_secs(60)),
-        );
-        if let Some(i) = interval
-            && timeout > i
-        {
-            errors.error(
-                at("timeout"),
-                format!(
-                    "{} is longer than the interval ({}): checks would overlap",
-                    humantime::format_duration(timeout),
-                    humantime::format_duration(i)
-                ),
-            );
-        }
-        let memory_mib = p.memory_limit_mib.unwrap_or(16);
-        if !(1..=1024).contains(&memory_mib) {
-            errors.error(
-                at("memory_limit_mib"),
-                format!("{memory_mib} is out of range: expected 1 to 1024"),
-            );
-        }
-        let output_kib = p.max_output_kib.unwrap_or(64);
-        if !(1..=16 * 1024).contains(&output_kib) {
-            errors.error(
-                at("max_output_kib"),
-                format!("{output_kib} is out of range: expected 1 to 16384"),
-            );
-        }
-        let trigger_after = p.trigger_after.unwrap_or(d.trigger_after);
-        if !(1..=1000).contains(&trigger_after) {
-            errors.error(
-                at("trigger_after"),
-                format!("{trigger_after} is out of range: expected 1 to 1000"),
-            );
-        }
-        let mut connect = Vec::new();
-        for (i, c) in p.connect.iter().enumerate() {
-            match parse_grant(c) {
-                Some(a) => connect.push(a),
-                None => errors.error(
-                    format!("{}[{i}]", at("connect")),
-                    format!(
-                        "\"{c}\" is not ip:port (\"127.0.0.1:8080\"; port 0 or * for any port; no host names: the sandbox has no DNS)"
-                    ),
-                ),
-            }
-        }
-        for (i, key) in p.env.iter().enumerate() {
-            let ok = !key.is_empty()
-                && !key.starts_with(|c: char| c.is_ascii_digit())
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
-                errors.error(
-                    format!("{}[{i}]", at("env")),
-                    format!("\"{key}\" is not an environment variable name"),
-                );
-            }
-        }
-        let config_json = match p.config {
-            Some(table) => serde_json::to_string(&table).unwrap_or_else(|e| {
-                errors.error(at("config"), format!("cannot be passed on as JSON: {e}"));
-                "{}".into()
-            }),
-            None => "{}".into(),
-        };
-        plugins.insert(
-            name,
-            PluginSettings {
-                interval,
-                timeout,
-                memory_limit_bytes: (memory_mib as usize) << 20,
-                max_output_bytes: (output_kib as usize) << 10,
-                counts_toward_led: p.counts_toward_led.unwrap_or(d.counts_toward_led),
-                switch_trigger: p.switch_trigger.unwrap_or(d.switch_trigger),
-                trigger_after,
-                connect,
-                read_dirs: p.read_dirs.into_iter().map(rel).collect(),
-                env: p.env,
-                config_json,
-            },
-        );
-    }
+    let plugins = raw
+        .plugin
+        .into_iter()
+        .map(|(name, p)| {
+            let settings = validate_plugin(&name, p, base, errors);
+            (name, settings)
+        })
+        .collect();
     PluginsConfig {
         dir: raw.dir.map(rel),
         scan_interval,
         cache_dir: raw.cache_dir.map(rel),
         plugins,
     }
+}
+
+/// One plugin's settings (`[plugins.plugin.<name>]`).
+fn validate_plugin(name: &str, p: RawPlugin, base: &Path, errors: &mut Errors) -> PluginSettings {
+    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    let at = |key: &str| format!("plugins.plugin.{name}.{key}");
+    if !valid_name(name) {
+        errors.error(
+            format!("plugins.plugin.{name}"),
+            format!(
+                "\"{name}\" is not a plugin name: 1 to 64 letters, digits, '-' or '_' (the plugin file's stem)"
+            ),
+        );
+    }
+    let d = PluginSettings::default();
+    let interval = p.interval.as_deref().map(|text| {
+        errors.duration(
+            &at("interval"),
+            Some(text),
+            Duration::from_secs(5),
+            (Duration::from_millis(100), Duration::from_secs(3600)),
+        )
+    });
+    let timeout = errors.duration(
+        &at("timeout"),
+        p.timeout.as_deref(),
+        d.timeout,
+        (Duration::from_millis(1), Duration::from_secs(60)),
+    );
+    if let Some(i) = interval
+        && timeout > i
+    {
+        errors.error(
+            at("timeout"),
+            format!(
+                "{} is longer than the interval ({}): checks would overlap",
+                humantime::format_duration(timeout),
+                humantime::format_duration(i)
+            ),
+        );
+    }
+    let memory_mib = errors.range(&at("memory_limit_mib"), p.memory_limit_mib, 16, 1..=1024);
+    let output_kib = errors.range(&at("max_output_kib"), p.max_output_kib, 64, 1..=16 * 1024);
+    let trigger_after = errors.range(
+        &at("trigger_after"),
+        p.trigger_after,
+        d.trigger_after,
+        1..=1000,
+    );
+    let connect = grants(&at("connect"), &p.connect, &at("env"), &p.env, errors);
+    let config_json = match p.config {
+        Some(table) => serde_json::to_string(&table).unwrap_or_else(|e| {
+            errors.error(at("config"), format!("cannot be passed on as JSON: {e}"));
+            "{}".into()
+        }),
+        None => "{}".into(),
+    };
+    PluginSettings {
+        interval,
+        timeout,
+        memory_limit_bytes: (memory_mib as usize) << 20,
+        max_output_bytes: (output_kib as usize) << 10,
+        counts_toward_led: p.counts_toward_led.unwrap_or(d.counts_toward_led),
+        switch_trigger: p.switch_trigger.unwrap_or(d.switch_trigger),
+        trigger_after,
+        connect,
+        read_dirs: p.read_dirs.into_iter().map(rel).collect(),
+        env: p.env,
+        config_json,
+    }
+}
+
+/// A plugin's grants: the addresses it may connect to (returned), and the environment
+/// variables it may read (checked).
+fn grants(
+    connect_at: &str,
+    connect: &[String],
+    env_at: &str,
+    env: &[String],
+    errors: &mut Errors,
+) -> Vec<SocketAddr> {
+    let mut addresses = Vec::new();
+    for (i, c) in connect.iter().enumerate() {
+        match parse_grant(c) {
+            Some(a) => addresses.push(a),
+            None => errors.error(
+                format!("{connect_at}[{i}]"),
+                format!(
+                    "\"{c}\" is not ip:port (\"127.0.0.1:8080\"; port 0 or * for any port; no host names: the sandbox has no DNS)"
+                ),
+            ),
+        }
+    }
+    for (i, key) in env.iter().enumerate() {
+        let ok = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            errors.error(
+                format!("{env_at}[{i}]"),
+                format!("\"{key}\" is not an environment variable name"),
+            );
+        }
+    }
+    addresses
 }
 
 /// A plugin name: the stem of its file, also the row key `plugin:<name>`.

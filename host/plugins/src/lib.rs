@@ -7,10 +7,14 @@
 //! - [`sandbox`]: compiling (cached), validating and calling one plugin under its limits.
 //! - [`run`]: the folder watcher and the per-plugin tasks, writing a [`PluginTable`].
 
+#![warn(clippy::too_many_lines)]
+
 mod bindings;
 pub mod config;
 mod loader;
 pub mod sandbox;
 
+/// A check's outcome as the plugin reports it.
+pub use bindings::probe::duet::probe::types::Status as CheckStatus;
 pub use loader::{CheckReport, OnChange, PluginStatus, PluginTable, check_file, load_file, run};
 pub use sandbox::{Compiled, Fault, Grants, Instance, PluginEngine};

@@ -100,8 +100,11 @@ impl PluginTable {
 pub type OnChange = Arc<dyn Fn() + Send + Sync>;
 
 /// One loaded file and the task running it.
+/// A file's size and modification time: a new stamp is a changed file.
+type Stamp = (u64, Option<SystemTime>);
+
 struct Running {
-    stamp: (u64, Option<SystemTime>),
+    stamp: Stamp,
     sha256: String,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -120,13 +123,22 @@ pub async fn run(
         return Ok(());
     };
     tracing::info!(dir = %dir.display(), "watching the plugins folder");
-    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    let mut folder = Folder {
+        engine,
+        clock,
+        interval: config.scan_interval,
+        config,
+        table,
+        changed,
+        shutdown,
+        running: BTreeMap::new(),
+    };
     let mut missing_dir_logged = false;
-    let mut interval = tokio::time::interval(config.scan_interval);
+    let mut interval = tokio::time::interval(folder.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = folder.shutdown.cancelled() => break,
             _ = interval.tick() => {}
         }
         let found = match scan(&dir).await {
@@ -142,95 +154,123 @@ pub async fn run(
                 BTreeMap::new()
             }
         };
-        // Removed files: stop their task, drop their row.
-        let gone: Vec<String> = running
+        folder.drop_removed(&found).await;
+        for (name, (path, stamp)) in found {
+            if folder.running.get(&name).is_some_and(|r| r.stamp == stamp) {
+                continue;
+            }
+            folder.load(name, path, stamp).await;
+        }
+    }
+    for (_, r) in std::mem::take(&mut folder.running) {
+        stop(r).await;
+    }
+    Ok(())
+}
+
+/// The plugins folder's watcher: what runs, and what it needs to start more.
+struct Folder {
+    engine: Arc<PluginEngine>,
+    clock: duet_base::Clock,
+    interval: std::time::Duration,
+    config: PluginsConfig,
+    table: PluginTable,
+    changed: OnChange,
+    shutdown: CancellationToken,
+    running: BTreeMap<String, Running>,
+}
+
+impl Folder {
+    /// Removed files: stop their task, drop their row.
+    async fn drop_removed(&mut self, found: &BTreeMap<String, (PathBuf, Stamp)>) {
+        let gone: Vec<String> = self
+            .running
             .keys()
             .filter(|n| !found.contains_key(*n))
             .cloned()
             .collect();
         for name in gone {
-            if let Some(r) = running.remove(&name) {
+            if let Some(r) = self.running.remove(&name) {
                 stop(r).await;
             }
-            lock(&table.0).remove(&name);
+            lock(&self.table.0).remove(&name);
             tracing::info!(plugin = %name, "plugin file removed; plugin stopped");
-            changed();
-        }
-        for (name, (path, stamp)) in found {
-            if running.get(&name).is_some_and(|r| r.stamp == stamp) {
-                continue;
-            }
-            let settings = config.settings(&name);
-            let loaded = load_file(&engine, &name, &path, &settings).await;
-            match loaded {
-                Ok(compiled) => {
-                    if running
-                        .get(&name)
-                        .is_some_and(|r| r.sha256 == compiled.sha256)
-                    {
-                        // Touched, not changed.
-                        if let Some(r) = running.get_mut(&name) {
-                            r.stamp = stamp;
-                        }
-                        continue;
-                    }
-                    if let Some(old) = running.remove(&name) {
-                        stop(old).await;
-                    }
-                    tracing::info!(plugin = %name, kind = %compiled.description.name, version = %compiled.description.version, file = %path.display(), "plugin loaded");
-                    let sha256 = compiled.sha256.clone();
-                    let stop = shutdown.child_token();
-                    lock(&table.0).insert(name.clone(), fresh_row(&compiled, &settings));
-                    changed();
-                    let task = tokio::spawn(run_plugin(
-                        engine.clone(),
-                        clock,
-                        Arc::new(compiled),
-                        settings,
-                        table.clone(),
-                        changed.clone(),
-                        stop.clone(),
-                    ));
-                    running.insert(
-                        name,
-                        Running {
-                            stamp,
-                            sha256,
-                            stop,
-                            task: Some(task),
-                        },
-                    );
-                }
-                Err(why) => {
-                    let why = format!("{}: {why}", path.display());
-                    if let Some(r) = running.get_mut(&name) {
-                        // A broken replacement (still being copied, truncated, wrong): the
-                        // old version keeps running; the file is retried when it changes.
-                        tracing::error!(plugin = %name, error = %why, "plugin file rejected; the previous version keeps running");
-                        r.stamp = stamp;
-                    } else {
-                        tracing::error!(plugin = %name, error = %why, "plugin file rejected");
-                        lock(&table.0)
-                            .insert(name.clone(), rejected_row(&name, &path, &why, &settings));
-                        running.insert(
-                            name,
-                            Running {
-                                stamp,
-                                sha256: String::new(),
-                                stop: CancellationToken::new(),
-                                task: None,
-                            },
-                        );
-                        changed();
-                    }
-                }
-            }
+            (self.changed)();
         }
     }
-    for (_, r) in std::mem::take(&mut running) {
-        stop(r).await;
+
+    /// A new or changed file: load it and run it in place of the old version; a broken one
+    /// leaves the old version running (or shows a rejected row).
+    async fn load(&mut self, name: String, path: PathBuf, stamp: Stamp) {
+        let settings = self.config.settings(&name);
+        let compiled = match load_file(&self.engine, &name, &path, &settings).await {
+            Ok(compiled) => compiled,
+            Err(why) => return self.reject(name, &path, stamp, &settings, why),
+        };
+        if let Some(r) = self.running.get_mut(&name)
+            && r.sha256 == compiled.sha256
+        {
+            // Touched, not changed.
+            r.stamp = stamp;
+            return;
+        }
+        if let Some(old) = self.running.remove(&name) {
+            stop(old).await;
+        }
+        tracing::info!(plugin = %name, kind = %compiled.description.name, version = %compiled.description.version, file = %path.display(), "plugin loaded");
+        let sha256 = compiled.sha256.clone();
+        let stop = self.shutdown.child_token();
+        lock(&self.table.0).insert(name.clone(), fresh_row(&compiled, &settings));
+        (self.changed)();
+        let task = tokio::spawn(run_plugin(
+            self.engine.clone(),
+            self.clock,
+            Arc::new(compiled),
+            settings,
+            self.table.clone(),
+            self.changed.clone(),
+            stop.clone(),
+        ));
+        self.running.insert(
+            name,
+            Running {
+                stamp,
+                sha256,
+                stop,
+                task: Some(task),
+            },
+        );
     }
-    Ok(())
+
+    fn reject(
+        &mut self,
+        name: String,
+        path: &std::path::Path,
+        stamp: Stamp,
+        settings: &PluginSettings,
+        why: String,
+    ) {
+        let why = format!("{}: {why}", path.display());
+        if let Some(r) = self.running.get_mut(&name) {
+            // A broken replacement (still being copied, truncated, wrong): the old version
+            // keeps running; the file is retried when it changes.
+            tracing::error!(plugin = %name, error = %why, "plugin file rejected; the previous version keeps running");
+            r.stamp = stamp;
+            return;
+        }
+        tracing::error!(plugin = %name, error = %why, "plugin file rejected");
+        lock(&self.table.0).insert(name.clone(), rejected_row(&name, path, &why, settings));
+        self.running.insert(
+            name,
+            Running {
+                stamp,
+                sha256: String::new(),
+                stop: CancellationToken::new(),
+                task: None,
+            },
+        );
+        (self.changed)();
+    }
 }
 
 async fn stop(r: Running) {
@@ -243,9 +283,7 @@ async fn stop(r: Running) {
 }
 
 /// The `*.wasm` files of the folder: name (stem) → (path, (length, modified)).
-async fn scan(
-    dir: &Path,
-) -> std::io::Result<BTreeMap<String, (PathBuf, (u64, Option<SystemTime>))>> {
+async fn scan(dir: &Path) -> std::io::Result<BTreeMap<String, (PathBuf, Stamp)>> {
     let mut found = BTreeMap::new();
     let mut entries = tokio::fs::read_dir(dir).await?;
     while let Some(entry) = entries.next_entry().await? {

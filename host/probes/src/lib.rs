@@ -3,5 +3,7 @@
 //! compares the pair's settings over the peer link); the RTE Count's watchdog is in duet-base
 //! (the kernel times its core calls with it).
 
+#![warn(clippy::too_many_lines)]
+
 pub mod nats;
 pub mod nic;

@@ -51,8 +51,7 @@ pub struct RawNats {
 pub fn validate(raw: RawNats, base: &Path, errors: &mut Errors) -> NatsConfig {
     let range = (Duration::from_millis(10), Duration::from_secs(600));
     let mut duration = |key: &str, value: Option<String>, default: Duration| {
-        errors.duration(
-        key, value.as_deref(), default, range)
+        errors.duration(key, value.as_deref(), default, range)
     };
     let interval = duration("nats.interval", raw.interval, Duration::from_secs(2));
     let timeout = duration("nats.timeout", raw.timeout, Duration::from_secs(1));

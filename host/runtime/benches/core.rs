@@ -8,7 +8,7 @@ use duet_core::{
     Check, FailoverState, Heartbeat, HeartbeatKind, Input, MachineState, Mode, Observations,
     RulesConfig,
 };
-use duet_host::runtime::{CoreOrigin, CoreRuntime, Limits};
+use duet_runtime::{CoreOrigin, CoreRuntime, Limits};
 
 fn heartbeats() -> Vec<Heartbeat> {
     let hb = |id: &str, kind, failures| Heartbeat {

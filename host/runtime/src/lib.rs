@@ -3,6 +3,8 @@
 //! the loaded core traps or overruns, the embedded one answers the same call and takes over.
 //! [`watch_core_file`] loads `core.path` at start and whenever it changes.
 
+#![warn(clippy::too_many_lines)]
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -76,4 +76,3 @@ pub async fn watch_core_file(
         }
     }
 }
-

@@ -94,147 +94,151 @@ const S: Duration = Duration::from_secs(1);
 pub fn validate_vips(raw: Vec<RawVip>, errors: &mut Errors) -> Vec<VipConfig> {
     let mut vips: Vec<VipConfig> = Vec::new();
     for (i, v) in raw.into_iter().enumerate() {
-        let at = |key: &str| format!("vip[{i}].{key}");
-        let mut err = |path: String, message: String| errors.error(path, message);
-        let valid_nic = !v.nic.is_empty()
-            && v.nic.len() < 16
-            && !v.nic.contains(['/', ' ', '\0'])
-            && v.nic != "."
-            && v.nic != "..";
-        if !valid_nic {
-            err(
-                at("nic"),
-                format!(
-                    "\"{}\" is not an interface name (1 to 15 characters, no '/' or spaces)",
-                    v.nic
-                ),
+        let vip = validate_vip(i, v, errors);
+        if let Some(j) = vips.iter().position(|o| o.nic == vip.nic) {
+            errors.error(
+                format!("vip[{i}].nic"),
+                format!("vip[{j}] is already on {}: one VIP per NIC", vip.nic),
             );
-        }
-        let (address, prefix) = match v.address.split_once('/') {
-            Some((a, p)) => match (a.parse::<Ipv4Addr>(), p.parse::<u8>()) {
-                (Ok(a), Ok(p))
-                    if (1..=32).contains(&p)
-                        && !a.is_unspecified()
-                        && !a.is_loopback()
-                        && !a.is_multicast()
-                        && !a.is_broadcast() =>
-                {
-                    (a, p)
-                }
-                _ => {
-                    err(
-                        at("address"),
-                        format!(
-                            "\"{}\" is not a usable IPv4 address with a prefix such as \"10.0.0.10/24\"",
-                            v.address
-                        ),
-                    );
-                    (Ipv4Addr::UNSPECIFIED, 32)
-                }
-            },
-            None => {
-                err(
-                    at("address"),
-                    format!(
-                        "\"{}\" has no prefix: write it as the NIC's subnet has it, e.g. \"10.0.0.10/24\"",
-                        v.address
-                    ),
-                );
-                (Ipv4Addr::UNSPECIFIED, 32)
-            }
-        };
-        let arp_tries = v.arp_tries.unwrap_or(ARP_TRIES);
-        if !(1..=20).contains(&arp_tries) {
-            err(
-                at("arp_tries"),
-                format!("{arp_tries} is out of range: expected 1 to 20"),
-            );
-        }
-        let garp_count = v.garp_count.unwrap_or(GARP_COUNT);
-        if !(2..=100).contains(&garp_count) {
-            err(
-                at("garp_count"),
-                format!("{garp_count} is out of range: expected 2 to 100"),
-            );
-        }
-        let arp_wait = errors.duration(
-        &at("arp_wait"),
-            v.arp_wait.as_deref(),
-            ARP_WAIT,
-            (10 * MS, 10 * S),
-        );
-        let lease = errors.duration(
-        &at("lease"),
-            v.lease.as_deref(),
-            LEASE,
-            (2 * S, 3600 * S),
-        );
-        let renew = errors.duration(
-        &at("renew"),
-            v.renew.as_deref(),
-            RENEW,
-            (100 * MS, 600 * S),
-        );
-        let garp_interval = errors.duration(
-        &at("garp_interval"),
-            v.garp_interval.as_deref(),
-            GARP_INTERVAL,
-            (10 * MS, 10 * S),
-        );
-        let verify_interval = errors.duration(
-        &at("verify_interval"),
-            v.verify_interval.as_deref(),
-            VERIFY_INTERVAL,
-            (S, 3600 * S),
-        );
-        let fmt = |d: Duration| humantime::format_duration(d).to_string();
-        if renew * 2 > lease {
-            errors.error(at("renew"), format!(
-                    "{} is more than half the lease ({}): one late renewal would drop the VIP",
-                    fmt(renew),
-                    fmt(lease)
-                ));
-        }
-        let span = garp_interval * garp_count.saturating_sub(1);
-        if span <= LOCKTIME && (2..=100).contains(&garp_count) {
-            errors.error(at("garp_count"), format!("the gratuitous ARP burst spans {} ((garp_count - 1) × garp_interval): make it longer than 1 s, Linux ignores a second update within its 1 s locktime", fmt(span)));
-        }
-        if let Some(j) = vips.iter().position(|o| o.nic == v.nic) {
-            errors.error(at("nic"), format!("vip[{j}] is already on {}: one VIP per NIC", v.nic));
         }
         if let Some(j) = vips
             .iter()
-            .position(|o| o.address == address && !address.is_unspecified())
+            .position(|o| o.address == vip.address && !vip.address.is_unspecified())
         {
-            errors.error(at("address"), format!("{address} is already vip[{j}]'s"));
+            errors.error(
+                format!("vip[{i}].address"),
+                format!("{} is already vip[{j}]'s", vip.address),
+            );
         }
-        vips.push(VipConfig {
-            nic: v.nic,
-            address,
-            prefix,
-            arp_tries,
-            arp_wait,
-            lease,
-            renew,
-            garp_count,
-            garp_interval,
-            verify_interval,
-        });
+        vips.push(vip);
     }
     vips
 }
 
+/// One `[[vip]]` section (`vip[i]`) on its own.
+fn validate_vip(i: usize, v: RawVip, errors: &mut Errors) -> VipConfig {
+    let at = |key: &str| format!("vip[{i}].{key}");
+    let valid_nic = !v.nic.is_empty()
+        && v.nic.len() < 16
+        && !v.nic.contains(['/', ' ', '\0'])
+        && v.nic != "."
+        && v.nic != "..";
+    if !valid_nic {
+        errors.error(
+            at("nic"),
+            format!(
+                "\"{}\" is not an interface name (1 to 15 characters, no '/' or spaces)",
+                v.nic
+            ),
+        );
+    }
+    let (address, prefix) = address(&at("address"), &v.address, errors);
+    let arp_tries = v.arp_tries.unwrap_or(ARP_TRIES);
+    if !(1..=20).contains(&arp_tries) {
+        errors.error(
+            at("arp_tries"),
+            format!("{arp_tries} is out of range: expected 1 to 20"),
+        );
+    }
+    let garp_count = v.garp_count.unwrap_or(GARP_COUNT);
+    if !(2..=100).contains(&garp_count) {
+        errors.error(
+            at("garp_count"),
+            format!("{garp_count} is out of range: expected 2 to 100"),
+        );
+    }
+    let arp_wait = errors.duration(
+        &at("arp_wait"),
+        v.arp_wait.as_deref(),
+        ARP_WAIT,
+        (10 * MS, 10 * S),
+    );
+    let lease = errors.duration(&at("lease"), v.lease.as_deref(), LEASE, (2 * S, 3600 * S));
+    let renew = errors.duration(&at("renew"), v.renew.as_deref(), RENEW, (100 * MS, 600 * S));
+    let garp_interval = errors.duration(
+        &at("garp_interval"),
+        v.garp_interval.as_deref(),
+        GARP_INTERVAL,
+        (10 * MS, 10 * S),
+    );
+    let verify_interval = errors.duration(
+        &at("verify_interval"),
+        v.verify_interval.as_deref(),
+        VERIFY_INTERVAL,
+        (S, 3600 * S),
+    );
+    let fmt = duet_base::config::fmt;
+    if renew * 2 > lease {
+        errors.error(
+            at("renew"),
+            format!(
+                "{} is more than half the lease ({}): one late renewal would drop the VIP",
+                fmt(renew),
+                fmt(lease)
+            ),
+        );
+    }
+    let span = garp_interval * garp_count.saturating_sub(1);
+    if span <= LOCKTIME && (2..=100).contains(&garp_count) {
+        errors.error(at("garp_count"), format!("the gratuitous ARP burst spans {} ((garp_count - 1) × garp_interval): make it longer than 1 s, Linux ignores a second update within its 1 s locktime", fmt(span)));
+    }
+    VipConfig {
+        nic: v.nic,
+        address,
+        prefix,
+        arp_tries,
+        arp_wait,
+        lease,
+        renew,
+        garp_count,
+        garp_interval,
+        verify_interval,
+    }
+}
+
+/// A VIP's address with its prefix (`10.0.0.10/24`): a usable unicast IPv4 address.
+fn address(path: &str, text: &str, errors: &mut Errors) -> (Ipv4Addr, u8) {
+    let Some((a, p)) = text.split_once('/') else {
+        errors.error(
+            path,
+            format!(
+                "\"{text}\" has no prefix: write it as the NIC's subnet has it, e.g. \"10.0.0.10/24\""
+            ),
+        );
+        return (Ipv4Addr::UNSPECIFIED, 32);
+    };
+    match (a.parse::<Ipv4Addr>(), p.parse::<u8>()) {
+        (Ok(a), Ok(p))
+            if (1..=32).contains(&p)
+                && !a.is_unspecified()
+                && !a.is_loopback()
+                && !a.is_multicast()
+                && !a.is_broadcast() =>
+        {
+            (a, p)
+        }
+        _ => {
+            errors.error(
+                path,
+                format!(
+                    "\"{text}\" is not a usable IPv4 address with a prefix such as \"10.0.0.10/24\""
+                ),
+            );
+            (Ipv4Addr::UNSPECIFIED, 32)
+        }
+    }
+}
+
 /// Validates `[hooks]`: each named file must exist (relative paths from the configuration's
 /// folder).
-pub fn validate_hooks(
-    raw: RawHooks,
-    base: &Path,
-    errors: &mut Errors,
-) -> HooksConfig {
+pub fn validate_hooks(raw: RawHooks, base: &Path, errors: &mut Errors) -> HooksConfig {
     let mut file = |key: &str, p: Option<PathBuf>| {
         let p = p.map(|p| if p.is_absolute() { p } else { base.join(p) })?;
         if !p.is_file() {
-            errors.error(format!("hooks.{key}"), format!("{} is not a file", p.display()));
+            errors.error(
+                format!("hooks.{key}"),
+                format!("{} is not a file", p.display()),
+            );
         }
         Some(p)
     };
@@ -256,86 +260,5 @@ pub fn validate_hooks(
         vip_acquired,
         vip_released,
         timeout,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::parse;
-    use std::path::Path;
-    use std::time::Duration;
-
-    const MINIMAL: &str = r#"
-        [agent]
-        name = "a"
-        [buddy]
-        name = "b"
-        [api]
-        listen = "127.0.0.1:7101"
-        [peer]
-        listen = "127.0.0.1:7201"
-        pair_key = "0123456789abcdef0123"
-        [[heartbeat]]
-        kind = "agent"
-        target = "127.0.0.1:7202"
-    "#;
-
-    fn errors(vip: &str) -> Vec<String> {
-        parse(&format!("{MINIMAL}\n{vip}"), Path::new("."))
-            .expect_err("invalid")
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
-
-    #[test]
-    fn vips_get_defaults_and_enable_vip_mode() {
-        let c = parse(MINIMAL, Path::new(".")).expect("valid");
-        assert!(c.vips.is_empty() && !c.failover().vip_enabled);
-        let text = format!(
-            "{MINIMAL}\n[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth1\"\naddress = \"10.1.0.10/16\"\nlease = \"10s\"\n"
-        );
-        let c = parse(&text, Path::new(".")).expect("valid");
-        assert!(c.failover().vip_enabled && c.rules().vip_enabled);
-        assert_eq!(c.vip_nics(), ["eth0", "eth1"]);
-        assert_eq!(c.vips[0].cidr(), "10.0.0.10/24");
-        assert_eq!(c.vips[0].lease, super::LEASE);
-        assert_eq!(c.vips[1].lease, Duration::from_secs(10));
-        assert_eq!(c.vips[0].arp_tries, super::ARP_TRIES);
-        // The default burst spans more than Linux's 1 s locktime.
-        assert!(super::GARP_INTERVAL * (super::GARP_COUNT - 1) > Duration::from_secs(1));
-    }
-
-    #[test]
-    fn vip_mistakes_name_their_key() {
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10\"");
-        assert!(
-            e[0].starts_with("vip[0].address: ") && e[0].contains("no prefix"),
-            "{e:?}"
-        );
-        let e = errors(
-            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\ngarp_count = 3\ngarp_interval = \"300ms\"",
-        );
-        assert!(
-            e[0].starts_with("vip[0].garp_count: ") && e[0].contains("locktime"),
-            "{e:?}"
-        );
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nrenew = \"3s\"");
-        assert!(e[0].starts_with("vip[0].renew: "), "{e:?}");
-        let e = errors(
-            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"",
-        );
-        assert_eq!(e.len(), 2, "{e:?}");
-        assert!(
-            e[0].starts_with("vip[1].nic: ") && e[1].starts_with("vip[1].address: "),
-            "{e:?}"
-        );
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nlease = \"1s\"");
-        assert!(e[0].starts_with("vip[0].lease: "), "{e:?}");
-        let e = errors("[hooks]\nonline = \"/nonexistent/hook\"");
-        assert!(e[0].starts_with("hooks.online: "), "{e:?}");
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nbogus = 1");
-        assert!(e[0].contains("bogus"), "{e:?}");
     }
 }

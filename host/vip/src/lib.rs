@@ -9,6 +9,8 @@
 //! Going offline, on shutdown, and for a stale VIP found at start: the address is removed.
 //! See docs/vip.md.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod arp;
 pub mod config;
 pub mod hooks;
@@ -24,11 +26,11 @@ use duet_core::api::PacketCapture;
 use duet_core::{Check, Probe, TimestampMs, VipResult};
 use tokio_util::sync::CancellationToken;
 
-use duet_base::Severity;
-use duet_base::lock;
 use crate::pcap::Pcap;
 use arp::{Mac, format_mac};
 use config::VipConfig;
+use duet_base::lock;
+use duet_base::{Alarms, Clock, Severity, Wake};
 
 /// What the VIP rows show, per VIP.
 #[derive(Debug, Clone, Default)]
@@ -66,15 +68,12 @@ pub struct Vips {
     result: Mutex<Option<VipResult>>,
     buddy: Mutex<Buddy>,
     ops: tokio::sync::Mutex<Ops>,
-    wake: Arc<dyn Fn() + Send + Sync>,
+    wake: Wake,
     pcap: Result<&'static Pcap, PacketCapture>,
-    now: Arc<dyn Fn() -> TimestampMs + Send + Sync>,
-    /// Raises an event in the event log (a conflict starting and ending).
-    raise: Raise,
+    clock: Clock,
+    /// Where a conflict starting and ending is raised (the event log).
+    alarms: Arc<dyn Alarms>,
 }
-
-/// Raises an event in the event log: severity, code, message.
-pub type Raise = Arc<dyn Fn(Severity, &str, String) + Send + Sync>;
 
 /// How the ARP check went.
 #[derive(Debug, PartialEq, Eq)]
@@ -85,12 +84,12 @@ enum Claim {
 }
 
 impl Vips {
-    /// `wake` asks the tick loop for a step (a result is ready); `now` is the agent's clock.
+    /// `wake` asks the tick loop for a step (a result is ready).
     pub fn new(
         specs: Vec<VipConfig>,
-        wake: Arc<dyn Fn() + Send + Sync>,
-        now: Arc<dyn Fn() -> TimestampMs + Send + Sync>,
-        raise: Raise,
+        wake: Wake,
+        clock: Clock,
+        alarms: Arc<dyn Alarms>,
     ) -> Arc<Self> {
         let n = specs.len();
         // Loaded only in virtual IP mode.
@@ -123,8 +122,8 @@ impl Vips {
             }),
             wake,
             pcap,
-            now,
-            raise,
+            clock,
+            alarms,
         })
     }
 
@@ -244,7 +243,7 @@ impl Vips {
                 .unwrap_or_else(|e| Err(format!("the acquire task failed: {e}")));
             match taken {
                 Ok(lapsing) => {
-                    let now = (self.now)();
+                    let now = self.clock.now();
                     self.row(i, |r| {
                         r.held = true;
                         r.error = None;
@@ -414,7 +413,7 @@ impl Vips {
                         ended = r.conflict.take();
                     });
                     if ended.is_some() {
-                        (self.raise)(
+                        self.alarms.raise(
                             Severity::Info,
                             "vip_conflict_cleared",
                             format!("VIP {}: no other host answers for it any more", vip.cidr()),
@@ -449,7 +448,7 @@ impl Vips {
                         r.conflict = Some(text.clone());
                     });
                     if new {
-                        (self.raise)(Severity::Warning, "vip_conflict", text);
+                        self.alarms.raise(Severity::Warning, "vip_conflict", text);
                     }
                 }
                 cap.send(&garp)?;

@@ -9,6 +9,33 @@ use std::time::Duration;
 use duet_core::api::Status;
 use duet_core::{Led, Report};
 
+use super::Target;
+
+/// Show the Status window of an agent (exit 0 all green, 1 a problem, 2 unreachable).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: Target,
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Redraw every SECONDS (default 2) until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<u64>,
+}
+
+impl Args {
+    pub async fn execute(self) -> anyhow::Result<u8> {
+        let api = self.target.address()?;
+        let options = Options {
+            json: self.json,
+            watch: self.watch.map(|s| Duration::from_secs(s.max(1))),
+            colour: Options::colour_default(),
+        };
+        super::exit(run(api, options).await)
+    }
+}
+
 /// Exit code: both LEDs green.
 pub const EXIT_GREEN: i32 = 0;
 /// Exit code: a problem somewhere (a red or transparent LED).

@@ -4,7 +4,58 @@
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::api::EventPage;
+use duet_api::EventPage;
+
+use super::Target;
+
+/// The event log: alarms, notices and applications' events, newest first (exit 2 when the
+/// agent does not answer).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: Target,
+    /// How many events (at most 1000).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    limit: u64,
+    /// Skip this many (paging).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Only events of this origin (agent name).
+    #[arg(long)]
+    origin: Option<String>,
+    /// Only this severity: info, warning, error, critical.
+    #[arg(long)]
+    severity: Option<String>,
+    /// Only this code (e.g. switch, heartbeat_failing).
+    #[arg(long)]
+    code: Option<String>,
+    /// Only events raised by this source (duet, or a token's name).
+    #[arg(long)]
+    source: Option<String>,
+    /// Oldest first.
+    #[arg(long)]
+    oldest_first: bool,
+    /// Print the page as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Args {
+    pub async fn execute(self) -> anyhow::Result<u8> {
+        let api = self.target.address()?;
+        let filter = Filter {
+            limit: self.limit,
+            offset: self.offset,
+            origin: self.origin,
+            severity: self.severity,
+            code: self.code,
+            source: self.source,
+            ascending: self.oldest_first,
+            json: self.json,
+        };
+        super::exit(run(api, filter).await)
+    }
+}
 
 /// What to list.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,40 @@
+//! `duet switch`: asks an agent for a planned switch.
+
+use anyhow::Context as _;
+
+use super::Target;
+
+/// Planned switch: the Online agent hands over to its buddy (or the backup takes over).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    target: Target,
+    /// A named token with the right "switch".
+    #[arg(long, env = "DUET_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+impl Args {
+    pub async fn execute(self) -> anyhow::Result<u8> {
+        let api = self.target.address()?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .no_proxy()
+            .build()?;
+        let response = client
+            .post(format!("http://{api}/api/v1/commands/switch"))
+            .bearer_auth(self.token)
+            .send()
+            .await
+            .with_context(|| format!("agent at {api} is unreachable"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            println!("switch queued at {api}; follow it with `duet status --api {api} --watch`");
+            Ok(0)
+        } else {
+            eprintln!("duet switch: {api} refused ({status}): {body}");
+            Ok(1)
+        }
+    }
+}
