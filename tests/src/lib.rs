@@ -5,6 +5,7 @@
 //! - `differential`: 10,000 generated inputs per interface, native vs core.wasm.
 //! - `core_runtime`: refusing non-core components, deadlines, fallback.
 //! - `handover`: planned handover on `duet switch` and SIGTERM, the remembered state file.
+//! - `layout`: the host's crates depend only on what their place allows (`cargo metadata`).
 //! - `icmp`: ICMP heartbeats with real packets, to loopback and to a silent namespace host.
 //! - `pcap_detect`: libpcap missing, rejected or without its calls: what `/api/v1/pair` says.
 //! - `hot_swap`: replacing core.wasm under a running agent's tick loop.
@@ -51,6 +52,8 @@ mod handover;
 mod hot_swap;
 #[cfg(test)]
 mod icmp;
+#[cfg(test)]
+mod layout;
 #[cfg(test)]
 mod netns;
 #[cfg(test)]

@@ -249,17 +249,23 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Runs `ip <args>`, failing the test with ip's message if it fails.
-pub fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip")
-        .args(args)
+/// Runs a command to its end, failing the test with the command's own message if it fails;
+/// returns what it printed.
+pub fn output(cmd: &mut std::process::Command) -> Vec<u8> {
+    let out = cmd
         .output()
-        .expect("run ip");
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "ip {args:?}: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+/// Runs `ip <args>`, failing the test with ip's message if it fails.
+pub fn ip(args: &[&str]) {
+    output(std::process::Command::new("ip").args(args));
 }
 
 /// `GET /api/v1/history` of the agent whose API is on `port`.

@@ -175,7 +175,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    const MINIMAL: &str = r#"
+    pub(super) const MINIMAL: &str = r#"
         [agent]
         name = "a"
         [buddy]
@@ -295,20 +295,7 @@ mod vip_sections {
     use std::path::Path;
     use std::time::Duration;
 
-    const MINIMAL: &str = r#"
-        [agent]
-        name = "a"
-        [buddy]
-        name = "b"
-        [api]
-        listen = "127.0.0.1:7101"
-        [peer]
-        listen = "127.0.0.1:7201"
-        pair_key = "0123456789abcdef0123"
-        [[heartbeat]]
-        kind = "agent"
-        target = "127.0.0.1:7202"
-    "#;
+    use super::tests::MINIMAL;
 
     fn errors(vip: &str) -> Vec<String> {
         parse(&format!("{MINIMAL}\n{vip}"), Path::new("."))

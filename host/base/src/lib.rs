@@ -73,7 +73,7 @@ impl Clock {
     pub fn system() -> Self {
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            .map_or(0, millis);
         Clock::starting_at(wall)
     }
 

@@ -206,7 +206,7 @@ pub async fn run(
         let sync = lock(&log.sync).clone();
         if !alarmed
             && let Some(since) = sync.failing_since
-            && kernel.clock().now().saturating_sub(since) >= ALARM_AFTER.as_millis() as u64
+            && kernel.clock().now().saturating_sub(since) >= duet_base::millis(ALARM_AFTER)
         {
             alarmed = true;
             let at = humantime::format_rfc3339_seconds(

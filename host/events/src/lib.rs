@@ -575,10 +575,7 @@ impl EventLog {
                 _ = interval.tick() => {}
             }
             let Some(store) = self.store() else { continue };
-            let before = self
-                .clock
-                .now()
-                .saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX));
+            let before = self.clock.now().saturating_sub(duet_base::millis(keep));
             match store.delete_before(before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "event log retention: old events deleted"),

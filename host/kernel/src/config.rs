@@ -195,6 +195,18 @@ pub struct RawKernel {
     pub log: RawLog,
 }
 
+/// The smallest valid configuration of agent `agent` with buddy `buddy` (one agent heartbeat
+/// to 127.0.0.1:7202), with `extra` appended (a key there adds to the heartbeat), for tests.
+#[cfg(test)]
+pub(crate) fn minimal(agent: &str, buddy: &str, extra: &str) -> KernelConfig {
+    let text = format!(
+        "[agent]\nname = \"{agent}\"\n[buddy]\nname = \"{buddy}\"\n\
+         [peer]\nlisten = \"127.0.0.1:7201\"\npair_key = \"0123456789abcdef0123\"\n\
+         [[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:7202\"\n{extra}\n"
+    );
+    parse(&text, Path::new("/etc/duet")).expect("a valid configuration")
+}
+
 /// Reads and validates the kernel's sections of a configuration text (other sections are
 /// ignored), for tests of the kernel alone.
 pub fn parse(text: &str, base: &Path) -> Result<KernelConfig, duet_base::config::ConfigErrors> {

@@ -269,6 +269,7 @@ pub fn local_problems(config: &Config, addresses: &[LocalAddress]) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::minimal;
 
     fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -304,26 +305,6 @@ mod tests {
 
     #[test]
     fn a_source_that_is_not_an_address_of_this_machine_is_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let text = |source: &str| {
-            format!(
-                r#"
-                [agent]
-                name = "a"
-                [buddy]
-                name = "b"
-                [api]
-                listen = "127.0.0.1:0"
-                [peer]
-                listen = "127.0.0.1:7201"
-                pair_key = "0123456789abcdef0123"
-                [[heartbeat]]
-                kind = "agent"
-                target = "127.0.0.1:7202"
-                source = "{source}"
-                "#
-            )
-        };
         let addresses = local_addresses().expect("getifaddrs");
         assert!(
             addresses
@@ -331,9 +312,9 @@ mod tests {
                 .any(|a| a.ip == IpAddr::from([127, 0, 0, 1]) && a.prefix == 8),
             "{addresses:?}"
         );
-        let ok = crate::config::parse(&text("127.0.0.1"), dir.path()).expect("config");
+        let ok = minimal("a", "b", "source = \"127.0.0.1\"");
         assert!(local_problems(&ok, &addresses).is_empty());
-        let bad = crate::config::parse(&text("203.0.113.7"), dir.path()).expect("config");
+        let bad = minimal("a", "b", "source = \"203.0.113.7\"");
         assert_eq!(
             local_problems(&bad, &addresses),
             ["heartbeat[0].source: 203.0.113.7 is not an address of this machine"]
@@ -342,27 +323,8 @@ mod tests {
 
     #[test]
     fn shared_settings_name_the_pair_the_same_way_on_both_agents() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let text = |me: &str, buddy: &str| {
-            format!(
-                r#"
-                [agent]
-                name = "{me}"
-                [buddy]
-                name = "{buddy}"
-                [api]
-                listen = "127.0.0.1:0"
-                [peer]
-                listen = "127.0.0.1:7201"
-                pair_key = "0123456789abcdef0123"
-                [[heartbeat]]
-                kind = "agent"
-                target = "127.0.0.1:7202"
-                "#
-            )
-        };
-        let a = crate::config::parse(&text("a", "b"), dir.path()).expect("a");
-        let b = crate::config::parse(&text("b", "a"), dir.path()).expect("b");
+        let a = minimal("a", "b", "");
+        let b = minimal("b", "a", "");
         assert_eq!(
             compare(&shared_settings(&a), &shared_settings(&b), "b"),
             None

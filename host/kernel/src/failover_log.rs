@@ -1,5 +1,5 @@
-//! The failover log file (`log.failover_log`) and the remembered state, written by a task of
-//! their own so the tick loop never waits on a disk; and the file's rotation and retention.
+//! The failover log file (`log.failover_log`), written by a task of its own so the tick loop
+//! never waits on a disk; and the file's rotation and retention.
 //!
 //! One line per transition, request and decision: `<RFC 3339 time>|<agent>|<level>|<message>`.
 //! The file is reopened for every line, so an outside `logrotate` (rename or copytruncate)
@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use duet_core::TimestampMs;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use duet_base::Severity;
 
 use crate::config::LogConfig;
-use crate::state_file::Remembered;
 
 /// How often rotated files are checked against the retention when nothing rotates.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -140,23 +141,20 @@ fn rename_if_present(from: &Path, to: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The failover log file and the remembered state, written by a task of their own: the tick
-/// loop never waits on a disk. Log lines go through a bounded channel (dropped and counted if
-/// the disk hangs); the remembered state through a watch channel, so the latest always wins.
+/// The failover log file, written by a task of its own: the tick loop never waits on a disk.
+/// Lines go through a bounded channel (dropped and counted if the disk hangs).
 pub(crate) struct FailoverLog {
     agent: String,
     /// Whether there is a log file (without one, lines go to stderr only).
     has_file: bool,
     lines: Option<mpsc::Sender<String>>,
-    state: watch::Sender<Option<Remembered>>,
     dropped: u64,
     writer: tokio::task::JoinHandle<()>,
 }
 
 impl FailoverLog {
     /// Starts the writer task; [`FailoverLog::close`] flushes and ends it.
-    pub(crate) fn start(file: Option<LogFile>, state_file: PathBuf, agent: String) -> Self {
-        let (state, mut state_rx) = watch::channel(None);
+    pub(crate) fn start(file: Option<LogFile>, agent: String) -> Self {
         let (lines, mut lines_rx) = mpsc::channel::<String>(1_024);
         let has_file = file.is_some();
         let writer = tokio::spawn(async move {
@@ -165,28 +163,8 @@ impl FailoverLog {
                 tokio::select! {
                     line = lines_rx.recv() => match line {
                         Some(line) => on_disk(&file, move |f| f.append(&line)).await,
-                        None => {
-                            // Closing: the last state change must not be lost either.
-                            let pending = if state_rx.has_changed().unwrap_or(true) {
-                                *state_rx.borrow_and_update()
-                            } else {
-                                None
-                            };
-                            if let Some(remembered) = pending {
-                                remember(&state_file, remembered).await;
-                            }
-                            return;
-                        }
+                        None => return,
                     },
-                    changed = state_rx.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        let latest = *state_rx.borrow_and_update();
-                        if let Some(remembered) = latest {
-                            remember(&state_file, remembered).await;
-                        }
-                    }
                     // The first tick is at once: the retention applies from start.
                     _ = prune.tick() => on_disk(&file, |f| f.prune(SystemTime::now())).await,
                 }
@@ -196,13 +174,14 @@ impl FailoverLog {
             agent,
             has_file,
             lines: Some(lines),
-            state,
             dropped: 0,
             writer,
         }
     }
 
-    pub(crate) fn write(&mut self, now: TimestampMs, level: &str, message: &str) {
+    /// Writes one line: `<time>|<agent>|<INF, WRN or ERR>|<message>`.
+    pub(crate) fn write(&mut self, now: TimestampMs, severity: Severity, message: &str) {
+        let level = severity.log_level();
         tracing::info!(target: "duet::failover", level, "{message}");
         let Some(lines) = self.lines.as_ref().filter(|_| self.has_file) else {
             return;
@@ -218,11 +197,7 @@ impl FailoverLog {
         }
     }
 
-    pub(crate) fn persist(&mut self, remembered: Remembered) {
-        self.state.send_replace(Some(remembered));
-    }
-
-    /// Flushes what is queued (lines, the last state) and ends the writer, waiting at most 5 s.
+    /// Flushes the queued lines and ends the writer, waiting at most 5 s.
     pub(crate) async fn close(mut self) {
         self.lines = None;
         if tokio::time::timeout(Duration::from_secs(5), self.writer)
@@ -244,15 +219,6 @@ async fn on_disk(
     let done = tokio::task::spawn_blocking(move || op(&file)).await;
     if let Err(e) = done.map_err(std::io::Error::other).and_then(|r| r) {
         tracing::error!(path = %path.display(), error = %e, "failed to write the failover log");
-    }
-}
-
-async fn remember(file: &Path, remembered: Remembered) {
-    let path = file.to_path_buf();
-    let written =
-        tokio::task::spawn_blocking(move || crate::state_file::write(&path, remembered)).await;
-    if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
-        tracing::error!(path = %file.display(), error = %e, "failed to remember the failover state");
     }
 }
 

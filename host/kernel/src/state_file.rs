@@ -55,6 +55,55 @@ pub fn write(path: &Path, remembered: Remembered) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The state file's writer: a task of its own, so the tick loop never waits on a disk. The
+/// latest state always wins (a watch channel); closing writes the last one.
+pub(crate) struct StateFile {
+    state: tokio::sync::watch::Sender<Option<Remembered>>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl StateFile {
+    pub(crate) fn start(path: PathBuf) -> Self {
+        let (state, mut rx) = tokio::sync::watch::channel(None::<Remembered>);
+        let writer = tokio::spawn(async move {
+            // `changed` reports a value sent just before the sender was dropped before it
+            // reports the end: the last state is always written.
+            while rx.changed().await.is_ok() {
+                let latest = *rx.borrow_and_update();
+                if let Some(remembered) = latest {
+                    remember(&path, remembered).await;
+                }
+            }
+        });
+        StateFile { state, writer }
+    }
+
+    /// Remembers `remembered` (written shortly, off the tick loop).
+    pub(crate) fn persist(&self, remembered: Remembered) {
+        self.state.send_replace(Some(remembered));
+    }
+
+    /// Writes the last state and ends the writer, waiting at most 5 s.
+    pub(crate) async fn close(self) {
+        let StateFile { state, writer } = self;
+        drop(state);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .is_err()
+        {
+            tracing::error!("the disk did not take the remembered state within 5 s");
+        }
+    }
+}
+
+async fn remember(file: &Path, remembered: Remembered) {
+    let path = file.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || write(&path, remembered)).await;
+    if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
+        tracing::error!(path = %file.display(), error = %e, "failed to remember the failover state");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

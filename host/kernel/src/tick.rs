@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::KernelConfig;
 use crate::failover_log::{FailoverLog, LogFile};
 use crate::paths::sync_up;
+use crate::state_file::{Remembered, StateFile};
 use crate::{Exchange, HISTORY, Kernel, PeerReport, Requests, TickRecord};
 
 /// Runs the tick loop until the agent stops, then stops the kernel's other tasks; the
@@ -32,16 +33,13 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = &kernel.config;
-    let mut log = FailoverLog::start(
-        LogFile::of(&config.log),
-        config.state.file.clone(),
-        config.agent.name.clone(),
-    );
+    let mut log = FailoverLog::start(LogFile::of(&config.log), config.agent.name.clone());
     let mut ticks = Loop::new(kernel.clone(), commands, observer);
     let result = ticks.run(&shutdown, &mut log).await;
     // Only now stop the API and the probes: the buddy saw the handover through them.
     kernel.stop.cancel();
     log.close().await;
+    ticks.state_file.close().await;
     kernel.hooks.close().await;
     result
 }
@@ -53,6 +51,8 @@ struct Loop {
     observer: Option<mpsc::UnboundedSender<TickRecord>>,
     machine: MachineState,
     requests: Requests,
+    /// The remembered state's writer.
+    state_file: StateFile,
     tick: u64,
     fingerprint: String,
     settings: std::collections::BTreeMap<String, String>,
@@ -110,6 +110,7 @@ impl Loop {
                 kernel.started_at,
             ),
             requests: Requests::default(),
+            state_file: StateFile::start(config.state.file.clone()),
             tick: 0,
             fingerprint: config.fingerprint(),
             settings: crate::configuration::shared_settings(config),
@@ -151,7 +152,7 @@ impl Loop {
                     deadline,
                 )
             {
-                log.write(seen.now, "INF", line);
+                log.write(seen.now, Severity::Info, line);
                 return Ok(());
             }
         }
@@ -176,7 +177,7 @@ impl Loop {
                 let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
                 let now = kernel.clock.now();
                 self.handover = Some(now + millis(limit));
-                log.write(now, "INF", &format!("Shutting down: handing over to {} ...", config.buddy.name));
+                log.write(now, Severity::Info, &format!("Shutting down: handing over to {} ...", config.buddy.name));
             }
             _ = interval.tick() => {}
             () = kernel.changed.notified() => {}
@@ -257,7 +258,7 @@ impl Loop {
             .context("core call task failed")?;
         if let Some((core, why)) = &decided.failed {
             let line = format!("{core} failed ({why}); the embedded core answers and replaces it");
-            log.write(now, "ERR", &line);
+            log.write(now, Severity::Error, &line);
             kernel.alarms.raise(Severity::Error, "runtime_error", line);
         }
         Ok((decided.value.clone(), decided))
@@ -284,10 +285,10 @@ impl Loop {
         let vips = || kernel.vips.describe().unwrap_or_default();
         for action in &decision.actions {
             match action {
-                Action::Log(line) => log.write(now, "INF", line),
+                Action::Log(line) => log.write(now, Severity::Info, line),
                 Action::Raise(event) => {
                     let line = format!("[{}] {}", event.code, event.message);
-                    log.write(now, event.severity.log_level(), &line);
+                    log.write(now, event.severity, &line);
                     kernel
                         .alarms
                         .raise(event.severity, &event.code, event.message.clone());
@@ -296,18 +297,18 @@ impl Loop {
                 Action::HandOver => {
                     log.write(
                         now,
-                        "INF",
+                        Severity::Info,
                         &format!("Handing over to {}", kernel.config.buddy.name),
                     );
                 }
-                Action::Persist(state) => log.persist(crate::state_file::Remembered {
+                Action::Persist(state) => self.state_file.persist(Remembered {
                     state: *state,
                     at: now,
                 }),
                 Action::AcquireVip => {
                     log.write(
                         now,
-                        "INF",
+                        Severity::Info,
                         &format!("Acquiring Virtual IP Address {}", vips()),
                     );
                     kernel.vips.acquire();
@@ -315,7 +316,7 @@ impl Loop {
                 Action::ReleaseVip => {
                     log.write(
                         now,
-                        "INF",
+                        Severity::Info,
                         &format!("Releasing Virtual IP Address {}", vips()),
                     );
                     kernel.vips.release();
@@ -438,7 +439,7 @@ impl Loop {
         if let Some((core, why)) = &pair.failed {
             log.write(
                 now,
-                "ERR",
+                Severity::Error,
                 &format!("{core} failed ({why}); the embedded core answers and replaces it"),
             );
         }
@@ -635,5 +636,108 @@ fn record(
             },
             by: command.map(|c| c.by.clone()),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use duet_core::{HeartbeatKind, RequestReason};
+
+    use super::*;
+
+
+    fn path(id: &str, failures: u32, last_success: Option<TimestampMs>) -> Heartbeat {
+        let mut h = crate::paths::initial(id, HeartbeatKind::Agent, "127.0.0.1:7202", 3);
+        h.failures = failures;
+        h.ok = failures == 0 && last_success.is_some();
+        h.last_success = last_success;
+        h
+    }
+
+    fn sighting(heartbeat: Heartbeat, sync: Heartbeat) -> Sighting {
+        Sighting {
+            now: 10_000,
+            command: None,
+            heartbeats: vec![heartbeat],
+            sync: Some(sync),
+            last_report: None,
+            buddy: None,
+            exchange: Exchange {
+                incoming: Some((7, RequestReason::Operator)),
+                answer: None,
+            },
+        }
+    }
+
+    fn extra() -> Extra {
+        Extra {
+            started_at: 1_000,
+            remembered: Some(FailoverState::Online),
+            triggers: vec!["plugin:db".into()],
+            vip: None,
+            nics: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_sync_path_counts_with_the_agent_paths_only_once_it_has_worked() {
+        let config = crate::config::minimal("a", "b", "[sync]\ntarget = \"127.0.0.1:7302\"");
+        let never = sighting(path("hb0", 0, Some(9_000)), path("sync", 5, None));
+        let input = core_input(&config, &never, false, extra());
+        assert_eq!(input.heartbeats.len(), 1, "a sync path that never worked");
+        assert!(!input.sync_up);
+        let worked = sighting(path("hb0", 0, Some(9_000)), path("sync", 0, Some(9_900)));
+        let input = core_input(&config, &worked, false, extra());
+        assert_eq!(input.heartbeats.len(), 2);
+        assert!(input.sync_up);
+        assert_eq!(input.offline_request, Some(RequestReason::Operator));
+        assert_eq!(input.remembered, Some(FailoverState::Online));
+        assert_eq!(input.triggers, ["plugin:db"]);
+        assert_eq!(input.config.priority, config.agent.priority);
+    }
+
+    #[test]
+    fn the_buddy_is_dead_by_the_cores_rule_a_working_sync_path_keeps_it_alive() {
+        let dead_paths = sighting(path("hb0", 4, Some(1)), path("sync", 0, Some(9_900)));
+        assert!(!dead_paths.buddy_dead(), "the sync path is up");
+        let all_dead = sighting(path("hb0", 4, Some(1)), path("sync", 4, Some(1)));
+        assert!(all_dead.buddy_dead());
+        let three = sighting(path("hb0", 3, Some(1)), path("sync", 4, Some(1)));
+        assert!(
+            !three.buddy_dead(),
+            "three failures are allowed, the fourth kills"
+        );
+    }
+
+    #[test]
+    fn a_planned_handover_ends_as_soon_as_the_outcome_is_known() {
+        use FailoverState::{Offline, Online};
+        let deadline = 5_000;
+        assert_eq!(
+            handover_end(true, false, Online, 0, deadline),
+            Some("Shutting down without handover: the buddy is gone")
+        );
+        assert_eq!(
+            handover_end(false, false, Online, 0, deadline),
+            Some("Shutting down without handover: no healthy buddy to hand over to")
+        );
+        assert_eq!(
+            handover_end(false, true, Offline, 0, deadline),
+            Some("Handover complete: the buddy is Online")
+        );
+        assert_eq!(
+            handover_end(false, false, FailoverState::GoingOffline, 0, deadline),
+            None
+        );
+        assert_eq!(
+            handover_end(
+                false,
+                false,
+                FailoverState::GoingOffline,
+                deadline,
+                deadline
+            ),
+            Some("Shutting down: the handover did not complete in time")
+        );
     }
 }
