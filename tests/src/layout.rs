@@ -28,7 +28,6 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
             .as_str()
             .is_some_and(|m| m.contains("/host/"))
     };
-    let normal = |d: &serde_json::Value| d["kind"].is_null().then(|| d["name"].as_str()).flatten();
     packages
         .iter()
         .filter(in_host)
@@ -41,6 +40,11 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
             )
         })
         .collect()
+}
+
+/// A normal dependency's name (`kind` is null; "dev" and "build" are the others).
+fn normal(d: &serde_json::Value) -> Option<&str> {
+    d["kind"].is_null().then(|| d["name"].as_str()).flatten()
 }
 
 /// The capability crates, lowest first: each may use only the ones listed with it (besides

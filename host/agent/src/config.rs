@@ -175,7 +175,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    pub(super) const MINIMAL: &str = r#"
+    const MINIMAL: &str = r#"
         [agent]
         name = "a"
         [buddy]
@@ -287,31 +287,13 @@ mod tests {
             assert!(errs.iter().any(|e| e.starts_with(key)), "{key} in {errs:?}");
         }
     }
-}
-
-#[cfg(test)]
-mod vip_sections {
-    use crate::config::parse;
-    use std::path::Path;
-    use std::time::Duration;
-
-    use super::tests::MINIMAL;
-
-    fn errors(vip: &str) -> Vec<String> {
-        parse(&format!("{MINIMAL}\n{vip}"), Path::new("."))
-            .expect_err("invalid")
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
 
     #[test]
-    fn vips_get_defaults_and_enable_vip_mode() {
+    fn a_vip_turns_on_vip_mode_for_the_state_machine_and_the_rules() {
         let c = parse(MINIMAL, Path::new(".")).expect("valid");
         assert!(c.vips.is_empty() && !c.kernel.state_machine(c.vip_enabled()).vip_enabled);
         let text = format!(
-            "{MINIMAL}\n[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth1\"\naddress = \"10.1.0.10/16\"\nlease = \"10s\"\n"
+            "{MINIMAL}\n[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth1\"\naddress = \"10.1.0.10/16\"\n"
         );
         let c = parse(&text, Path::new(".")).expect("valid");
         assert!(
@@ -319,46 +301,5 @@ mod vip_sections {
                 && c.kernel.rules(c.vip_enabled()).vip_enabled
         );
         assert_eq!(c.vip_nics(), ["eth0", "eth1"]);
-        assert_eq!(c.vips[0].cidr(), "10.0.0.10/24");
-        assert_eq!(c.vips[0].lease, duet_vip::config::LEASE);
-        assert_eq!(c.vips[1].lease, Duration::from_secs(10));
-        assert_eq!(c.vips[0].arp_tries, duet_vip::config::ARP_TRIES);
-        // The default burst spans more than Linux's 1 s locktime.
-        assert!(
-            duet_vip::config::GARP_INTERVAL * (duet_vip::config::GARP_COUNT - 1)
-                > Duration::from_secs(1)
-        );
-    }
-
-    #[test]
-    fn vip_mistakes_name_their_key() {
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10\"");
-        assert!(
-            e[0].starts_with("vip[0].address: ") && e[0].contains("no prefix"),
-            "{e:?}"
-        );
-        let e = errors(
-            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\ngarp_count = 3\ngarp_interval = \"300ms\"",
-        );
-        assert!(
-            e[0].starts_with("vip[0].garp_count: ") && e[0].contains("locktime"),
-            "{e:?}"
-        );
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nrenew = \"3s\"");
-        assert!(e[0].starts_with("vip[0].renew: "), "{e:?}");
-        let e = errors(
-            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"",
-        );
-        assert_eq!(e.len(), 2, "{e:?}");
-        assert!(
-            e[0].starts_with("vip[1].nic: ") && e[1].starts_with("vip[1].address: "),
-            "{e:?}"
-        );
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nlease = \"1s\"");
-        assert!(e[0].starts_with("vip[0].lease: "), "{e:?}");
-        let e = errors("[hooks]\nonline = \"/nonexistent/hook\"");
-        assert!(e[0].starts_with("hooks.online: "), "{e:?}");
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nbogus = 1");
-        assert!(e[0].contains("bogus"), "{e:?}");
     }
 }

@@ -229,14 +229,14 @@ async fn bind_api(
 
 impl Agent {
     /// What the API serves from.
-    fn api(&self) -> Arc<duet_api::Api> {
-        Arc::new(duet_api::Api {
+    fn api(&self) -> duet_api::Api {
+        duet_api::Api {
             kernel: self.kernel.clone(),
             events: self.events.clone(),
             vips: self.vips.clone(),
-            config: self.config.api.clone(),
+            config: Arc::new(self.config.api.clone()),
             web: self.config.web,
-        })
+        }
     }
 
     /// Starts everything beside the kernel: the virtual IPs, the core file's watcher, the

@@ -74,7 +74,7 @@ struct PostEvent {
 }
 
 pub(crate) async fn list(
-    State(api): State<Arc<Api>>,
+    State(events): State<Arc<duet_events::EventLog>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(q) = match query {
@@ -96,12 +96,12 @@ pub(crate) async fn list(
     {
         return error(StatusCode::BAD_REQUEST, format!("severity: {why}"));
     }
-    let Some(store) = api.events.store() else {
+    let Some(store) = events.store() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the event log's database is not available: {}",
-                database_reason(&api)
+                database_reason(&events)
             ),
         );
     };
@@ -133,14 +133,14 @@ pub(crate) async fn list(
     }
 }
 
-fn database_reason(api: &Api) -> String {
-    match api.events.database_check() {
+fn database_reason(events: &duet_events::EventLog) -> String {
+    match events.database_check() {
         duet_core::Check::Failing(why) => why,
         _ => "not connected".into(),
     }
 }
 
-pub(crate) async fn post(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn post(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let by = match authorize(&api, &headers, Right::Events, "post events") {
         Ok(by) => by,
         Err(response) => return *response,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -45,13 +45,32 @@ use crate::auth::Denied;
 use crate::config::{ApiConfig, Right, WebConfig};
 
 /// What the API serves from: the kernel's status and commands, the event log, the virtual
-/// IPs, and its own settings.
+/// IPs, and its own settings. Each handler takes only the part it needs (axum's `FromRef`).
+#[derive(Clone)]
 pub struct Api {
     pub kernel: Arc<Kernel>,
     pub events: Arc<EventLog>,
     pub vips: Arc<Vips>,
-    pub config: ApiConfig,
+    pub config: Arc<ApiConfig>,
     pub web: WebConfig,
+}
+
+impl FromRef<Api> for Arc<Kernel> {
+    fn from_ref(api: &Api) -> Self {
+        api.kernel.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<EventLog> {
+    fn from_ref(api: &Api) -> Self {
+        api.events.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<ApiConfig> {
+    fn from_ref(api: &Api) -> Self {
+        api.config.clone()
+    }
 }
 
 /// The OpenAPI document of this API.
@@ -60,7 +79,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Serves the API on `listener` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    api: Arc<Api>,
+    api: Api,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app = axum::Router::new()
@@ -87,8 +106,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn status(State(api): State<Arc<Api>>) -> Json<Status> {
-    Json(api.kernel.status())
+async fn status(State(kernel): State<Arc<Kernel>>) -> Json<Status> {
+    Json(kernel.status())
 }
 
 #[derive(Deserialize)]
@@ -96,17 +115,22 @@ struct HistoryQuery {
     limit: Option<usize>,
 }
 
-async fn history(State(api): State<Arc<Api>>, Query(q): Query<HistoryQuery>) -> Json<History> {
+async fn history(
+    State(kernel): State<Arc<Kernel>>,
+    Query(q): Query<HistoryQuery>,
+) -> Json<History> {
     let limit = q.limit.unwrap_or(100).min(1_000);
     Json(History {
-        entries: api.kernel.history(limit),
+        entries: kernel.history(limit),
     })
 }
 
 /// One `status` event now, then one per change; timestamps alone are not a change.
-async fn stream(State(api): State<Arc<Api>>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = api.kernel.subscribe();
-    let shutdown = api.kernel.stop().clone();
+async fn stream(
+    State(kernel): State<Arc<Kernel>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = kernel.subscribe();
+    let shutdown = kernel.stop().clone();
     let events = futures_util::stream::unfold(
         (rx, None::<String>, shutdown),
         |(mut rx, last, shutdown)| async move {
@@ -144,7 +168,7 @@ fn fingerprint(status: &Status) -> String {
     serde_json::to_string(&s).unwrap_or_default()
 }
 
-async fn pair(State(api): State<Arc<Api>>) -> Json<PairInfo> {
+async fn pair(State(api): State<Api>) -> Json<PairInfo> {
     let config = api.kernel.config();
     let mode = api
         .kernel
@@ -182,11 +206,11 @@ async fn pair(State(api): State<Arc<Api>>) -> Json<PairInfo> {
 }
 
 /// Who the presented token is: the web UI signs in with it before offering commands.
-async fn session(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+async fn session(State(config): State<Arc<ApiConfig>>, headers: HeaderMap) -> Response {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match auth::identify(&api.config.tokens, header) {
+    match auth::identify(&config.tokens, header) {
         Ok(token) => Json(Session {
             name: token.name.clone(),
             rights: token
@@ -218,18 +242,18 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn metrics(State(api): State<Arc<Api>>) -> Response {
+async fn metrics(State(kernel): State<Arc<Kernel>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&api.kernel),
+        crate::metrics::render(&kernel),
     )
         .into_response()
 }
 
-async fn switch(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+async fn switch(State(api): State<Api>, headers: HeaderMap) -> Response {
     crate::events::drain_before_switch(&api, &headers).await;
     command(&api, &headers, Right::Switch, "switch", |_| {
         Ok(Command::Switch)
@@ -237,7 +261,7 @@ async fn switch(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     .await
 }
 
-async fn force_online(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+async fn force_online(State(api): State<Api>, headers: HeaderMap) -> Response {
     command(&api, &headers, Right::ForceOnline, "force_online", |_| {
         Ok(Command::ForceOnline)
     })
@@ -250,7 +274,7 @@ struct ModeBody {
     mode: Mode,
 }
 
-async fn mode(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn mode(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     command(&api, &headers, Right::Mode, "mode", move |()| {
         serde_json::from_slice::<ModeBody>(&body)
             .map(|b| Command::SetMode(b.mode))

@@ -1,8 +1,6 @@
 //! The web UI's files, built from `web/` by the build script and embedded: the host serves its
 //! own UI, with nothing fetched from the internet.
 
-use std::sync::Arc;
-
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,7 +29,7 @@ const ASSETS: [(&str, &str, &[u8]); 4] = [
     ),
 ];
 
-pub(crate) fn routes() -> axum::Router<Arc<Api>> {
+pub(crate) fn routes() -> axum::Router<Api> {
     let mut router = axum::Router::new();
     for (path, content_type, bytes) in ASSETS {
         router = router.route(path, get(move || async move { file(content_type, bytes) }));

@@ -645,7 +645,6 @@ mod tests {
 
     use super::*;
 
-
     fn path(id: &str, failures: u32, last_success: Option<TimestampMs>) -> Heartbeat {
         let mut h = crate::paths::initial(id, HeartbeatKind::Agent, "127.0.0.1:7202", 3);
         h.failures = failures;

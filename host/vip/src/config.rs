@@ -262,3 +262,82 @@ pub fn validate_hooks(raw: RawHooks, base: &Path, errors: &mut Errors) -> HooksC
         timeout,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// `[[vip]]` and `[hooks]` as the configuration file has them.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sections {
+        #[serde(default, rename = "vip")]
+        vips: Vec<RawVip>,
+        #[serde(default)]
+        hooks: RawHooks,
+    }
+
+    fn parse(text: &str) -> Result<Vec<VipConfig>, Vec<String>> {
+        let raw: Sections =
+            duet_base::config::parse_section(text).map_err(|e| vec![e.to_string()])?;
+        let mut errors = Errors::new();
+        let vips = validate_vips(raw.vips, &mut errors);
+        validate_hooks(raw.hooks, Path::new("."), &mut errors);
+        errors
+            .finish(vips)
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text).expect_err("invalid")
+    }
+
+    #[test]
+    fn vips_get_defaults() {
+        let vips = parse(
+            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth1\"\naddress = \"10.1.0.10/16\"\nlease = \"10s\"\n",
+        )
+        .expect("valid");
+        assert_eq!(vips[0].cidr(), "10.0.0.10/24");
+        assert_eq!(vips[0].lease, LEASE);
+        assert_eq!(vips[1].lease, Duration::from_secs(10));
+        assert_eq!(vips[0].arp_tries, ARP_TRIES);
+        // The default burst spans more than Linux's 1 s locktime.
+        assert!(GARP_INTERVAL * (GARP_COUNT - 1) > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn vip_mistakes_name_their_key() {
+        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10\"");
+        assert!(
+            e[0].starts_with("vip[0].address: ") && e[0].contains("no prefix"),
+            "{e:?}"
+        );
+        let e = errors(
+            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\ngarp_count = 3\ngarp_interval = \"300ms\"",
+        );
+        assert!(
+            e[0].starts_with("vip[0].garp_count: ") && e[0].contains("locktime"),
+            "{e:?}"
+        );
+        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nrenew = \"3s\"");
+        assert!(e[0].starts_with("vip[0].renew: "), "{e:?}");
+        let e = errors(
+            "[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\n[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("vip[1].nic: ") && e[1].starts_with("vip[1].address: "),
+            "{e:?}"
+        );
+        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nlease = \"1s\"");
+        assert!(e[0].starts_with("vip[0].lease: "), "{e:?}");
+        let e = errors("[hooks]\nonline = \"/nonexistent/hook\"");
+        assert!(e[0].starts_with("hooks.online: "), "{e:?}");
+        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nbogus = 1");
+        assert!(e[0].contains("bogus"), "{e:?}");
+    }
+}
