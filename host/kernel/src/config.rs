@@ -770,8 +770,6 @@ mod tests {
             name = "a"
             [buddy]
             name = "b"
-            [api]
-            listen = "127.0.0.1:7101"
             [peer]
             listen = "10.0.0.1:7201"
             pair_key = "0123456789abcdef0123"
