@@ -62,17 +62,13 @@ const LAYERS: &[(&str, &[&str])] = &[
         "duet-plugins",
         &["duet-base", "duet-runtime", "wasmtime", "wasmtime-wasi"],
     ),
-    (
-        "duet-events",
-        &["duet-base", "duet-frame", "duet-kernel", "sqlx"],
-    ),
+    ("duet-events", &["duet-base", "duet-kernel", "sqlx"]),
     ("duet-probes", &["duet-base", "async-nats"]),
     (
         "duet-api",
         &[
             "duet-base",
             "duet-kernel",
-            "duet-runtime",
             "duet-vip",
             "duet-events",
             "axum",

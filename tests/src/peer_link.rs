@@ -2,7 +2,8 @@
 //! "Configuration Invalid: pair key mismatch" on both sides (and neither takes over), a pair
 //! with different failover settings shows Configuration Invalid too; frames
 //! that are garbled, too large, signed with another key, forged inside a session or replayed
-//! are rejected and counted in `/metrics`, and change nothing; garbage from senders that close
+//! are rejected and counted in `/metrics`, and change nothing (so is a batch of events that
+//! holds no events); garbage from senders that close
 //! at once is counted frame by frame, and the refusals are logged rate-limited.
 
 use std::time::Duration;
@@ -246,6 +247,16 @@ async fn forged_replayed_and_garbled_frames_are_rejected_counted_and_change_noth
         closed(&mut stream).await,
         "an unreadable message closes the session"
     );
+    // Authentic, a batch of events by its name, but no events inside: unreadable too (the
+    // event log reads the batch; the peer link counts and ends it like any unreadable one).
+    let (mut stream, mut session4) = session(peer, "agent-b", &key).await;
+    let batch = br#"{"events": {"origin": "agent-b", "events": [{"not": "an event"}]}}"#;
+    let not_events = session4.seal(batch).expect("seal");
+    write_frame(&mut stream, &not_events).await.expect("send");
+    assert!(
+        closed(&mut stream).await,
+        "a batch that holds no events closes the session"
+    );
 
     let counts = rejected(pa).await;
     for reason in ["bad_magic", "too_large", "bad_mac", "unreadable"] {
@@ -254,6 +265,10 @@ async fn forged_replayed_and_garbled_frames_are_rejected_counted_and_change_noth
             "{reason} counted: {counts:?}"
         );
     }
+    assert!(
+        counts.get("unreadable").copied().unwrap_or(0.0) >= 2.0,
+        "both unreadable messages counted: {counts:?}"
+    );
     // Nothing changed: agent-a is still Online with agent-b Offline, and no decision since
     // (a new reason on a loaded machine is possible) left Online.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -32,10 +32,12 @@ pub(crate) struct HostSurroundings {
 }
 
 impl Surroundings for HostSurroundings {
-    fn triggers(&self) -> Vec<String> {
-        let mut triggers = self.plugins.triggers();
-        triggers.extend(self.events.trigger());
-        triggers
+    fn plugin_triggers(&self) -> Vec<String> {
+        self.plugins.triggers()
+    }
+
+    fn event_log_trigger(&self) -> Option<String> {
+        self.events.trigger()
     }
 
     fn faults(&self) -> u32 {

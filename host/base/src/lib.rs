@@ -44,13 +44,6 @@ pub trait Alarms: Send + Sync {
     fn raise(&self, severity: Severity, code: &str, message: String);
 }
 
-/// Alarms that go nowhere (an agent run without an event log).
-pub struct Silent;
-
-impl Alarms for Silent {
-    fn raise(&self, _: Severity, _: &str, _: String) {}
-}
-
 /// Wakes the tick loop: a capability calls it when what it shows changed, so the next decision
 /// comes at once instead of at the next tick.
 pub type Wake = std::sync::Arc<dyn Fn() + Send + Sync>;

@@ -756,17 +756,20 @@ impl duet_base::Alarms for EventLog {
 }
 
 /// The buddy's batches arrive through the kernel's peer link, undecoded: the event log reads
-/// them (a batch it cannot read is refused, naming why).
+/// them (a batch that is not events is an unreadable message, as it always was).
 impl duet_kernel::Inbox for EventLog {
     fn receive(
         &self,
         origin: String,
         events: serde_json::Value,
-    ) -> duet_kernel::net::BoxFuture<'_, Result<u64, String>> {
+    ) -> duet_kernel::net::BoxFuture<'_, Result<u64, duet_kernel::Refusal>> {
+        use duet_kernel::Refusal;
         Box::pin(async move {
             let events: Vec<Event> =
-                serde_json::from_value(events).map_err(|e| format!("unreadable events: {e}"))?;
-            EventLog::receive(self, &origin, events).await
+                serde_json::from_value(events).map_err(|e| Refusal::Unreadable(e.to_string()))?;
+            EventLog::receive(self, &origin, events)
+                .await
+                .map_err(Refusal::Refused)
         })
     }
 }

@@ -55,8 +55,10 @@ pub use requests::{Exchange, Requests};
 /// What the capabilities outside the kernel show it, read once per tick. Each answer comes
 /// from a snapshot the capability keeps up to date: none may wait.
 pub trait Surroundings: Send + Sync {
-    /// The switch triggers that fire now (plugins, the event log).
-    fn triggers(&self) -> Vec<String>;
+    /// The probe plugins' switch triggers that fire now.
+    fn plugin_triggers(&self) -> Vec<String>;
+    /// The event log's switch trigger (a failing database), when it fires.
+    fn event_log_trigger(&self) -> Option<String>;
     /// Components in runtime error outside the kernel's watchdog (plugins).
     fn faults(&self) -> u32;
     /// The watched NICs, each flagged when it carries a virtual IP.
@@ -69,23 +71,25 @@ pub trait Surroundings: Send + Sync {
     fn rows(&self, online: bool) -> Vec<Probe>;
 }
 
-/// Where the buddy's event batches go (the event log's forwarding arrives on the peer port):
-/// the answer is the highest sequence number held, or why the batch was refused.
+/// Where the buddy's event batches go (the event log's forwarding arrives on the peer port,
+/// undecoded): the answer is the highest sequence number held.
 pub trait Inbox: Send + Sync {
     fn receive(
         &self,
         origin: String,
         events: serde_json::Value,
-    ) -> BoxFuture<'_, Result<u64, String>>;
+    ) -> BoxFuture<'_, Result<u64, Refusal>>;
 }
 
-/// An inbox that refuses every batch (an agent run without an event log).
-pub struct NoInbox;
-
-impl Inbox for NoInbox {
-    fn receive(&self, _: String, _: serde_json::Value) -> BoxFuture<'_, Result<u64, String>> {
-        Box::pin(async { Err("this agent keeps no event log".to_string()) })
-    }
+/// Why a batch of events was not taken.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Read, but not stored (out of order, a bad hash, the store down): answered, and the
+    /// buddy retries.
+    Refused(String),
+    /// Not events at all: an unreadable message, like any other (counted, shown in the
+    /// Configuration row, the connection ends).
+    Unreadable(String),
 }
 
 /// What the kernel is built from.

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::{BoxStream, Listener};
 use crate::paths::record as record_attempt;
-use crate::{Attempt, Kernel, PeerReport, Slot};
+use crate::{Attempt, Kernel, PeerReport, Refusal, Slot};
 use duet_base::lock;
 use duet_frame::{FrameError, Hello, PairKey, Session, read_frame, read_frame_or_end, write_frame};
 
@@ -552,19 +552,22 @@ fn open(kernel: &Kernel, session: &mut Session, frame: &[u8]) -> Result<PeerMess
         kernel.link.reject(reason(&e));
         format!("frame rejected: {e}")
     })?;
-    let message = serde_json::from_slice(&payload).map_err(|e| {
-        kernel.link.reject("unreadable");
-        // Authentic (the MAC verified) yet unreadable: another duet version, or a bug.
-        kernel.link.set_problem(
-            "peer report",
-            Some(format!(
-                "the buddy's peer report is unreadable ({e}): are both agents the same duet version?"
-            )),
-        );
-        format!("the buddy sent an unreadable message: {e}")
-    })?;
+    let message = serde_json::from_slice(&payload).map_err(|e| unreadable(kernel, &e))?;
     kernel.link.set_problem("peer report", None);
     Ok(message)
+}
+
+/// An authentic (the MAC verified) yet unreadable message: another duet version, or a bug.
+/// Counted, shown in the Configuration row; the connection ends.
+fn unreadable(kernel: &Kernel, e: &dyn std::fmt::Display) -> String {
+    kernel.link.reject("unreadable");
+    kernel.link.set_problem(
+        "peer report",
+        Some(format!(
+            "the buddy's peer report is unreadable ({e}): are both agents the same duet version?"
+        )),
+    );
+    format!("the buddy sent an unreadable message: {e}")
 }
 
 /// Serves the peer port until `shutdown`.
@@ -681,7 +684,8 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream) -> Ended {
                 authenticated = true;
                 let answer = match kernel.inbox.receive(origin, events).await {
                     Ok(upto) => PeerMessage::Ack { upto },
-                    Err(why) => PeerMessage::Refused(why),
+                    Err(Refusal::Refused(why)) => PeerMessage::Refused(why),
+                    Err(Refusal::Unreadable(e)) => return Ended::Refused(unreadable(kernel, &e)),
                 };
                 let sent = match serde_json::to_vec(&answer) {
                     Ok(payload) => match session.seal(&payload) {

@@ -38,8 +38,7 @@ pub(crate) async fn run(
     let result = ticks.run(&shutdown, &mut log).await;
     // Only now stop the API and the probes: the buddy saw the handover through them.
     kernel.stop.cancel();
-    log.close().await;
-    ticks.state_file.close().await;
+    tokio::join!(log.close(), ticks.state_file.close());
     kernel.hooks.close().await;
     result
 }
@@ -201,6 +200,10 @@ impl Loop {
         } else {
             self.commands.try_recv().ok()
         };
+        // The paths first, then the buddy's report: a path records the report it brought
+        // before its own success, so a success is never seen without its report.
+        let heartbeats = lock(&kernel.heartbeats).clone();
+        let sync = kernel.sync.as_ref().map(|s| lock(s).clone());
         let last_report = lock(&kernel.buddy).clone();
         let fresh = millis(kernel.config.status.buddy_timeout);
         let buddy = last_report
@@ -213,8 +216,8 @@ impl Loop {
         let seen = Sighting {
             now,
             command,
-            heartbeats: lock(&kernel.heartbeats).clone(),
-            sync: kernel.sync.as_ref().map(|s| lock(s).clone()),
+            heartbeats,
+            sync,
             last_report,
             buddy,
             exchange,
@@ -264,17 +267,18 @@ impl Loop {
         Ok((decided.value.clone(), decided))
     }
 
-    /// The switch triggers that fire: the surroundings' (plugins, the event log), and a runtime
-    /// error when `watchdog.switch_trigger`. (A VIP's NIC going down is the core's own trigger,
-    /// from the NICs in its input.)
+    /// The switch triggers that fire, in this order (the core names the first): plugins, a
+    /// runtime error when `watchdog.switch_trigger`, the event log's. (A VIP's NIC going down
+    /// is the core's own trigger, from the NICs in its input.)
     fn triggers(&self) -> Vec<String> {
         let kernel = &self.kernel;
-        let mut triggers = kernel.surroundings.triggers();
+        let mut triggers = kernel.surroundings.plugin_triggers();
         if kernel.watchdog_config.switch_trigger
             && let Some(component) = kernel.watchdog.in_error().first()
         {
             triggers.push(format!("rte:{component}"));
         }
+        triggers.extend(kernel.surroundings.event_log_trigger());
         triggers
     }
 

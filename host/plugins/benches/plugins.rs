@@ -15,7 +15,7 @@ fn hello() -> PathBuf {
     std::env::var_os("DUET_BENCH_PLUGIN").map_or_else(
         || {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm-guests/wasm32-wasip2/wasm-release/duet_plugin_hello.wasm")
+                .join("../../target/wasm-guests/wasm32-wasip2/wasm-release/duet_plugin_hello.wasm")
         },
         PathBuf::from,
     )
@@ -151,7 +151,7 @@ fn main() {
     }
     let figures = load_figures(&rt);
     let out =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/plugin-load.json");
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/criterion/plugin-load.json");
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).expect("criterion folder");
     }
