@@ -658,11 +658,13 @@ impl Step<'_> {
                 }
             }
             Some(b) if b.isolated => {
-                // Rule: a shared outage. When it ends, this agent's own path may come back a
-                // little later than the buddy's (its ARP entry for the gateway failed and must
-                // be resolved again): evidence then counts only after a whole isolation's worth
-                // of further failures of its own.
-                self.state.evidence_failures = Some(failures.saturating_add(allowed));
+                // Rule: a shared outage. When it ends, this agent's own path may come back later
+                // than the buddy's: its ARP entry for the gateway failed, and Linux asks again
+                // only once a second. Evidence then counts only after two isolations' worth of
+                // further failures of its own (1.4 s with the default 200 ms, 3 allowed): one
+                // covers the probes under way, one the neighbour's resolution.
+                self.state.evidence_failures =
+                    Some(failures.saturating_add(allowed.saturating_mul(2)));
                 self.stay(
                     ReasonCode::Isolated,
                     "both agents lost their outside targets: nobody moves",

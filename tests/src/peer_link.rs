@@ -333,8 +333,9 @@ async fn garbage_from_senders_that_close_at_once_is_counted_frame_by_frame_and_l
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let counts = loop {
         let counts = rejected(pa).await;
-        // Known gap: under a loaded fresh-clone run, 99 of 100 were counted once (left open
-        // in the session note); 95 still proves the fix (4 of 100 before it).
+        // A sender that closes with the agent's hello unread resets the connection (RST),
+        // and the kernel may drop what the agent had not read yet: that frame arrives cut
+        // (counted as `truncated`) or not at all. 95 still proves the fix (4 of 100 before it).
         if total(&counts) >= (SENDERS - 5) as f64 {
             break counts;
         }
@@ -346,12 +347,12 @@ async fn garbage_from_senders_that_close_at_once_is_counted_frame_by_frame_and_l
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Each frame once: the unjudged ones can only be those the connection limit refused, and
-    // those are counted too.
+    // those are counted too; a frame cut by its sender's reset is `truncated`.
     assert!(total(&counts) <= SENDERS as f64, "{counts:?}");
     assert!(
         counts
             .keys()
-            .all(|r| r == "bad_magic" || r == "too_many_connections"),
+            .all(|r| r == "bad_magic" || r == "too_many_connections" || r == "truncated"),
         "{counts:?}"
     );
     assert!(
