@@ -17,6 +17,83 @@ pub struct Status {
     pub core: String,
 }
 
+/// What `GET /api/v1/status` and the stream send: the kernel's [`Status`] and what tells its
+/// story at a glance: how old the buddy's report is, and what brought this agent where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct Overview {
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub status: Status,
+    /// How old the buddy's last report was when this agent's report was made, in ms (by this
+    /// agent's clock: the buddy's is never trusted); none before the first report.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub buddy_report_age_ms: Option<u64>,
+    /// The decision that set this agent on its way to its current state (the takeover and
+    /// its cause, the operator's switch and who gave it); none before the first decision.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub cause: Option<HistoryEntry>,
+}
+
+impl Overview {
+    /// The entry of `history` (oldest first) that set the agent on its way to the state of
+    /// the newest entry: the first of the newest run of entries in that state or on the way
+    /// to it (preparing, going online, going offline).
+    pub fn cause(history: &[HistoryEntry]) -> Option<&HistoryEntry> {
+        let current = history.last()?.decision.state.state;
+        let on_the_way = |e: &HistoryEntry| {
+            let s = e.decision.state.state;
+            s == current
+                || matches!(
+                    s,
+                    crate::FailoverState::PreparingToGoOnline
+                        | crate::FailoverState::GoingOnline
+                        | crate::FailoverState::GoingOffline
+                )
+        };
+        let run = history.iter().rev().take_while(|e| on_the_way(e)).count();
+        history.get(history.len() - run)
+    }
+}
+
+impl Overview {
+    /// "Why is <agent> <state>?" and its answer: what set the agent on its way to its state
+    /// (and who, for an operator's command), then the reason of its last decision when that
+    /// says something else. `None` before the first decision.
+    pub fn why(&self) -> Option<(String, String)> {
+        let decision = self.status.decision.as_ref()?;
+        let agent = self
+            .status
+            .pair
+            .as_ref()
+            .map_or("this agent", |p| p.local.agent.as_str());
+        let question = format!("Why is {agent} {}?", decision.state.state.label());
+        let now = &decision.reason.text;
+        let answer = match &self.cause {
+            Some(cause) if cause.decision.reason != decision.reason => {
+                let by = cause
+                    .by
+                    .as_ref()
+                    .map(|by| format!(" (by {by})"))
+                    .unwrap_or_default();
+                format!("{}{by}. Now: {now}", cause.decision.reason.text)
+            }
+            _ => now.clone(),
+        };
+        Some((question, answer))
+    }
+}
+
+/// A duration in words for an operator: "0.4 s", "12 s", "3 min", "3 h", "2 d".
+pub fn duration_words(ms: u64) -> String {
+    match ms {
+        0..10_000 => format!("{}.{} s", ms / 1000, ms % 1000 / 100),
+        10_000..120_000 => format!("{} s", ms / 1000),
+        120_000..7_200_000 => format!("{} min", ms / 60_000),
+        7_200_000..172_800_000 => format!("{} h", ms / 3_600_000),
+        _ => format!("{} d", ms / 86_400_000),
+    }
+}
+
 /// The last decision of the failover machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
@@ -127,4 +204,66 @@ pub struct Session {
     pub name: String,
     /// Its rights: `switch`, `force_online`, `mode`.
     pub rights: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FailoverState, MachineState, Mode, ReasonCode};
+
+    fn entry(state: FailoverState, code: ReasonCode, text: &str, by: Option<&str>) -> HistoryEntry {
+        HistoryEntry {
+            decision: DecisionSummary {
+                tick: 0,
+                at: 0,
+                state: MachineState::new(state, Mode::Automatic, 0),
+                reason: Reason {
+                    code,
+                    text: text.into(),
+                },
+            },
+            by: by.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_cause_is_the_decision_that_left_the_last_settled_state() {
+        use FailoverState::*;
+        let history = [
+            entry(Offline, ReasonCode::Steady, "offline", None),
+            entry(PreparingToGoOnline, ReasonCode::BuddyDead, "buddy dead", None),
+            entry(GoingOnline, ReasonCode::Steady, "acquiring", None),
+            entry(Online, ReasonCode::Steady, "no fault calls for a switch", None),
+        ];
+        let cause = Overview::cause(&history).expect("a cause");
+        assert_eq!(cause.decision.reason.text, "buddy dead");
+        assert!(Overview::cause(&[]).is_none());
+        let overview = Overview {
+            status: Status {
+                decision: Some(history[3].decision.clone()),
+                ..Status::default()
+            },
+            cause: Some(cause.clone()),
+            buddy_report_age_ms: None,
+        };
+        let (question, answer) = overview.why().expect("an answer");
+        assert_eq!(question, "Why is this agent Online?");
+        assert_eq!(answer, "buddy dead. Now: no fault calls for a switch");
+        let switched = [
+            entry(Online, ReasonCode::Steady, "online", None),
+            entry(GoingOffline, ReasonCode::Operator, "switch", Some("alice")),
+            entry(Offline, ReasonCode::Steady, "offline", None),
+        ];
+        let cause = Overview::cause(&switched).expect("a cause");
+        assert_eq!(cause.by.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn durations_read_in_words() {
+        assert_eq!(duration_words(400), "0.4 s");
+        assert_eq!(duration_words(12_000), "12 s");
+        assert_eq!(duration_words(180_000), "3 min");
+        assert_eq!(duration_words(3 * 3_600_000), "3 h");
+        assert_eq!(duration_words(2 * 86_400_000), "2 d");
+    }
 }

@@ -29,7 +29,7 @@ pub const LED_TABLE: &[(&str, &str, RedWhen)] = &[
     ("configuration", "Configuration", RedWhen::Problem),
     (
         "heartbeat:",
-        "Heartbeat / Inverted Heartbeat / Ping to <ip>",
+        "Heartbeat to <target> / Inverted Heartbeat to <target> / Ping to <ip>",
         RedWhen::Problem,
     ),
     ("sync", "Sync Connection", RedWhen::Problem),
@@ -136,8 +136,9 @@ fn local_report(obs: &Observations, config: &RulesConfig, now: TimestampMs) -> R
     ));
     for hb in &obs.heartbeats {
         let label = match hb.kind {
-            HeartbeatKind::Agent => "Heartbeat".to_string(),
-            HeartbeatKind::Inverted => "Inverted Heartbeat".to_string(),
+            // Rule: every heartbeat row names its target, as "Ping to <ip>" always did.
+            HeartbeatKind::Agent => format!("Heartbeat to {}", hb.target),
+            HeartbeatKind::Inverted => format!("Inverted Heartbeat to {}", hb.target),
             HeartbeatKind::Ping => format!("Ping to {}", hb.target),
         };
         rows.push(Row {
@@ -234,9 +235,15 @@ fn buddy_column(
     config: &RulesConfig,
     now: TimestampMs,
 ) -> BuddyColumn {
+    // Rule: once this agent's heartbeats declare the buddy dead (every agent heartbeat past
+    // its allowed failures, the sync connection down) its last report is history, however
+    // young: showing it as sent would show a dead agent Online beside the one taking over.
+    let declared_dead = crate::failover::buddy_dead(&obs.heartbeats, obs.sync == Check::Ok);
     match received_at {
         // Rule: a report younger than the buddy timeout is shown as the buddy sent it.
-        Some(at) if now.saturating_sub(at) <= config.buddy_timeout_ms => BuddyColumn::AsSent,
+        Some(at) if !declared_dead && now.saturating_sub(at) <= config.buddy_timeout_ms => {
+            BuddyColumn::AsSent
+        }
         // Rule: no report yet, and we only just started: status is being retrieved.
         None if now < obs.started_at.saturating_add(config.buddy_timeout_ms) => {
             BuddyColumn::Made(Report {
@@ -258,6 +265,12 @@ fn buddy_column(
                 label: "Agent Status".into(),
                 value: "Unreachable".into(),
                 reason: Some(match stale {
+                    Some(at) if declared_dead => format!(
+                        "every heartbeat to {} failed past its allowed failures: declared dead \
+                         (last status report {} s ago)",
+                        obs.buddy,
+                        now.saturating_sub(at) / 1000
+                    ),
                     Some(at) => format!(
                         "no status report for {} s (status.buddy_timeout is {} s)",
                         now.saturating_sub(at) / 1000,
@@ -470,6 +483,38 @@ mod tests {
             59_000 + config.buddy_timeout_ms + 1,
         );
         assert_eq!(stale.buddy.rows[0].value, "Unreachable");
+    }
+
+    #[test]
+    fn a_buddy_declared_dead_is_unreachable_before_its_report_times_out() {
+        let config = RulesConfig::default();
+        let mut o = obs();
+        o.sync = Check::NotConfigured;
+        o.heartbeats[0].ok = false;
+        o.heartbeats[0].failures = o.heartbeats[0].max_failures;
+        let young = Some(59_500);
+        assert_eq!(columns(&o, young, &config, 60_000).buddy, BuddyColumn::AsSent);
+        o.heartbeats[0].failures += 1;
+        let dead = columns(&o, young, &config, 60_000).buddy;
+        let BuddyColumn::Made(report) = dead else {
+            panic!("a dead buddy's report is not shown as sent: {dead:?}")
+        };
+        assert_eq!((report.state, report.led), (None, Led::Red));
+        assert_eq!(report.rows[0].value, "Unreachable");
+        assert!(
+            report.rows[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("declared dead")),
+            "{:?}",
+            report.rows[0].reason
+        );
+        o.sync = Check::Ok;
+        assert_eq!(
+            columns(&o, young, &config, 60_000).buddy,
+            BuddyColumn::AsSent,
+            "a working sync connection keeps the buddy alive"
+        );
     }
 
     #[test]

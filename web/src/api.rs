@@ -1,11 +1,11 @@
 //! All HTTP of the web UI: the agent that served the page answers every call.
 
-use duet_core::api::{ApiError, CommandAccepted, History, PairInfo, Session, Status};
+use duet_core::api::{ApiError, CommandAccepted, History, Overview, PairInfo, Session};
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 
 /// `GET /api/v1/status`: both Status columns and the last decision.
-pub async fn status() -> Result<Status, String> {
+pub async fn status() -> Result<Overview, String> {
     read(Request::get("/api/v1/status").send().await).await
 }
 
@@ -62,7 +62,7 @@ async fn read<T: DeserializeOwned>(sent: Result<Response, gloo_net::Error>) -> R
 /// the page is hidden (navigation, back-forward cache) and opened again when it shows: an open
 /// stream holds one of the browser's few HTTP/1.1 connections to the agent, and streams left
 /// open by hidden pages made later page loads wait for a free one.
-pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
+pub fn on_status_events(on_status: impl Fn(Overview) + 'static) {
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -74,7 +74,7 @@ pub fn on_status_events(on_status: impl Fn(Status) + 'static) {
             if let Some(status) = event
                 .data()
                 .as_string()
-                .and_then(|text| serde_json::from_str::<Status>(&text).ok())
+                .and_then(|text| serde_json::from_str::<Overview>(&text).ok())
             {
                 on_status(status);
             }

@@ -2,11 +2,11 @@
 //! which agent is Online, one LED per agent, the packet-capture icon, and the operator's
 //! commands (switch, force online, mode) with confirmation.
 
-use duet_core::api::{AgentInfo, PacketCapture, Session, Status};
+use duet_core::api::{AgentInfo, PacketCapture, Session, Status, duration_words};
 use duet_core::{FailoverState, Led, Mode, Report};
 use leptos::prelude::*;
 
-use crate::components::{ErrorView, LedView};
+use crate::components::{Ago, ErrorView, LedView};
 use crate::{Ctx, api};
 
 #[component]
@@ -79,10 +79,14 @@ fn pcap_icon(pcap: &PacketCapture) -> Option<impl IntoView + use<>> {
 
 fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
     let pair = ctx.pair.get().and_then(Result::ok);
-    let reports = match ctx.status.get() {
+    let (reports, buddy_age, mode) = match ctx.status.get() {
         Some(Err(message)) => return view! { <ErrorView message /> }.into_any(),
-        Some(Ok(status)) => status.pair,
-        None => None,
+        Some(Ok(o)) => (
+            o.status.pair,
+            o.buddy_report_age_ms,
+            o.status.decision.map(|d| d.state.mode),
+        ),
+        None => (None, None, None),
     };
     let (local, buddy) = match (pair, reports) {
         (None, None) => {
@@ -90,28 +94,37 @@ fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
                 .into_any();
         }
         (pair, reports) => {
-            let (li, bi) = pair.map_or((None, None), |p| (Some(p.local), Some(p.buddy)));
+            let (mut li, bi) = pair.map_or((None, None), |p| (Some(p.local), Some(p.buddy)));
+            // This agent's mode as its last decision says (pushed), not as the pair said at
+            // the last refresh.
+            if let (Some(info), Some(mode)) = (li.as_mut(), mode) {
+                info.mode = Some(mode);
+            }
             let (lr, br) = reports.map_or((None, None), |r| (Some(r.local), Some(r.buddy)));
             ((li, lr), (bi, br))
         }
     };
     view! {
         <div class="agents">
-            <AgentBox id="agent-local" info=local.0 report=local.1 open />
-            <AgentBox id="agent-buddy" info=buddy.0 report=buddy.1 open />
+            <AgentBox id="agent-local" info=local.0 report=local.1 age=Some(0) open />
+            <AgentBox id="agent-buddy" info=buddy.0 report=buddy.1 age=buddy_age open />
         </div>
     }
     .into_any()
 }
 
-/// One agent: LED, name, addresses, mode, state; the Online one is marked.
+/// One agent: LED with its shape and word, name, addresses, mode, state (marked when Online),
+/// and how old its report is.
 #[component]
 fn AgentBox(
     id: &'static str,
     info: Option<AgentInfo>,
     report: Option<Report>,
+    /// How old the report was when the status was made (ms); none before the first.
+    age: Option<u64>,
     open: Callback<()>,
 ) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
     let name = info
         .as_ref()
         .map(|i| i.name.clone())
@@ -136,6 +149,19 @@ fn AgentBox(
     };
     let this_agent = id == "agent-local";
     let (data_agent, led_agent) = (name.clone(), name.clone());
+    let age_text = move || {
+        age.map_or_else(
+            || "no report yet".to_string(),
+            |age| {
+                let now = age + ctx.since_received();
+                if this_agent {
+                    format!("report {} old", duration_words(now))
+                } else {
+                    format!("last report {} ago", duration_words(now))
+                }
+            },
+        )
+    };
     view! {
         <div class="agent" class:online=online id=id data-agent=data_agent data-state=state_text>
             <LedView agent=led_agent led on_open=open />
@@ -144,22 +170,41 @@ fn AgentBox(
                 {this_agent.then(|| view! { <span class="muted">" (this agent)"</span> })}
                 <span class="addresses">{addresses}</span>
                 <span class="mode">"Mode: " {mode}</span>
+                <span class="report-age">{age_text}</span>
             </div>
-            <span class="state">{state_text}</span>
-            {online.then(|| view! { <span class="online-badge">"Online"</span> })}
+            <span class="state" class:online-badge=online>{state_text}</span>
         </div>
     }
 }
 
-/// "Why is this agent Offline?": the last decision's reason.
+/// "Why is agent-b Online?": what set it on its way (the takeover and its cause, the switch
+/// and who), its last decision's reason, how long it has been in its state, the last switch;
+/// a banner in manual mode.
 fn decision_line(ctx: Ctx) -> Option<impl IntoView + use<>> {
-    let status = ctx.status.get()?.ok()?;
-    let decision = status.decision?;
-    let name = status.pair.map(|p| p.local.agent).unwrap_or_default();
+    let overview = ctx.status.get()?.ok()?;
+    let (question, answer) = overview.why()?;
+    let decision = overview.status.decision?;
+    let since = decision.state.since;
+    let switched = decision.state.last_switch;
+    let by = overview.cause.and_then(|c| c.by);
+    let manual = decision.state.mode == Mode::Manual;
     Some(view! {
-        <p class="reason" id="decision-reason">
-            {format!("Why is {name} {}? ", decision.state.state.label())}
-            <span>{decision.reason.text}</span>
+        {manual.then(|| view! {
+            <p class="banner" id="manual-banner" role="status">
+                "Manual mode: failing heartbeats do not switch this agent; an operator decides."
+            </p>
+        })}
+        <p class="reason" id="decision-reason">{question} " " <span>{answer}</span></p>
+        <p class="muted" id="time-in-state">
+            {format!("{} since ", decision.state.state.label())}
+            <Ago at=since age_ms=Signal::derive(move || ctx.age(since)) />
+            {switched.map(|at| view! {
+                <span id="last-switch">
+                    " · Last switch: "
+                    <Ago at age_ms=Signal::derive(move || ctx.age(at)) />
+                    {by.map(|by| format!(", by {by}"))}
+                </span>
+            })}
         </p>
     })
 }
@@ -299,7 +344,7 @@ fn Actions() -> impl IntoView {
     view! {
         <div class="actions" aria-label="Commands">
             {move || {
-                let status = ctx.status.get().and_then(Result::ok);
+                let status = ctx.status.get().and_then(Result::ok).map(|o| o.status);
                 let session = ctx.session.get().map(|(_, s)| s);
                 let mode = status.as_ref().and_then(|s| s.decision.as_ref()).map(|d| d.state.mode);
                 let other = if mode == Some(Mode::Manual) { Mode::Automatic } else { Mode::Manual };
@@ -333,7 +378,7 @@ fn Actions() -> impl IntoView {
         </div>
         {move || {
             let command = pending.get()?;
-            let status = ctx.status.get_untracked().and_then(Result::ok);
+            let status = ctx.status.get_untracked().and_then(Result::ok).map(|o| o.status);
             let pair = status.as_ref().and_then(|s| s.pair.as_ref());
             let local = pair.map(|p| p.local.agent.clone()).unwrap_or_default();
             let buddy = pair.map(|p| p.buddy.agent.clone()).unwrap_or_default();

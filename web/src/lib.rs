@@ -20,8 +20,11 @@ mod status_window;
 
 use std::time::Duration;
 
-use duet_core::api::{History, PairInfo, Session, Status};
+use duet_core::TimestampMs;
+use duet_core::api::{History, Overview, PairInfo, Session};
 use leptos::prelude::*;
+
+use crate::components::{led_name, led_sign, severity};
 
 /// The refresh period until the agent says its own (`web.refresh`).
 const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
@@ -30,7 +33,11 @@ const DEFAULT_REFRESH: Duration = Duration::from_secs(60);
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx {
     /// `None` until the first answer; `Err` when the agent did not answer.
-    pub status: RwSignal<Option<Result<Status, String>>>,
+    pub status: RwSignal<Option<Result<Overview, String>>>,
+    /// When the last status arrived, by the browser's clock (ms).
+    pub received: RwSignal<f64>,
+    /// The browser's clock (ms), ticking every second: ages and relative times follow it.
+    pub now: RwSignal<f64>,
     pub pair: RwSignal<Option<Result<PairInfo, String>>>,
     pub history: RwSignal<Option<Result<History, String>>>,
     /// The signed-in token and who it is.
@@ -43,16 +50,21 @@ impl Ctx {
     /// Fetches everything again (the periodic refresh, and after a command).
     pub fn refresh(self) {
         leptos::task::spawn_local(async move {
-            self.status.set(Some(api::status().await));
+            self.set_status(api::status().await);
             self.pair.set(Some(api::pair().await));
             self.history.set(Some(api::history().await));
         });
     }
 
+    fn set_status(self, status: Result<Overview, String>) {
+        self.received.set(js_sys::Date::now());
+        self.status.set(Some(status));
+    }
+
     /// A pushed status; the history may have grown with it, and the pair is asked again when
     /// the agent did not answer at first (the page was opened while it started).
-    fn pushed(self, status: Status) {
-        self.status.set(Some(Ok(status)));
+    fn pushed(self, status: Overview) {
+        self.set_status(Ok(status));
         let pair_missing = !matches!(self.pair.get_untracked(), Some(Ok(_)));
         leptos::task::spawn_local(async move {
             if pair_missing {
@@ -61,6 +73,35 @@ impl Ctx {
             self.history.set(Some(api::history().await));
         });
     }
+
+    /// The agent's clock now, as far as the page knows: when it made its last status, plus
+    /// the time since that arrived (the browser's clock may differ from the agent's; only its
+    /// passing time is used). Tracks `now`.
+    pub fn agent_now(self) -> Option<TimestampMs> {
+        let made = self.status.with(|s| {
+            s.as_ref()?
+                .as_ref()
+                .ok()?
+                .status
+                .pair
+                .as_ref()
+                .map(|p| p.local.generated_at)
+        })?;
+        Some(made + self.since_received())
+    }
+
+    /// Milliseconds since the last status arrived. Tracks `now`.
+    pub fn since_received(self) -> u64 {
+        // Whole milliseconds of a difference of two clock readings.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = (self.now.get() - self.received.get()).max(0.0) as u64;
+        ms
+    }
+
+    /// How long ago `at` (by the agent's clock) was. Tracks `now`.
+    pub fn age(self, at: TimestampMs) -> u64 {
+        self.agent_now().unwrap_or(at).saturating_sub(at)
+    }
 }
 
 /// The app: the Failover Config window, the Status window on demand, the history.
@@ -68,12 +109,18 @@ impl Ctx {
 pub fn App() -> impl IntoView {
     let ctx = Ctx {
         status: RwSignal::new(None),
+        received: RwSignal::new(js_sys::Date::now()),
+        now: RwSignal::new(js_sys::Date::now()),
         pair: RwSignal::new(None),
         history: RwSignal::new(None),
         session: RwSignal::new(None),
         status_open: RwSignal::new(false),
     };
     provide_context(ctx);
+    set_interval(
+        move || ctx.now.set(js_sys::Date::now()),
+        Duration::from_secs(1),
+    );
     leptos::task::spawn_local(async move {
         let pair = api::pair().await;
         let refresh = pair
@@ -84,6 +131,7 @@ pub fn App() -> impl IntoView {
         set_interval(move || ctx.refresh(), refresh);
     });
     api::on_status_events(move |s| ctx.pushed(s));
+    Effect::new(move || show_in_tab(ctx));
     view! {
         <header class="top">
             <h1>"duet"</h1>
@@ -97,4 +145,56 @@ pub fn App() -> impl IntoView {
             <history::HistoryView />
         </main>
     }
+}
+
+/// The worst LED of the pair in the tab's title and its favicon, so a tab in the background
+/// still says how the pair is: "Problem — agent-b Online — duet".
+fn show_in_tab(ctx: Ctx) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let retrieving = ("Retrieving — duet".to_string(), duet_core::Led::Transparent);
+    let (title, led) = match ctx.status.get() {
+        None => retrieving,
+        Some(Err(_)) => ("Agent down — duet".to_string(), duet_core::Led::Red),
+        Some(Ok(overview)) => match overview.status.pair {
+            None => retrieving,
+            Some(pair) => {
+                let worst = [pair.local.led, pair.buddy.led]
+                    .into_iter()
+                    .max_by_key(|l| severity(*l))
+                    .unwrap_or(duet_core::Led::Transparent);
+                let online = [&pair.local, &pair.buddy]
+                    .into_iter()
+                    .find(|r| r.state == Some(duet_core::FailoverState::Online))
+                    .map_or_else(|| "none Online".to_string(), |r| format!("{} Online", r.agent));
+                (format!("{} — {online} — duet", led_sign(worst).1), worst)
+            }
+        },
+    };
+    document.set_title(&title);
+    if let Ok(Some(icon)) = document.query_selector("link[rel=icon]") {
+        let _ = icon.set_attribute("href", &favicon(led));
+        let _ = icon.set_attribute("data-led", led_name(led));
+    }
+}
+
+/// A favicon drawing the LED: its colour and the shape that reads without it.
+fn favicon(led: duet_core::Led) -> String {
+    let (fill, stroke) = match led {
+        duet_core::Led::Green => ("%2322a33a", "%23165e24"),
+        duet_core::Led::Red => ("%23d62828", "%237a1010"),
+        duet_core::Led::Transparent => ("none", "%236b7280"),
+    };
+    let shape = match led {
+        duet_core::Led::Green => "<path d='M9 17l5 5 9-11' stroke='white' stroke-width='4' fill='none'/>",
+        duet_core::Led::Red => "<path d='M16 7v11M16 22v3' stroke='white' stroke-width='4'/>",
+        duet_core::Led::Transparent => "",
+    };
+    format!(
+        "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>\
+         <circle cx='16' cy='16' r='14' fill='{fill}' stroke='{stroke}' stroke-width='2' \
+         stroke-dasharray='{}'/>{shape}</svg>",
+        if led == duet_core::Led::Transparent { "4 3" } else { "none" }
+    )
 }

@@ -5,38 +5,72 @@
 //! decision.
 
 use duet_core::Report;
-use duet_core::api::DecisionSummary;
 use leptos::prelude::*;
 
 use crate::Ctx;
-use crate::components::{ErrorView, LedView, utc};
+use crate::components::{Ago, ErrorView, LedView};
 
+/// The dialog: it takes the keyboard focus when it opens; Escape, "Close" and a click outside
+/// it close it.
 #[component]
 pub fn StatusWindow() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let close = move |_| ctx.status_open.set(false);
+    let close = move || ctx.status_open.set(false);
+    let dialog = NodeRef::<leptos::html::Section>::new();
+    Effect::new(move || {
+        if let Some(d) = dialog.get() {
+            let _ = d.focus();
+        }
+    });
+    let on_key = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() == "Escape" {
+            close();
+        }
+    });
+    on_cleanup(move || on_key.remove());
     view! {
-        <div class="overlay">
-            <section class="window status-window" id="status-window" role="dialog" aria-label="Status">
+        <div
+            class="overlay"
+            id="status-overlay"
+            on:click=move |ev| {
+                // Only a click on the overlay itself, outside the window.
+                if ev.target() == ev.current_target() {
+                    close();
+                }
+            }
+        >
+            <section
+                class="window status-window"
+                id="status-window"
+                role="dialog"
+                aria-modal="true"
+                aria-label="Status"
+                tabindex="-1"
+                node_ref=dialog
+            >
                 <div class="title">
                     <h2>"Status"</h2>
-                    <button id="status-close" aria-label="Close the Status window" on:click=close>
+                    <button id="status-close" aria-label="Close the Status window" on:click=move |_| close()>
                         "Close"
                     </button>
                 </div>
                 {move || match ctx.status.get() {
                     None => view! { <p class="muted">"Status information is being retrieved"</p> }.into_any(),
                     Some(Err(message)) => view! { <ErrorView message /> }.into_any(),
-                    Some(Ok(status)) => match status.pair {
-                        None => view! { <p class="muted">"Status information is being retrieved"</p> }.into_any(),
-                        Some(pair) => view! {
-                            <div class="columns">
-                                <Column id="status-local" report=pair.local decision=status.decision />
-                                <Column id="status-buddy" report=pair.buddy decision=None />
-                            </div>
+                    Some(Ok(overview)) => {
+                        let why = overview.why();
+                        let since = overview.status.decision.map(|d| d.state.since);
+                        match overview.status.pair {
+                            None => view! { <p class="muted">"Status information is being retrieved"</p> }.into_any(),
+                            Some(pair) => view! {
+                                <div class="columns">
+                                    <Column id="status-local" report=pair.local why since />
+                                    <Column id="status-buddy" report=pair.buddy why=None since=None />
+                                </div>
+                            }
+                            .into_any(),
                         }
-                        .into_any(),
-                    },
+                    }
                 }}
             </section>
         </div>
@@ -44,7 +78,13 @@ pub fn StatusWindow() -> impl IntoView {
 }
 
 #[component]
-fn Column(id: &'static str, report: Report, decision: Option<DecisionSummary>) -> impl IntoView {
+fn Column(
+    id: &'static str,
+    report: Report,
+    why: Option<(String, String)>,
+    since: Option<u64>,
+) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
     let open = Callback::new(|()| {});
     let rows = report.rows.clone();
     let empty = rows.is_empty();
@@ -56,7 +96,7 @@ fn Column(id: &'static str, report: Report, decision: Option<DecisionSummary>) -
             </h3>
             {empty.then(|| view! { <p class="muted">{report.led.meaning()}</p> })}
             <div class="table-scroll">
-                <table>
+                <table class="rows">
                     <thead>
                         <tr>
                             <th scope="col">"Parameter"</th>
@@ -70,13 +110,16 @@ fn Column(id: &'static str, report: Report, decision: Option<DecisionSummary>) -
                         {rows
                             .into_iter()
                             .map(|row| {
+                                let last = row.last_success;
                                 view! {
                                     <tr data-key=row.key class:problem=row.turns_led_red>
                                         <th scope="row">{row.label}</th>
-                                        <td class="value">{row.value}</td>
-                                        <td class="reason">{row.reason.unwrap_or_default()}</td>
-                                        <td class="count">{row.failures.map(|f| f.to_string()).unwrap_or_default()}</td>
-                                        <td class="time">{row.last_success.map(utc).unwrap_or_default()}</td>
+                                        <td class="value" data-label="Value">{row.value}</td>
+                                        <td class="reason" data-label="Failure reason">{row.reason.unwrap_or_default()}</td>
+                                        <td class="count" data-label="Failures">{row.failures.map(|f| f.to_string()).unwrap_or_default()}</td>
+                                        <td class="time" data-label="Last success">
+                                            {last.map(|at| view! { <Ago at age_ms=Signal::derive(move || ctx.age(at)) /> })}
+                                        </td>
                                     </tr>
                                 }
                             })
@@ -84,11 +127,12 @@ fn Column(id: &'static str, report: Report, decision: Option<DecisionSummary>) -
                     </tbody>
                 </table>
             </div>
-            {decision.map(|d| view! {
+            {why.map(|(question, answer)| view! {
                 <p class="reason why-state">
-                    {format!("Why is {} {}? ", report.agent, d.state.state.label())}
-                    <span>{d.reason.text}</span>
-                    {format!(" (since {})", utc(d.state.since))}
+                    {question} " " <span>{answer}</span>
+                    {since.map(|at| view! {
+                        " (since " <Ago at age_ms=Signal::derive(move || ctx.age(at)) /> ")"
+                    })}
                 </p>
             })}
         </div>

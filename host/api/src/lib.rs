@@ -31,7 +31,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use duet_core::api::{AgentInfo, ApiError, CommandAccepted, History, PairInfo, Session, Status};
+use duet_core::api::{
+    AgentInfo, ApiError, CommandAccepted, History, Overview, PairInfo, Session, Status,
+};
 use duet_core::{Command, Mode, OperatorCommand};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -106,9 +108,28 @@ pub async fn serve(
     Ok(())
 }
 
-async fn status(State(kernel): State<Arc<Kernel>>) -> Json<Status> {
-    Json(kernel.status())
+async fn status(State(kernel): State<Arc<Kernel>>) -> Json<Overview> {
+    Json(overview(&kernel, kernel.status()))
 }
+
+/// `status` with its story: the age of the buddy's report when it was made, and the decision
+/// that set this agent on its way to its state (from the kernel's history).
+fn overview(kernel: &Kernel, status: Status) -> Overview {
+    let made = status.pair.as_ref().map(|p| p.local.generated_at);
+    let buddy_report_age_ms = kernel
+        .buddy_report()
+        .zip(made)
+        .map(|((_, received_at), made)| made.saturating_sub(received_at));
+    let history = kernel.history(HISTORY_KEPT);
+    Overview {
+        cause: Overview::cause(&history).cloned(),
+        status,
+        buddy_report_age_ms,
+    }
+}
+
+/// The most history entries the kernel keeps and the API hands out.
+const HISTORY_KEPT: usize = 1_000;
 
 #[derive(Deserialize)]
 struct HistoryQuery {
@@ -119,7 +140,7 @@ async fn history(
     State(kernel): State<Arc<Kernel>>,
     Query(q): Query<HistoryQuery>,
 ) -> Json<History> {
-    let limit = q.limit.unwrap_or(100).min(1_000);
+    let limit = q.limit.unwrap_or(100).min(HISTORY_KEPT);
     Json(History {
         entries: kernel.history(limit),
     })
@@ -133,12 +154,15 @@ async fn stream(
     let shutdown = kernel.stop().clone();
     let events = futures_util::stream::unfold(
         (rx, None::<String>, shutdown),
-        |(mut rx, last, shutdown)| async move {
+        move |(mut rx, last, shutdown)| {
+            let kernel = kernel.clone();
+            async move {
             loop {
                 let status = rx.borrow_and_update().clone();
                 let key = fingerprint(&status);
                 if last.as_ref() != Some(&key) {
-                    let data = serde_json::to_string(&status).unwrap_or_default();
+                    let data = serde_json::to_string(&overview(&kernel, status))
+                        .unwrap_or_default();
                     return Some((
                         Ok(Event::default().event("status").data(data)),
                         (rx, Some(key), shutdown),
@@ -148,6 +172,7 @@ async fn stream(
                     changed = rx.changed() => if changed.is_err() { return None },
                     () = shutdown.cancelled() => return None,
                 }
+            }
             }
         },
     );

@@ -1,10 +1,11 @@
 //! Reusable pieces of the UI: the LED, the error view, time formatting.
 
+use duet_core::api::duration_words;
 use duet_core::{Led, TimestampMs};
 use leptos::prelude::*;
 
 /// The class and the `data-led` value of an LED.
-fn led_name(led: Led) -> &'static str {
+pub fn led_name(led: Led) -> &'static str {
     match led {
         Led::Green => "green",
         Led::Red => "red",
@@ -12,8 +13,27 @@ fn led_name(led: Led) -> &'static str {
     }
 }
 
-/// An agent's LED: the colour, and its meaning in words (title and aria-label), so it reads
-/// without colour too. Clicking it opens the Status window.
+/// The shape drawn in an LED and the word beside it: the state reads without colour (in
+/// greyscale, to the colour-blind, in a screenshot).
+pub fn led_sign(led: Led) -> (&'static str, &'static str) {
+    match led {
+        Led::Green => ("✓", "OK"),
+        Led::Red => ("!", "Problem"),
+        Led::Transparent => ("…", "Retrieving"),
+    }
+}
+
+/// How bad an LED is, for the worst of several (tab title, favicon).
+pub fn severity(led: Led) -> u8 {
+    match led {
+        Led::Green => 0,
+        Led::Transparent => 1,
+        Led::Red => 2,
+    }
+}
+
+/// An agent's LED: the colour with a shape in it, its word beside it, and its meaning in
+/// words (title and aria-label). Clicking it opens the Status window.
 #[component]
 pub fn LedView(
     /// Whose LED it is (part of the text).
@@ -23,6 +43,7 @@ pub fn LedView(
     on_open: Callback<()>,
 ) -> impl IntoView {
     let name = led_name(led);
+    let (shape, word) = led_sign(led);
     let text = format!("{agent}: {}", led.meaning());
     view! {
         <button
@@ -32,7 +53,21 @@ pub fn LedView(
             title=text.clone()
             aria-label=text
             on:click=move |_| on_open.run(())
-        ></button>
+        >
+            <span class="led-shape" aria-hidden="true">{shape}</span>
+        </button>
+        <span class=format!("led-word led-word-{name}") aria-hidden="true">{word}</span>
+    }
+}
+
+/// A moment as "12 s ago", with the UTC time on hover and in `datetime`. `age_ms` is how long
+/// ago it was, by the agent's clock and the time since its answer arrived.
+#[component]
+pub fn Ago(at: TimestampMs, age_ms: Signal<u64>) -> impl IntoView {
+    view! {
+        <time class="ago" datetime=utc(at) title=utc(at)>
+            {move || format!("{} ago", duration_words(age_ms.get()))}
+        </time>
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use duet_core::api::Status;
+use duet_core::api::{Overview, Status, duration_words};
 use duet_core::{Led, Report};
 
 use super::Target;
@@ -93,7 +93,7 @@ async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i3
         .and_then(reqwest::Response::error_for_status)
     {
         Ok(r) => r
-            .json::<Status>()
+            .json::<Overview>()
             .await
             .map_err(|e| format!("{url} sent an unreadable status: {e}")),
         Err(e) => Err(format!("agent at {api} is unreachable: {e}")),
@@ -117,7 +117,7 @@ async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i3
         print!("{}", render(&status, options.colour));
     }
     let _ = std::io::stdout().flush();
-    exit_code(&status)
+    exit_code(&status.status)
 }
 
 /// The exit code a status deserves.
@@ -136,27 +136,29 @@ pub fn exit_code(status: &Status) -> i32 {
 }
 
 /// The Status window as text: one block per agent, one line per row.
-pub fn render(status: &Status, colour: bool) -> String {
+pub fn render(overview: &Overview, colour: bool) -> String {
+    let status = &overview.status;
     let Some(pair) = &status.pair else {
         return "Status information is being retrieved (no decision yet)\n".into();
     };
-    let mut out = String::new();
-    for report in [&pair.local, &pair.buddy] {
-        out.push_str(&column(report, colour));
-    }
-    if let Some(d) = &status.decision {
+    let mut out = column(&pair.local, "report just made", colour);
+    let age = overview.buddy_report_age_ms.map_or_else(
+        || "no report yet".to_string(),
+        |ms| format!("last report {} old", duration_words(ms)),
+    );
+    out.push_str(&column(&pair.buddy, &age, colour));
+    if let (Some(d), Some((question, answer))) = (&status.decision, overview.why()) {
         out.push_str(&format!(
-            "last decision (tick {}): {} — {}\ncore: {}\n",
+            "{question} {answer} (for {}; tick {})\ncore: {}\n",
+            duration_words(d.at.saturating_sub(d.state.since)),
             d.tick,
-            d.state.state.label(),
-            d.reason.text,
             status.core
         ));
     }
     out
 }
 
-fn column(report: &Report, colour: bool) -> String {
+fn column(report: &Report, age: &str, colour: bool) -> String {
     let (paint, reset) = match (colour, report.led) {
         (false, _) => ("", ""),
         (true, Led::Green) => ("\x1b[32m", "\x1b[0m"),
@@ -168,8 +170,9 @@ fn column(report: &Report, colour: bool) -> String {
         Led::Red => "red",
         Led::Transparent => "transparent",
     };
+    let state = report.state.map_or("state unknown", |s| s.label());
     let mut out = format!(
-        "{paint}● {}{reset} — LED {led}: {}\n",
+        "{paint}● {}{reset} — {state} — LED {led}: {} ({age})\n",
         report.agent,
         report.led.meaning()
     );
