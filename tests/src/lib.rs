@@ -30,6 +30,9 @@
 //!   against a real PostgreSQL (`pg`: a cluster of the test's own).
 //! - `web_ui`: the web UI in headless Chromium against a real pair (LEDs, pcap icon, Status
 //!   window, switch with a token, history); screenshots under `target/web-e2e/`.
+//! - `web_view`: the operator's view in Chromium: a killed Online agent leaves the survivor's
+//!   page at once (MutationObserver), state without colour, title and favicon, the Status
+//!   window's keyboard and narrow layout.
 
 pub mod model;
 pub mod pg;
@@ -70,3 +73,5 @@ mod scenarios;
 mod vip;
 #[cfg(test)]
 mod web_ui;
+#[cfg(test)]
+mod web_view;

@@ -37,9 +37,10 @@ macro_rules! within {
         }
     }};
 }
+pub(crate) use within;
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -51,7 +52,23 @@ impl Drop for Driver {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+/// Chromium and chromedriver; `None` (the test is skipped, and says so) where they are missing
+/// and cannot be installed (not root). As root (CI), missing ones fail the test.
+pub(crate) fn chromium_and_driver() -> Option<(PathBuf, PathBuf)> {
+    let found = find_in_path("chromium")
+        .or_else(|| find_in_path("chromium-browser"))
+        .zip(find_in_path("chromedriver"));
+    if found.is_none() {
+        assert!(
+            !is_root(),
+            "chromium and chromedriver are missing: `cargo xtask test` installs them"
+        );
+        eprintln!("skipped: chromium or chromedriver is not installed (not root: cannot install)");
+    }
+    found
+}
+
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(name))
@@ -59,14 +76,14 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
     })
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-async fn start_driver(binary: &Path) -> Driver {
+pub(crate) async fn start_driver(binary: &Path) -> Driver {
     let port = free_port();
     let child = Command::new(binary)
         .arg(format!("--port={port}"))
@@ -90,7 +107,7 @@ async fn start_driver(binary: &Path) -> Driver {
 }
 
 /// A headless Chromium session at 1280×800 with a fresh profile and no background traffic.
-async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
     let caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -148,7 +165,7 @@ fn pcap_files() -> Vec<PathBuf> {
 /// Opens `url` and waits for the app to mount. Chromium cuts page loads short with
 /// ERR_NETWORK_CHANGED when other tests on the machine add or remove network interfaces: such a
 /// load is retried.
-async fn open(c: &Client, url: &str) {
+pub(crate) async fn open(c: &Client, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let _ = c.goto(url).await;
@@ -172,7 +189,7 @@ async fn open(c: &Client, url: &str) {
     }
 }
 
-async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
+pub(crate) async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
     c.find(Locator::Css(css))
         .await
         .ok()?
@@ -181,15 +198,15 @@ async fn attr(c: &Client, css: &str, name: &str) -> Option<String> {
         .ok()?
 }
 
-async fn text(c: &Client, css: &str) -> Option<String> {
+pub(crate) async fn text(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
-async fn exists(c: &Client, css: &str) -> bool {
+pub(crate) async fn exists(c: &Client, css: &str) -> bool {
     c.find(Locator::Css(css)).await.is_ok()
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css} is missing: {e}"))
@@ -206,13 +223,13 @@ async fn leds(c: &Client) -> Option<(String, String)> {
     ))
 }
 
-async fn screenshot(c: &Client, dir: &Path, name: &str) {
+pub(crate) async fn screenshot(c: &Client, dir: &Path, name: &str) {
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(dir.join(name), png).expect("write the screenshot");
 }
 
 /// Where the artefacts go: `target/web-e2e/` of this build.
-fn artefacts() -> PathBuf {
+pub(crate) fn artefacts() -> PathBuf {
     let dir = duet_bin()
         .parent()
         .and_then(Path::parent)
@@ -222,7 +239,7 @@ fn artefacts() -> PathBuf {
     dir
 }
 
-async fn status_of(port: u16) -> Option<Status> {
+pub(crate) async fn status_of(port: u16) -> Option<Status> {
     client()
         .get(format!("http://127.0.0.1:{port}/api/v1/status"))
         .send()
@@ -235,15 +252,7 @@ async fn status_of(port: u16) -> Option<Status> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_ui_shows_leds_pcap_status_and_switches_with_a_token_in_chromium() {
-    let (Some(chromium), Some(chromedriver)) = (
-        find_in_path("chromium").or_else(|| find_in_path("chromium-browser")),
-        find_in_path("chromedriver"),
-    ) else {
-        assert!(
-            !is_root(),
-            "chromium and chromedriver are missing: `cargo xtask test` installs them"
-        );
-        eprintln!("skipped: chromium or chromedriver is not installed (not root: cannot install)");
+    let Some((chromium, chromedriver)) = chromium_and_driver() else {
         return;
     };
     let shots = artefacts();
@@ -435,9 +444,14 @@ async fn web_ui_shows_leds_pcap_status_and_switches_with_a_token_in_chromium() {
             Some("Success")
         );
         assert!(
-            text(&c, &format!("{hb} td.time"))
+            attr(&c, &format!("{hb} td.time time"), "title")
                 .await
                 .is_some_and(|t| t.ends_with("UTC"))
+        );
+        assert!(
+            text(&c, &format!("{hb} td.time"))
+                .await
+                .is_some_and(|t| t.ends_with(" ago"))
         );
         assert!(
             text(&c, &format!("{hb} td.count"))

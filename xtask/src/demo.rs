@@ -60,11 +60,14 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
         (&AGENTS, root.join("target/demo"))
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    ports_free(agents)?;
+    let (token, token_config) = demo_token(&duet)?;
 
     let mut running = Running(Vec::new());
     for (i, agent) in agents.iter().enumerate() {
         let buddy = &agents[1 - i];
-        let config = write_config(&dir, agent, buddy, if i == 0 { 200 } else { 100 })?;
+        let priority = if i == 0 { 200 } else { 100 };
+        let config = write_config(&dir, agent, buddy, priority, &token_config)?;
         let log = std::fs::File::create(dir.join(format!("{}.log", agent.name)))
             .context("failed to create the agent's log")?;
         let child = Command::new(&duet)
@@ -80,6 +83,16 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     // Both APIs answer and exactly one agent is Online, within a bounded time.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // Our own agents first: an answer on the port may come from someone else's.
+        for (child, agent) in running.0.iter_mut().zip(agents) {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited ({status}); its log is {}",
+                    agent.name,
+                    dir.join(format!("{}.log", agent.name)).display()
+                );
+            }
+        }
         let states: Vec<Option<String>> = agents.iter().map(|a| state_of(&duet, a.port)).collect();
         let online = states
             .iter()
@@ -87,11 +100,6 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
             .count();
         if states.iter().all(Option::is_some) && online == 1 {
             break;
-        }
-        for child in &mut running.0 {
-            if let Some(status) = child.try_wait()? {
-                bail!("an agent exited ({status}); see {}", dir.display());
-            }
         }
         if Instant::now() > deadline {
             bail!(
@@ -107,6 +115,13 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
             agent.name, agent.port
         );
     }
+    let first = agents[0].port;
+    println!(
+        "API token \"demo\" (rights switch, force_online, mode, events): {token}\n\
+         sign in with it on the web UI to try every button, or:\n  \
+         DUET_TOKEN={token} {} switch --api 127.0.0.1:{first}",
+        duet.display()
+    );
     if check {
         println!("demo: both agents answer on their API, exactly one is Online");
         return Ok(());
@@ -121,11 +136,52 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails, naming the port, when another program holds one of the demo's ports: the demo
+/// would otherwise report a pair that is someone else's.
+fn ports_free(agents: &[Agent]) -> anyhow::Result<()> {
+    for agent in agents {
+        for (port, what) in [
+            (agent.port, "API"),
+            (agent.port + PEER_PORT_OFFSET, "peer port"),
+        ] {
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                bail!(
+                    "port 127.0.0.1:{port} ({}'s {what}) is taken ({e}): stop what holds it \
+                     (another demo?) and try again",
+                    agent.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A fresh API token for the demo (`duet token new`), and its `[[api.token]]` lines.
+fn demo_token(duet: &Path) -> anyhow::Result<(String, String)> {
+    let out = Command::new(duet)
+        .args(["token", "new", "demo", "--rights"])
+        .arg("switch,force_online,mode,events")
+        .output()
+        .context("failed to run duet token new")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let token = text
+        .lines()
+        .find_map(|l| l.split_once("): ").map(|(_, t)| t.trim().to_string()))
+        .filter(|t| !t.is_empty())
+        .with_context(|| format!("duet token new printed no token: {text}"))?;
+    let config = text
+        .find("[[api.token]]")
+        .map(|at| text[at..].to_string())
+        .with_context(|| format!("duet token new printed no [[api.token]]: {text}"))?;
+    Ok((token, config))
+}
+
 fn write_config(
     dir: &Path,
     agent: &Agent,
     buddy: &Agent,
     priority: u32,
+    token: &str,
 ) -> anyhow::Result<PathBuf> {
     let text = format!(
         "# Written by `cargo xtask demo`.\n\
@@ -135,7 +191,8 @@ fn write_config(
          [peer]\nlisten = \"127.0.0.1:{}\"\npair_key = \"{DEMO_PAIR_KEY}\"\n\n\
          [failover]\nstartup_wait = \"5s\"\n\n\
          [[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"500ms\"\n\n\
-         [log]\nfailover_log = \"{}-failover.log\"\n",
+         [log]\nfailover_log = \"{}-failover.log\"\n\n\
+         {token}",
         agent.name,
         buddy.name,
         agent.port,
@@ -165,4 +222,24 @@ fn state_of(duet: &Path, port: u16) -> Option<String> {
         .pointer("/decision/state/state")?
         .as_str()
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_stops_the_demo_and_is_named() {
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = holder.local_addr().expect("its address").port();
+        let agents = [Agent {
+            name: "agent-a",
+            port,
+        }];
+        let error = ports_free(&agents).expect_err("the port is taken").to_string();
+        assert!(
+            error.contains(&format!("127.0.0.1:{port}")) && error.contains("agent-a's API"),
+            "{error}"
+        );
+    }
 }
