@@ -161,6 +161,10 @@ pub struct PairInfo {
     /// How often the web UI refreshes on its own (`web.refresh`), in milliseconds; the host
     /// also pushes every change at once.
     pub refresh_ms: u64,
+    /// The buddy's web UI and API (`http://10.0.0.2:7101`, from `web.buddy`): where the page
+    /// turns when this agent stops answering; none when not configured.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub buddy_url: Option<String>,
 }
 
 /// One agent of the pair as configured.

@@ -1,4 +1,5 @@
-//! All HTTP of the web UI: the agent that served the page answers every call.
+//! All HTTP of the web UI: the agent that served the page answers every call, except the
+//! buddy's status while that agent does not answer (the buddy allows this page's origin).
 
 use duet_core::api::{ApiError, CommandAccepted, History, Overview, PairInfo, Session};
 use gloo_net::http::{Request, Response};
@@ -6,7 +7,13 @@ use serde::de::DeserializeOwned;
 
 /// `GET /api/v1/status`: both Status columns and the last decision.
 pub async fn status() -> Result<Overview, String> {
-    read(Request::get("/api/v1/status").send().await).await
+    status_at("").await
+}
+
+/// `GET <base>/api/v1/status`: the status of the agent at `base` (`http://10.0.0.2:7101`; empty
+/// for the agent that served the page).
+pub async fn status_at(base: &str) -> Result<Overview, String> {
+    read(Request::get(&format!("{base}/api/v1/status")).send().await).await
 }
 
 /// `GET /api/v1/pair`: the pair as configured, libpcap's presence, the refresh period.
@@ -43,7 +50,10 @@ pub async fn command(token: &str, path: &str, body: String) -> Result<CommandAcc
 
 /// The body of a successful answer, or the agent's own error message.
 async fn read<T: DeserializeOwned>(sent: Result<Response, gloo_net::Error>) -> Result<T, String> {
-    let response = sent.map_err(|e| format!("the agent did not answer: {e}"))?;
+    // The browser's own words ("TypeError: Failed to fetch") tell an operator nothing.
+    let response = sent.map_err(|_| {
+        "the agent did not answer: it may be down, or cut off from this browser".to_string()
+    })?;
     if !response.ok() {
         let code = response.status();
         return Err(match response.json::<ApiError>().await {
@@ -57,12 +67,13 @@ async fn read<T: DeserializeOwned>(sent: Result<Response, gloo_net::Error>) -> R
         .map_err(|e| format!("unreadable answer: {e}"))
 }
 
-/// Calls `on_status` with every `status` event the host pushes (`GET /api/v1/stream`). The
-/// browser's EventSource reconnects by itself after a lost connection. The stream is closed when
+/// Calls `on_status` with every `status` event the host pushes (`GET /api/v1/stream`), and
+/// `on_lost` when the stream breaks. The browser's EventSource reconnects by itself after a
+/// lost connection (and reports an error at each failed try). The stream is closed when
 /// the page is hidden (navigation, back-forward cache) and opened again when it shows: an open
 /// stream holds one of the browser's few HTTP/1.1 connections to the agent, and streams left
 /// open by hidden pages made later page loads wait for a free one.
-pub fn on_status_events(on_status: impl Fn(Overview) + 'static) {
+pub fn on_status_events(on_status: impl Fn(Overview) + 'static, on_lost: impl Fn() + 'static) {
     use std::cell::RefCell;
     use std::rc::Rc;
 
@@ -79,10 +90,14 @@ pub fn on_status_events(on_status: impl Fn(Overview) + 'static) {
                 on_status(status);
             }
         });
+    let lost = Closure::<dyn Fn()>::new(on_lost);
     let open = move || {
         let source = web_sys::EventSource::new("/api/v1/stream").ok()?;
         source
             .add_event_listener_with_callback("status", listener.as_ref().unchecked_ref())
+            .ok()?;
+        source
+            .add_event_listener_with_callback("error", lost.as_ref().unchecked_ref())
             .ok()?;
         Some(source)
     };

@@ -41,6 +41,39 @@ pub fn FailoverConfig() -> impl IntoView {
     }
 }
 
+/// While the agent that served the page does not answer: that, in words, for how long, and
+/// the way to its buddy's page (the windows below show the pair as the buddy sees it).
+#[component]
+pub fn AgentDown() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    move || {
+        let since = ctx.down.get()?;
+        let pair = ctx.pair.get_untracked().and_then(Result::ok);
+        let name = pair.as_ref().map_or_else(|| "This agent".to_string(), |p| p.local.name.clone());
+        let buddy = pair.as_ref().map(|p| (p.buddy.name.clone(), p.buddy_url.clone()));
+        let secs = ((ctx.now.get() - since).max(0.0) / 1000.0).round();
+        let via_buddy = ctx.shown().1;
+        Some(view! {
+            <section class="banner down" id="agent-down" role="alert">
+                <p>
+                    {format!("{name} is not answering (for {secs} s): it may be down, or cut off from this browser.")}
+                    {via_buddy.then_some(" Below, the pair as its buddy sees it.")}
+                </p>
+                {match buddy {
+                    Some((buddy, Some(url))) => view! {
+                        <p><a id="buddy-link" href=format!("{url}/")>{format!("Open {buddy}'s page ({url})")}</a></p>
+                    }
+                    .into_any(),
+                    _ => view! {
+                        <p class="muted">"Its buddy's page is not configured here (web.buddy)."</p>
+                    }
+                    .into_any(),
+                }}
+            </section>
+        })
+    }
+}
+
 /// "Failover (Virtual IP)", the information icon when libpcap is missing, the virtual IP.
 fn type_line(ctx: Ctx) -> AnyView {
     match ctx.pair.get() {
@@ -79,7 +112,8 @@ fn pcap_icon(pcap: &PacketCapture) -> Option<impl IntoView + use<>> {
 
 fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
     let pair = ctx.pair.get().and_then(Result::ok);
-    let (reports, buddy_age, mode) = match ctx.status.get() {
+    let (shown, via_buddy) = ctx.shown();
+    let (reports, other_age, mode) = match shown {
         Some(Err(message)) => return view! { <ErrorView message /> }.into_any(),
         Some(Ok(o)) => (
             o.status.pair,
@@ -87,6 +121,12 @@ fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
             o.status.decision.map(|d| d.state.mode),
         ),
         None => (None, None, None),
+    };
+    // From the buddy, its own report is the fresh one.
+    let (local_age, buddy_age) = if via_buddy {
+        (other_age, Some(0))
+    } else {
+        (Some(0), other_age)
     };
     let (local, buddy) = match (pair, reports) {
         (None, None) => {
@@ -106,7 +146,7 @@ fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
     };
     view! {
         <div class="agents">
-            <AgentBox id="agent-local" info=local.0 report=local.1 age=Some(0) open />
+            <AgentBox id="agent-local" info=local.0 report=local.1 age=local_age open />
             <AgentBox id="agent-buddy" info=buddy.0 report=buddy.1 age=buddy_age open />
         </div>
     }
@@ -154,7 +194,7 @@ fn AgentBox(
             || "no report yet".to_string(),
             |age| {
                 let now = age + ctx.since_received();
-                if this_agent {
+                if this_agent && ctx.down.get().is_none() {
                     format!("report {} old", duration_words(now))
                 } else {
                     format!("last report {} ago", duration_words(now))
@@ -181,7 +221,7 @@ fn AgentBox(
 /// and who), its last decision's reason, how long it has been in its state, the last switch;
 /// a banner in manual mode.
 fn decision_line(ctx: Ctx) -> Option<impl IntoView + use<>> {
-    let overview = ctx.status.get()?.ok()?;
+    let overview = ctx.shown().0?.ok()?;
     let (question, answer) = overview.why()?;
     let decision = overview.status.decision?;
     let since = decision.state.since;

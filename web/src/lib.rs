@@ -44,27 +44,105 @@ pub(crate) struct Ctx {
     pub session: RwSignal<Option<(String, Session)>>,
     /// The Status window is open.
     pub status_open: RwSignal<bool>,
+    /// Since when (the browser's clock, ms) the agent that served the page has not answered.
+    pub down: RwSignal<Option<f64>>,
+    /// While it does not: the pair as its buddy sees it (`web.buddy`).
+    pub from_buddy: RwSignal<Option<Result<Overview, String>>>,
 }
 
 impl Ctx {
     /// Fetches everything again (the periodic refresh, and after a command).
     pub fn refresh(self) {
         leptos::task::spawn_local(async move {
-            self.set_status(api::status().await);
+            if !self.set_status(api::status().await) {
+                return;
+            }
             self.pair.set(Some(api::pair().await));
             self.history.set(Some(api::history().await));
         });
     }
 
-    fn set_status(self, status: Result<Overview, String>) {
+    /// Shows an answer of the agent; a failure marks it down (the last status it gave stays,
+    /// for what it last said). Whether it answered.
+    fn set_status(self, status: Result<Overview, String>) -> bool {
+        let Ok(status) = status else {
+            if self.down.get_untracked().is_none() {
+                self.down.set(Some(js_sys::Date::now()));
+            }
+            if self.status.get_untracked().is_none() {
+                self.status.set(Some(status));
+            }
+            return false;
+        };
+        if self.down.get_untracked().is_some() {
+            self.down.set(None);
+            self.from_buddy.set(None);
+        }
         self.received.set(js_sys::Date::now());
-        self.status.set(Some(status));
+        self.status.set(Some(Ok(status)));
+        true
+    }
+
+    /// The stream broke: is the agent still there?
+    fn lost(self) {
+        leptos::task::spawn_local(async move {
+            self.set_status(api::status().await);
+            self.ask_buddy().await;
+        });
+    }
+
+    /// Every second while the agent is down: the pair as the buddy sees it, and whether the
+    /// agent is back.
+    fn while_down(self) {
+        if self.down.get_untracked().is_none() {
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            if self.set_status(api::status().await) {
+                self.refresh();
+            } else {
+                self.ask_buddy().await;
+            }
+        });
+    }
+
+    async fn ask_buddy(self) {
+        let buddy = self
+            .pair
+            .get_untracked()
+            .and_then(Result::ok)
+            .and_then(|p| p.buddy_url);
+        if let (Some(_), Some(url)) = (self.down.get_untracked(), buddy) {
+            let answer = api::status_at(&url).await;
+            if answer.is_ok() {
+                // Ages now count from the buddy's answer.
+                self.received.set(js_sys::Date::now());
+            }
+            self.from_buddy.set(Some(answer));
+        }
+    }
+
+    /// What the windows show, and whether it comes from the buddy: this agent's last status,
+    /// or while it does not answer the pair as the buddy sees it, its columns swapped so this
+    /// agent stays first (the buddy's decision is not this agent's: left out).
+    pub fn shown(self) -> (Option<Result<Overview, String>>, bool) {
+        if self.down.get().is_some()
+            && let Some(Ok(mut theirs)) = self.from_buddy.get()
+        {
+            if let Some(pair) = theirs.status.pair.as_mut() {
+                std::mem::swap(&mut pair.local, &mut pair.buddy);
+            }
+            theirs.status.decision = None;
+            theirs.cause = None;
+            return (Some(Ok(theirs)), true);
+        }
+        (self.status.get(), false)
     }
 
     /// A pushed status; the history may have grown with it, and the pair is asked again when
     /// the agent did not answer at first (the page was opened while it started).
     fn pushed(self, status: Overview) {
-        self.set_status(Ok(status));
+        let _ = self.set_status(Ok(status));
         let pair_missing = !matches!(self.pair.get_untracked(), Some(Ok(_)));
         leptos::task::spawn_local(async move {
             if pair_missing {
@@ -78,15 +156,9 @@ impl Ctx {
     /// the time since that arrived (the browser's clock may differ from the agent's; only its
     /// passing time is used). Tracks `now`.
     pub fn agent_now(self) -> Option<TimestampMs> {
-        let made = self.status.with(|s| {
-            s.as_ref()?
-                .as_ref()
-                .ok()?
-                .status
-                .pair
-                .as_ref()
-                .map(|p| p.local.generated_at)
-        })?;
+        let (shown, via_buddy) = self.shown();
+        let pair = shown?.ok()?.status.pair?;
+        let made = if via_buddy { pair.buddy } else { pair.local }.generated_at;
         Some(made + self.since_received())
     }
 
@@ -115,10 +187,15 @@ pub fn App() -> impl IntoView {
         history: RwSignal::new(None),
         session: RwSignal::new(None),
         status_open: RwSignal::new(false),
+        down: RwSignal::new(None),
+        from_buddy: RwSignal::new(None),
     };
     provide_context(ctx);
     set_interval(
-        move || ctx.now.set(js_sys::Date::now()),
+        move || {
+            ctx.now.set(js_sys::Date::now());
+            ctx.while_down();
+        },
         Duration::from_secs(1),
     );
     leptos::task::spawn_local(async move {
@@ -130,7 +207,7 @@ pub fn App() -> impl IntoView {
         ctx.refresh();
         set_interval(move || ctx.refresh(), refresh);
     });
-    api::on_status_events(move |s| ctx.pushed(s));
+    api::on_status_events(move |s| ctx.pushed(s), move || ctx.lost());
     Effect::new(move || show_in_tab(ctx));
     view! {
         <header class="top">
@@ -138,6 +215,7 @@ pub fn App() -> impl IntoView {
             <session::SignIn />
         </header>
         <main>
+            <failover_config::AgentDown />
             <failover_config::FailoverConfig />
             <Show when=move || ctx.status_open.get()>
                 <status_window::StatusWindow />
@@ -155,6 +233,7 @@ fn show_in_tab(ctx: Ctx) {
     };
     let retrieving = ("Retrieving — duet".to_string(), duet_core::Led::Transparent);
     let (title, led) = match ctx.status.get() {
+        _ if ctx.down.get().is_some() => ("Agent down — duet".to_string(), duet_core::Led::Red),
         None => retrieving,
         Some(Err(_)) => ("Agent down — duet".to_string(), duet_core::Led::Red),
         Some(Ok(overview)) => match overview.status.pair {

@@ -54,7 +54,7 @@ pub fn StatusWindow() -> impl IntoView {
                         "Close"
                     </button>
                 </div>
-                {move || match ctx.status.get() {
+                {move || match ctx.shown().0 {
                     None => view! { <p class="muted">"Status information is being retrieved"</p> }.into_any(),
                     Some(Err(message)) => view! { <ErrorView message /> }.into_any(),
                     Some(Ok(overview)) => {

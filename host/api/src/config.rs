@@ -41,6 +41,9 @@ pub enum Right {
 pub struct WebConfig {
     /// How often the UI refreshes on its own; changes are also pushed at once.
     pub refresh: Duration,
+    /// The buddy's API address: the page of an agent that dies falls back to it, and the
+    /// buddy's page (that origin, and no other) may read this API from the browser.
+    pub buddy: Option<SocketAddr>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +66,7 @@ pub struct RawToken {
 #[serde(deny_unknown_fields)]
 pub struct RawWeb {
     pub refresh: Option<String>,
+    pub buddy: Option<String>,
 }
 
 /// Validates `[api]`.
@@ -111,7 +115,18 @@ pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
 
 /// Validates `[web]`.
 pub fn validate_web(raw: &RawWeb, errors: &mut Errors) -> WebConfig {
+    let buddy = raw.buddy.as_deref().and_then(|b| {
+        b.parse::<SocketAddr>()
+            .map_err(|_| {
+                errors.error(
+                    "web.buddy",
+                    format!("\"{b}\" is not the buddy's API address:port such as \"127.0.0.1:7102\""),
+                );
+            })
+            .ok()
+    });
     WebConfig {
+        buddy,
         refresh: errors.duration(
             "web.refresh",
             raw.refresh.as_deref(),

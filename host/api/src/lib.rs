@@ -101,6 +101,10 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::web::routes())
+        .layer(axum::middleware::map_response_with_state(
+            api.web.buddy.map(|b| format!("http://{b}")),
+            crate::web::allow_buddy,
+        ))
         .with_state(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -227,6 +231,7 @@ async fn pair(State(api): State<Api>) -> Json<PairInfo> {
         virtual_ip: api.vips.describe(),
         packet_capture,
         refresh_ms: duet_base::millis(api.web.refresh),
+        buddy_url: api.web.buddy.map(|b| format!("http://{b}")),
     })
 }
 

@@ -96,6 +96,28 @@ fn file(asset: &'static Asset, headers: &HeaderMap, query: Option<&str>) -> Resp
     response
 }
 
+/// Lets the buddy's page (its origin, `http://<web.buddy>`, and no other) read this API from
+/// the browser: the page of an agent that died shows the pair from here.
+pub(crate) async fn allow_buddy(
+    axum::extract::State(buddy): axum::extract::State<Option<String>>,
+    request_headers: HeaderMap,
+    mut response: Response,
+) -> Response {
+    let origin = request_headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    if let (Some(buddy), Some(origin)) = (buddy, origin)
+        && buddy == origin
+        && let Ok(value) = HeaderValue::from_str(origin)
+    {
+        response
+            .headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
