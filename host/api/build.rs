@@ -94,7 +94,10 @@ fn bindgen(input: &Path, out: &Path) {
     b.input_path(input)
         .web(true)
         .expect("wasm-bindgen --target web")
-        .omit_default_module_path(false);
+        .omit_default_module_path(false)
+        // Every browser downloads the bundle: no function names, no producers section.
+        .remove_name_section(true)
+        .remove_producers_section(true);
     b.generate(out)
         .unwrap_or_else(|e| panic!("wasm-bindgen failed on {}: {e:#}", input.display()));
 }

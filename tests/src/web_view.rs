@@ -62,7 +62,18 @@ async fn script(c: &Client, js: &str) -> Value {
         .unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
 }
 
-/// A pair on loopback with the test's heartbeat timings; agent-a (priority 200) goes Online.
+/// Records when the page first says its agent is down (`Date.now()`, ms).
+const DOWN_OBSERVER: &str = "
+    window.__down = null;
+    new MutationObserver(() => {
+        if (window.__down === null && document.querySelector('#agent-down')) {
+            window.__down = Date.now();
+        }
+    }).observe(document.body, { subtree: true, childList: true });
+    return 0;";
+
+/// A pair on loopback with the test's heartbeat timings, each naming the other's API as
+/// `web.buddy`; agent-a (priority 200) goes Online.
 fn pair(dir: &std::path::Path) -> (u16, u16, Agents) {
     let (pa, pb) = (free_port(), free_port());
     let configs: Vec<PathBuf> = [
@@ -74,6 +85,7 @@ fn pair(dir: &std::path::Path) -> (u16, u16, Agents) {
         AgentSpec {
             interval_ms: INTERVAL_MS,
             max_failures: u32::try_from(MAX_FAILURES).expect("small"),
+            extra: format!("[web]\nbuddy = \"127.0.0.1:{}\"\n", spec.buddy_port),
             ..spec
         }
         .write(dir)
@@ -114,6 +126,19 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     });
     reads_without_colour(&c, &shots).await;
     status_window_keyboard_and_narrow(&c).await;
+
+    // agent-a's own page, in a second tab, watched for the moment it says agent-a is down.
+    let survivor = c.window().await.expect("the first tab");
+    let tab = c.new_window(true).await.expect("a second tab").handle;
+    c.switch_to_window(tab.clone()).await.expect("to the second tab");
+    open(&c, &format!("http://127.0.0.1:{pa}/")).await;
+    within!(Duration::from_secs(15), "agent-a's page with its state", {
+        attr(&c, "#agent-local", "data-state")
+            .await
+            .filter(|s| s == "Online")
+    });
+    script(&c, DOWN_OBSERVER).await;
+    c.switch_to_window(survivor.clone()).await.expect("back to agent-b's page");
 
     // kill -9 of the Online agent, watched by a MutationObserver on the survivor's page.
     assert_eq!(script(&c, OBSERVER).await, 1, "one green Online box before the kill");
@@ -177,6 +202,33 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     );
     assert!(out.contains("Why is agent-b Online?"), "{out}");
     eprintln!("the takeover took {:?} end to end", killed.elapsed());
+
+    // The dead agent's page says so in words within 5 s, links to agent-b's page and shows
+    // the pair as agent-b sees it; no raw fetch error anywhere.
+    c.switch_to_window(tab).await.expect("to agent-a's page");
+    let down = within!(Duration::from_secs(8), "agent-a's page saying it is down", {
+        script(&c, "return window.__down;").await.as_u64()
+    });
+    let took = Duration::from_millis(down.saturating_sub(killed_at));
+    assert!(took <= Duration::from_secs(5), "agent-a's page said it is down after {took:?}");
+    eprintln!("agent-a's own page said it is down {took:?} after kill -9");
+    let words = text(&c, "#agent-down").await.unwrap_or_default();
+    assert!(words.contains("agent-a is not answering"), "{words}");
+    let link = attr(&c, "#buddy-link", "href").await;
+    assert_eq!(link, Some(format!("http://127.0.0.1:{pb}/")));
+    within!(Duration::from_secs(10), "the pair as agent-b sees it", {
+        let b = attr(&c, "#agent-buddy", "data-state").await;
+        let a = attr(&c, "#agent-local", "data-state").await;
+        (b.as_deref() == Some("Online") && a.as_deref() == Some("Unreachable")).then_some(())
+    });
+    let body = text(&c, "body").await.unwrap_or_default();
+    assert!(
+        !body.contains("TypeError") && !body.contains("Failed to fetch"),
+        "no raw fetch error: {body}"
+    );
+    let title = script(&c, "return document.title;").await;
+    assert_eq!(title.as_str(), Some("Agent down — duet"));
+    screenshot(&c, &shots, "dead-agent-page.png").await;
 
     c.close().await.expect("close the browser");
     drop(driver);

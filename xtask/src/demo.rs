@@ -192,13 +192,15 @@ fn write_config(
          [failover]\nstartup_wait = \"5s\"\n\n\
          [[heartbeat]]\nkind = \"agent\"\ntarget = \"127.0.0.1:{}\"\ninterval = \"500ms\"\n\n\
          [log]\nfailover_log = \"{}-failover.log\"\n\n\
+         [web]\nbuddy = \"127.0.0.1:{}\"\n\n\
          {token}",
         agent.name,
         buddy.name,
         agent.port,
         agent.port + PEER_PORT_OFFSET,
         buddy.port + PEER_PORT_OFFSET,
-        agent.name
+        agent.name,
+        buddy.port
     );
     let path = dir.join(format!("{}.toml", agent.name));
     std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
