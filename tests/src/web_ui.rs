@@ -665,6 +665,8 @@ async fn time_to_first_status_bench() {
     let driver = start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().expect("profile dir");
     let c = browser(&driver, &chromium, profile.path()).await;
+    let (first_bytes, repeat_bytes) =
+        crate::web_view::first_and_repeat(&c, &format!("http://127.0.0.1:{pa}/")).await;
     // Resolves with performance.now() (ms since navigation started) at the first frame that
     // shows agent-a's state; with null when the load was cut short (ERR_NETWORK_CHANGED while
     // other tests change the machine's interfaces) or took over 20 s.
@@ -693,7 +695,7 @@ async fn time_to_first_status_bench() {
     let in_order = runs.clone();
     runs.sort_by(f64::total_cmp);
     let out = artefacts().join("first-status.json");
-    let json = json!({ "loads": LOADS, "median_ms": runs[LOADS / 2], "min_ms": runs[0], "max_ms": runs[LOADS - 1], "runs_ms": in_order, "cut_short": cut });
+    let json = json!({ "loads": LOADS, "median_ms": runs[LOADS / 2], "min_ms": runs[0], "max_ms": runs[LOADS - 1], "runs_ms": in_order, "cut_short": cut, "first_load_bytes": first_bytes, "repeat_load_bytes": repeat_bytes });
     std::fs::write(&out, json.to_string()).expect("write first-status.json");
     println!("{json}");
     c.close().await.expect("close the browser");

@@ -49,6 +49,30 @@ const OBSERVER: &str = "
         { subtree: true, childList: true, attributes: true, characterData: true });
     return count();";
 
+/// The bytes the page's own files took over the network on this load (Resource Timing
+/// `transferSize`: headers and compressed body; 0 for a file from the cache): the page, its
+/// style sheet, script and wasm. The API's answers are not the bundle.
+pub(crate) async fn bundle_transfer(c: &Client) -> u64 {
+    let js = "return performance.getEntriesByType('navigation')
+        .concat(performance.getEntriesByType('resource'))
+        .filter(e => /^\\/(style\\.css|duet-web\\.js|duet-web_bg\\.wasm)?$/
+            .test(new URL(e.name).pathname))
+        .reduce((sum, e) => sum + e.transferSize, 0);";
+    script(c, js)
+        .await
+        .as_u64()
+        .expect("a byte count from Resource Timing")
+}
+
+/// The bundle's first load (fresh profile) and a repeat load of `url`, in bytes transferred.
+pub(crate) async fn first_and_repeat(c: &Client, url: &str) -> (u64, u64) {
+    open(c, url).await;
+    let first = bundle_transfer(c).await;
+    c.goto("about:blank").await.expect("a blank page");
+    open(c, url).await;
+    (first, bundle_transfer(c).await)
+}
+
 fn epoch_ms() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,8 +141,12 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     let driver = start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().expect("profile dir");
     let c = browser(&driver, &chromium, profile.path()).await;
-    // agent-b's page: it will survive agent-a.
-    open(&c, &format!("http://127.0.0.1:{pb}/")).await;
+    // agent-b's page: it will survive agent-a. Loaded twice: the bundle crosses the network
+    // compressed the first time, and next to nothing the second.
+    let (first, repeat) = first_and_repeat(&c, &format!("http://127.0.0.1:{pb}/")).await;
+    eprintln!("bundle transferred: first load {first} B, repeat load {repeat} B");
+    assert!(first > 0 && first < 150_000, "first load: {first} B");
+    assert!(repeat < 5_000, "repeat load: {repeat} B");
     within!(Duration::from_secs(15), "both LEDs green on agent-b's page", {
         let local = attr(&c, "#agent-local .led", "data-led").await;
         let buddy = attr(&c, "#agent-buddy .led", "data-led").await;

@@ -18,7 +18,12 @@ pub async fn status_at(base: &str) -> Result<Overview, String> {
 
 /// `GET /api/v1/pair`: the pair as configured, libpcap's presence, the refresh period.
 pub async fn pair() -> Result<PairInfo, String> {
-    read(Request::get("/api/v1/pair").send().await).await
+    pair_at("").await
+}
+
+/// `GET <base>/api/v1/pair` of the agent at `base` (empty: the one that served the page).
+pub async fn pair_at(base: &str) -> Result<PairInfo, String> {
+    read(Request::get(&format!("{base}/api/v1/pair")).send().await).await
 }
 
 /// `GET /api/v1/history`: the decisions that changed something, newest last.

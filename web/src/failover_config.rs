@@ -82,7 +82,6 @@ fn type_line(ctx: Ctx) -> AnyView {
         Some(Ok(pair)) => view! {
             <div class="type">
                 <strong id="failover-type">"Failover (Virtual IP)"</strong>
-                {pcap_icon(&pair.packet_capture)}
                 <span class="vip" id="virtual-ip">
                     {pair.virtual_ip.unwrap_or_else(|| "no virtual IP configured".into())}
                 </span>
@@ -92,26 +91,39 @@ fn type_line(ctx: Ctx) -> AnyView {
     }
 }
 
-/// The information icon: only when the library is missing or could not be detected; its
-/// hover text is the message, then the detail.
-fn pcap_icon(pcap: &PacketCapture) -> Option<impl IntoView + use<>> {
-    if pcap.found {
-        return None;
-    }
-    let message = pcap.message.clone().unwrap_or_default();
-    let text = match &pcap.detail {
-        Some(detail) => format!("{message}\n{detail}"),
-        None => message.clone(),
-    };
-    Some(view! {
-        <span id="pcap-info" class="info" role="img" tabindex="0" title=text aria-label=message>
-            "i"
-        </span>
+/// The information icon of an agent whose packet-capture library is missing or could not be
+/// detected (none otherwise): its hover text is the message, then the detail; a button, so
+/// the keyboard and a tap open the same text below it.
+#[component]
+fn PcapIcon(id: &'static str, pcap: PacketCapture) -> impl IntoView {
+    let shown = RwSignal::new(false);
+    (!pcap.found).then(|| {
+        let message = pcap.message.clone().unwrap_or_default();
+        let text = match &pcap.detail {
+            Some(detail) => format!("{message}\n{detail}"),
+            None => message.clone(),
+        };
+        let note = text.clone();
+        view! {
+            <button
+                id=id
+                class="info"
+                title=text
+                aria-label=message
+                aria-expanded=move || shown.get().to_string()
+                on:click=move |_| shown.update(|s| *s = !*s)
+            >
+                "i"
+            </button>
+            {move || shown.get().then(|| view! { <span class="pcap-note" role="note">{note.clone()}</span> })}
+        }
     })
 }
 
 fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
     let pair = ctx.pair.get().and_then(Result::ok);
+    let local_pcap = pair.as_ref().map(|p| p.packet_capture.clone());
+    let buddy_pcap = ctx.buddy_pair.get().map(|p| p.packet_capture);
     let (shown, via_buddy) = ctx.shown();
     let (reports, other_age, mode) = match shown {
         Some(Err(message)) => return view! { <ErrorView message /> }.into_any(),
@@ -146,8 +158,8 @@ fn agents(ctx: Ctx, open: Callback<()>) -> AnyView {
     };
     view! {
         <div class="agents">
-            <AgentBox id="agent-local" info=local.0 report=local.1 age=local_age open />
-            <AgentBox id="agent-buddy" info=buddy.0 report=buddy.1 age=buddy_age open />
+            <AgentBox id="agent-local" info=local.0 report=local.1 age=local_age pcap=local_pcap open />
+            <AgentBox id="agent-buddy" info=buddy.0 report=buddy.1 age=buddy_age pcap=buddy_pcap open />
         </div>
     }
     .into_any()
@@ -162,6 +174,8 @@ fn AgentBox(
     report: Option<Report>,
     /// How old the report was when the status was made (ms); none before the first.
     age: Option<u64>,
+    /// Its packet-capture library, when known (the buddy's from its own API, `web.buddy`).
+    pcap: Option<PacketCapture>,
     open: Callback<()>,
 ) -> impl IntoView {
     let ctx = expect_context::<Ctx>();
@@ -212,6 +226,9 @@ fn AgentBox(
                 <span class="mode">"Mode: " {mode}</span>
                 <span class="report-age">{age_text}</span>
             </div>
+            {pcap.map(|pcap| view! {
+                <PcapIcon id=if this_agent { "pcap-info" } else { "pcap-info-buddy" } pcap />
+            })}
             <span class="state" class:online-badge=online>{state_text}</span>
         </div>
     }

@@ -46,6 +46,8 @@ pub(crate) struct Ctx {
     pub status_open: RwSignal<bool>,
     /// Since when (the browser's clock, ms) the agent that served the page has not answered.
     pub down: RwSignal<Option<f64>>,
+    /// The buddy's own answer to `GET /api/v1/pair` (`web.buddy`): its packet-capture library.
+    pub buddy_pair: RwSignal<Option<PairInfo>>,
     /// While it does not: the pair as its buddy sees it (`web.buddy`).
     pub from_buddy: RwSignal<Option<Result<Overview, String>>>,
 }
@@ -57,8 +59,13 @@ impl Ctx {
             if !self.set_status(api::status().await) {
                 return;
             }
-            self.pair.set(Some(api::pair().await));
+            let pair = api::pair().await;
+            let buddy = pair.as_ref().ok().and_then(|p| p.buddy_url.clone());
+            self.pair.set(Some(pair));
             self.history.set(Some(api::history().await));
+            if let Some(url) = buddy {
+                self.buddy_pair.set(api::pair_at(&url).await.ok());
+            }
         });
     }
 
@@ -189,6 +196,7 @@ pub fn App() -> impl IntoView {
         status_open: RwSignal::new(false),
         down: RwSignal::new(None),
         from_buddy: RwSignal::new(None),
+        buddy_pair: RwSignal::new(None),
     };
     provide_context(ctx);
     set_interval(
