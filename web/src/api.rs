@@ -31,6 +31,32 @@ pub async fn history() -> Result<History, String> {
     read(Request::get("/api/v1/history?limit=200").send().await).await
 }
 
+/// One event of the pair's event log (`GET /api/v1/events`), as the timeline shows it.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct LoggedEvent {
+    pub id: String,
+    /// The agent that stored it first.
+    pub origin: String,
+    pub at: duet_core::TimestampMs,
+    pub severity: String,
+    /// `duet`, or the token that posted it.
+    pub source: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// A page of the event log and how many events match in all.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct EventPage {
+    pub events: Vec<LoggedEvent>,
+    pub total: u64,
+}
+
+/// `GET /api/v1/events?<query>`: a page of the pair's event log (`query` is already encoded).
+pub async fn events(query: &str) -> Result<EventPage, String> {
+    read(Request::get(&format!("/api/v1/events?{query}")).send().await).await
+}
+
 /// `GET /api/v1/session`: who `token` is and what it may do.
 pub async fn session(token: &str) -> Result<Session, String> {
     read(

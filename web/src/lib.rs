@@ -5,7 +5,9 @@
 //! - [`failover_config`]: the Failover Config window: the pair, one LED per agent, the
 //!   packet-capture icon, the operator's commands.
 //! - [`status_window`]: the Status window: one column per agent, every row.
-//! - [`history`]: transitions, alarms and who switched.
+//! - [`timeline`]: the pair's event log: transitions of both agents and who switched, LED
+//!   changes, alarms; filters, pages, fetched incrementally.
+//! - [`history`]: this agent's decisions (in memory), fetched when its decision changes.
 //! - [`session`]: signing in with a named API token.
 //!
 //! Data arrives by a periodic refresh (`web.refresh`, a minute by default) and at once through
@@ -17,6 +19,7 @@ mod failover_config;
 mod history;
 mod session;
 mod status_window;
+mod timeline;
 
 use std::time::Duration;
 
@@ -148,14 +151,28 @@ impl Ctx {
 
     /// A pushed status; the history may have grown with it, and the pair is asked again when
     /// the agent did not answer at first (the page was opened while it started).
+    /// The history is fetched again only when the decision changed (state, mode or reason),
+    /// not at every push: a healthy pair pushes at every heartbeat.
     fn pushed(self, status: Overview) {
+        let decided = |o: &Overview| {
+            o.status
+                .decision
+                .as_ref()
+                .map(|d| (d.state.state, d.state.mode, d.reason.clone()))
+        };
+        let before = self
+            .status
+            .with_untracked(|s| s.as_ref().and_then(|s| s.as_ref().ok()).and_then(decided));
+        let new_decision = before != decided(&status);
         let _ = self.set_status(Ok(status));
         let pair_missing = !matches!(self.pair.get_untracked(), Some(Ok(_)));
         leptos::task::spawn_local(async move {
             if pair_missing {
                 self.pair.set(Some(api::pair().await));
             }
-            self.history.set(Some(api::history().await));
+            if new_decision {
+                self.history.set(Some(api::history().await));
+            }
         });
     }
 
@@ -228,6 +245,7 @@ pub fn App() -> impl IntoView {
             <Show when=move || ctx.status_open.get()>
                 <status_window::StatusWindow />
             </Show>
+            <timeline::TimelineView />
             <history::HistoryView />
         </main>
     }

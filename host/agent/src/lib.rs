@@ -286,6 +286,11 @@ impl Agent {
                 self.kernel.clone(),
                 stop.clone(),
             ));
+            tasks.spawn(duet_events::shown::run(
+                self.events.clone(),
+                self.kernel.clone(),
+                stop.clone(),
+            ));
         }
         Ok(())
     }

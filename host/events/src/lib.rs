@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod forward;
+pub mod shown;
 pub mod spool;
 pub mod store;
 
