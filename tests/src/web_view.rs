@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use duet_core::FailoverState;
-use fantoccini::Client;
+use fantoccini::{Client, Locator};
 use fantoccini::key::Key;
 use serde_json::Value;
 
+use crate::api::{ALICE, client, tokens};
 use crate::support::{AgentSpec, Agents, free_port, spawn};
 use crate::web_ui::{
     artefacts, attr, browser, chromium_and_driver, click, exists, open, screenshot, start_driver,
@@ -96,9 +97,9 @@ const DOWN_OBSERVER: &str = "
     }).observe(document.body, { subtree: true, childList: true });
     return 0;";
 
-/// A pair on loopback with the test's heartbeat timings, each naming the other's API as
-/// `web.buddy`; agent-a (priority 200) goes Online.
-fn pair(dir: &std::path::Path) -> (u16, u16, Agents) {
+/// A pair on loopback with the test's heartbeat timings and tokens, each naming the other's
+/// API as `web.buddy`; agent-a (priority 200) goes Online.
+fn pair(dir: &std::path::Path) -> (u16, u16, Agents, Vec<PathBuf>) {
     let (pa, pb) = (free_port(), free_port());
     let configs: Vec<PathBuf> = [
         AgentSpec::new("agent-a", "agent-b", 200, pa, pb),
@@ -109,14 +110,18 @@ fn pair(dir: &std::path::Path) -> (u16, u16, Agents) {
         AgentSpec {
             interval_ms: INTERVAL_MS,
             max_failures: u32::try_from(MAX_FAILURES).expect("small"),
-            extra: format!("[web]\nbuddy = \"127.0.0.1:{}\"\n", spec.buddy_port),
+            extra: format!(
+                "{}\n[web]\nbuddy = \"127.0.0.1:{}\"\n",
+                tokens(),
+                spec.buddy_port
+            ),
             ..spec
         }
         .write(dir)
     })
     .collect();
     let agents = Agents(configs.iter().map(|c| spawn(c)).collect());
-    (pa, pb, agents)
+    (pa, pb, agents, configs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +131,7 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     };
     let shots = artefacts();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (pa, pb, mut agents) = pair(dir.path());
+    let (pa, pb, mut agents, configs) = pair(dir.path());
     within!(Duration::from_secs(30), "agent-a Online, agent-b Offline", {
         let a = status_of(pa).await.and_then(|s| s.decision);
         let b = status_of(pb).await.and_then(|s| s.pair);
@@ -258,6 +263,9 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     assert_eq!(title.as_str(), Some("Agent down — duet"));
     screenshot(&c, &shots, "dead-agent-page.png").await;
 
+    timeline_survives_restarts(&c, (pa, pb), &mut agents, &configs).await;
+    screenshot(&c, &shots, "timeline.png").await;
+
     c.close().await.expect("close the browser");
     drop(driver);
     drop(agents);
@@ -349,4 +357,76 @@ async fn status_window_keyboard_and_narrow(c: &Client) {
         (!exists(c, "#status-window").await).then_some(())
     });
     c.set_window_size(1280, 800).await.expect("desktop size");
+}
+
+/// Whether `port`'s event log holds a `switch` event naming alice.
+async fn switch_by_alice_logged(port: u16) -> bool {
+    let url = format!("http://127.0.0.1:{port}/api/v1/events?code=switch&limit=50");
+    let Ok(answer) = client().get(url).send().await else {
+        return false;
+    };
+    answer.json::<Value>().await.is_ok_and(|page| {
+        page["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["message"].as_str().is_some_and(|m| m.ends_with("Switch by alice"))))
+    })
+}
+
+/// agent-a back, alice switches from agent-b to it, then both agents are killed and started
+/// again: agent-a's page shows the switch and who gave it in the timeline (filtered to
+/// switches), and the LED changes.
+async fn timeline_survives_restarts(
+    c: &Client,
+    (pa, pb): (u16, u16),
+    agents: &mut Agents,
+    configs: &[PathBuf],
+) {
+    agents.0[0] = spawn(&configs[0]);
+    within!(Duration::from_secs(30), "agent-a back, Offline beside agent-b", {
+        status_of(pa)
+            .await
+            .and_then(|s| s.pair)
+            .filter(|p| {
+                p.local.state == Some(FailoverState::Offline)
+                    && p.buddy.state == Some(FailoverState::Online)
+            })
+    });
+    let switched = client()
+        .post(format!("http://127.0.0.1:{pb}/api/v1/commands/switch"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .expect("POST switch");
+    assert_eq!(switched.status().as_u16(), 202);
+    within!(Duration::from_secs(30), "alice's switch in both event logs", {
+        (switch_by_alice_logged(pa).await && switch_by_alice_logged(pb).await).then_some(())
+    });
+    for agent in &mut agents.0 {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+    agents.0 = configs.iter().map(|c| spawn(c)).collect();
+    open(c, &format!("http://127.0.0.1:{pa}/")).await;
+    within!(Duration::from_secs(20), "LED changes in the timeline", {
+        exists(c, "#timeline tr[data-code=led]").await.then_some(())
+    });
+    c.find(Locator::Css("#timeline-code option[value=switch]"))
+        .await
+        .expect("the switches filter")
+        .click()
+        .await
+        .expect("choose switches");
+    let by = within!(Duration::from_secs(10), "alice's switch in the timeline", {
+        script(
+            c,
+            "return [...document.querySelectorAll('#timeline tr[data-code=switch] td.message')]
+                .map(e => e.innerText).find(m => m.endsWith('Switch by alice')) || null;",
+        )
+        .await
+        .as_str()
+        .map(str::to_owned)
+    });
+    assert!(by.starts_with("Failover Status Online => "), "{by}");
+    let others = "return document.querySelectorAll('#timeline tr.event:not([data-code=switch])').length;";
+    assert_eq!(script(c, others).await, 0, "the filter shows switches only");
 }
