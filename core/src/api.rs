@@ -235,9 +235,19 @@ mod tests {
         use FailoverState::*;
         let history = [
             entry(Offline, ReasonCode::Steady, "offline", None),
-            entry(PreparingToGoOnline, ReasonCode::BuddyDead, "buddy dead", None),
+            entry(
+                PreparingToGoOnline,
+                ReasonCode::BuddyDead,
+                "buddy dead",
+                None,
+            ),
             entry(GoingOnline, ReasonCode::Steady, "acquiring", None),
-            entry(Online, ReasonCode::Steady, "no fault calls for a switch", None),
+            entry(
+                Online,
+                ReasonCode::Steady,
+                "no fault calls for a switch",
+                None,
+            ),
         ];
         let cause = Overview::cause(&history).expect("a cause");
         assert_eq!(cause.decision.reason.text, "buddy dead");

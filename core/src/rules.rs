@@ -493,7 +493,10 @@ mod tests {
         o.heartbeats[0].ok = false;
         o.heartbeats[0].failures = o.heartbeats[0].max_failures;
         let young = Some(59_500);
-        assert_eq!(columns(&o, young, &config, 60_000).buddy, BuddyColumn::AsSent);
+        assert_eq!(
+            columns(&o, young, &config, 60_000).buddy,
+            BuddyColumn::AsSent
+        );
         o.heartbeats[0].failures += 1;
         let dead = columns(&o, young, &config, 60_000).buddy;
         let BuddyColumn::Made(report) = dead else {

@@ -38,11 +38,23 @@ fn main() {
         let version = precompress(&web, name);
         page = page.replace(&format!("'/{name}'"), &format!("'/{name}?v={version}'"));
         page = page.replace(&format!("\"/{name}\""), &format!("\"/{name}?v={version}\""));
-        table.push_str(&asset(&web, name, &format!("/{name}"), content_type, &version));
+        table.push_str(&asset(
+            &web,
+            name,
+            &format!("/{name}"),
+            content_type,
+            &version,
+        ));
     }
     std::fs::write(web.join("index.html"), page).expect("write index.html");
     let version = precompress(&web, "index.html");
-    table.push_str(&asset(&web, "index.html", "/", "text/html; charset=utf-8", &version));
+    table.push_str(&asset(
+        &web,
+        "index.html",
+        "/",
+        "text/html; charset=utf-8",
+        &version,
+    ));
     table.push(']');
     std::fs::write(env.out_dir.join("assets.rs"), table).expect("write assets.rs");
 }
@@ -77,7 +89,12 @@ fn precompress(dir: &Path, name: &str) -> String {
 
 /// One entry of the served files' table (`web::Asset`), its three encodings embedded.
 fn asset(dir: &Path, name: &str, path: &str, content_type: &str, version: &str) -> String {
-    let file = |suffix: &str| format!("{:?}", dir.join(format!("{name}{suffix}")).display().to_string());
+    let file = |suffix: &str| {
+        format!(
+            "{:?}",
+            dir.join(format!("{name}{suffix}")).display().to_string()
+        )
+    };
     format!(
         "Asset {{ path: {path:?}, content_type: {content_type:?}, version: {version:?}, \
          identity: include_bytes!({}), gzip: include_bytes!({}), brotli: include_bytes!({}) }},\n",

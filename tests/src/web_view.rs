@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use duet_core::FailoverState;
-use fantoccini::{Client, Locator};
 use fantoccini::key::Key;
+use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::api::{ALICE, client, tokens};
@@ -132,16 +132,20 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     let shots = artefacts();
     let dir = tempfile::tempdir().expect("tempdir");
     let (pa, pb, mut agents, configs) = pair(dir.path());
-    within!(Duration::from_secs(30), "agent-a Online, agent-b Offline", {
-        let a = status_of(pa).await.and_then(|s| s.decision);
-        let b = status_of(pb).await.and_then(|s| s.pair);
-        (a.is_some_and(|d| d.state.state == FailoverState::Online)
-            && b.is_some_and(|p| {
-                p.local.state == Some(FailoverState::Offline)
-                    && p.buddy.state == Some(FailoverState::Online)
-            }))
-        .then_some(())
-    });
+    within!(
+        Duration::from_secs(30),
+        "agent-a Online, agent-b Offline",
+        {
+            let a = status_of(pa).await.and_then(|s| s.decision);
+            let b = status_of(pb).await.and_then(|s| s.pair);
+            (a.is_some_and(|d| d.state.state == FailoverState::Online)
+                && b.is_some_and(|p| {
+                    p.local.state == Some(FailoverState::Offline)
+                        && p.buddy.state == Some(FailoverState::Online)
+                }))
+            .then_some(())
+        }
+    );
 
     let driver = start_driver(&chromedriver).await;
     let profile = tempfile::tempdir().expect("profile dir");
@@ -152,18 +156,24 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     eprintln!("bundle transferred: first load {first} B, repeat load {repeat} B");
     assert!(first > 0 && first < 150_000, "first load: {first} B");
     assert!(repeat < 5_000, "repeat load: {repeat} B");
-    within!(Duration::from_secs(15), "both LEDs green on agent-b's page", {
-        let local = attr(&c, "#agent-local .led", "data-led").await;
-        let buddy = attr(&c, "#agent-buddy .led", "data-led").await;
-        (local.as_deref() == Some("green") && buddy.as_deref() == Some("green")).then_some(())
-    });
+    within!(
+        Duration::from_secs(15),
+        "both LEDs green on agent-b's page",
+        {
+            let local = attr(&c, "#agent-local .led", "data-led").await;
+            let buddy = attr(&c, "#agent-buddy .led", "data-led").await;
+            (local.as_deref() == Some("green") && buddy.as_deref() == Some("green")).then_some(())
+        }
+    );
     reads_without_colour(&c, &shots).await;
     status_window_keyboard_and_narrow(&c).await;
 
     // agent-a's own page, in a second tab, watched for the moment it says agent-a is down.
     let survivor = c.window().await.expect("the first tab");
     let tab = c.new_window(true).await.expect("a second tab").handle;
-    c.switch_to_window(tab.clone()).await.expect("to the second tab");
+    c.switch_to_window(tab.clone())
+        .await
+        .expect("to the second tab");
     open(&c, &format!("http://127.0.0.1:{pa}/")).await;
     within!(Duration::from_secs(15), "agent-a's page with its state", {
         attr(&c, "#agent-local", "data-state")
@@ -171,10 +181,16 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
             .filter(|s| s == "Online")
     });
     script(&c, DOWN_OBSERVER).await;
-    c.switch_to_window(survivor.clone()).await.expect("back to agent-b's page");
+    c.switch_to_window(survivor.clone())
+        .await
+        .expect("back to agent-b's page");
 
     // kill -9 of the Online agent, watched by a MutationObserver on the survivor's page.
-    assert_eq!(script(&c, OBSERVER).await, 1, "one green Online box before the kill");
+    assert_eq!(
+        script(&c, OBSERVER).await,
+        1,
+        "one green Online box before the kill"
+    );
     let killed_at = epoch_ms();
     let killed = Instant::now();
     let online = &mut agents.0[0];
@@ -206,8 +222,13 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
         why.starts_with("Why is agent-b Online?") && why.contains("Now:"),
         "the why line tells the takeover and its cause: {why}"
     );
-    let age = text(&c, "#agent-buddy .report-age").await.unwrap_or_default();
-    assert!(age.starts_with("last report ") && age.ends_with(" ago"), "{age}");
+    let age = text(&c, "#agent-buddy .report-age")
+        .await
+        .unwrap_or_default();
+    assert!(
+        age.starts_with("last report ") && age.ends_with(" ago"),
+        "{age}"
+    );
     let title = script(&c, "return document.title;").await;
     assert!(
         title
@@ -239,11 +260,16 @@ async fn survivor_page_drops_a_killed_online_agent_at_once_and_reads_without_col
     // The dead agent's page says so in words within 5 s, links to agent-b's page and shows
     // the pair as agent-b sees it; no raw fetch error anywhere.
     c.switch_to_window(tab).await.expect("to agent-a's page");
-    let down = within!(Duration::from_secs(8), "agent-a's page saying it is down", {
-        script(&c, "return window.__down;").await.as_u64()
-    });
+    let down = within!(
+        Duration::from_secs(8),
+        "agent-a's page saying it is down",
+        { script(&c, "return window.__down;").await.as_u64() }
+    );
     let took = Duration::from_millis(down.saturating_sub(killed_at));
-    assert!(took <= Duration::from_secs(5), "agent-a's page said it is down after {took:?}");
+    assert!(
+        took <= Duration::from_secs(5),
+        "agent-a's page said it is down after {took:?}"
+    );
     eprintln!("agent-a's own page said it is down {took:?} after kill -9");
     let words = text(&c, "#agent-down").await.unwrap_or_default();
     assert!(words.contains("agent-a is not answering"), "{words}");
@@ -281,7 +307,9 @@ async fn reads_without_colour(c: &Client, shots: &std::path::Path) {
             "{agent}: a word beside the LED"
         );
         assert_eq!(
-            text(c, &format!("{agent} .led .led-shape")).await.as_deref(),
+            text(c, &format!("{agent} .led .led-shape"))
+                .await
+                .as_deref(),
             Some("✓"),
             "{agent}: a shape in the LED"
         );
@@ -294,17 +322,29 @@ async fn reads_without_colour(c: &Client, shots: &std::path::Path) {
             .map(str::to_owned)
     });
     let icon = attr(c, "link[rel=icon]", "data-led").await;
-    assert_eq!(icon.as_deref(), Some("green"), "the favicon follows the LEDs");
+    assert_eq!(
+        icon.as_deref(),
+        Some("green"),
+        "the favicon follows the LEDs"
+    );
     let href = attr(c, "link[rel=icon]", "href").await.unwrap_or_default();
     assert!(href.starts_with("data:image/svg+xml,"), "{href}");
-    script(c, "document.documentElement.style.filter = 'grayscale(1)'; return 0;").await;
+    script(
+        c,
+        "document.documentElement.style.filter = 'grayscale(1)'; return 0;",
+    )
+    .await;
     screenshot(c, shots, "greyscale.png").await;
     let words = script(
         c,
         "return [...document.querySelectorAll('.agent .led-word')].map(e => e.innerText);",
     )
     .await;
-    assert_eq!(words, serde_json::json!(["OK", "OK"]), "words survive greyscale");
+    assert_eq!(
+        words,
+        serde_json::json!(["OK", "OK"]),
+        "words survive greyscale"
+    );
     script(c, "document.documentElement.style.filter = ''; return 0;").await;
 }
 
@@ -313,9 +353,11 @@ async fn reads_without_colour(c: &Client, shots: &std::path::Path) {
 async fn status_window_keyboard_and_narrow(c: &Client) {
     let focused = "return !!document.activeElement.closest('#status-window');";
     click(c, "#status-button").await;
-    within!(Duration::from_secs(5), "the Status window with the focus", {
-        script(c, focused).await.as_bool().filter(|f| *f)
-    });
+    within!(
+        Duration::from_secs(5),
+        "the Status window with the focus",
+        { script(c, focused).await.as_bool().filter(|f| *f) }
+    );
     let label = text(c, "#status-local tr[data-key^='heartbeat:'] th").await;
     assert!(
         label
@@ -345,7 +387,11 @@ async fn status_window_keyboard_and_narrow(c: &Client) {
     let cut = "return [...document.querySelectorAll('#status-window td, #status-window th')]
         .filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1).length
         + (document.documentElement.scrollWidth > window.innerWidth ? 1000 : 0);";
-    assert_eq!(script(c, cut).await, 0, "nothing cut off or scrolling at 400 px");
+    assert_eq!(
+        script(c, cut).await,
+        0,
+        "nothing cut off or scrolling at 400 px"
+    );
     // A click outside the window, on the overlay's corner, closes it.
     script(
         c,
@@ -366,9 +412,13 @@ async fn switch_by_alice_logged(port: u16) -> bool {
         return false;
     };
     answer.json::<Value>().await.is_ok_and(|page| {
-        page["events"]
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["message"].as_str().is_some_and(|m| m.ends_with("Switch by alice"))))
+        page["events"].as_array().is_some_and(|e| {
+            e.iter().any(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with("Switch by alice"))
+            })
+        })
     })
 }
 
@@ -382,15 +432,16 @@ async fn timeline_survives_restarts(
     configs: &[PathBuf],
 ) {
     agents.0[0] = spawn(&configs[0]);
-    within!(Duration::from_secs(30), "agent-a back, Offline beside agent-b", {
-        status_of(pa)
-            .await
-            .and_then(|s| s.pair)
-            .filter(|p| {
+    within!(
+        Duration::from_secs(30),
+        "agent-a back, Offline beside agent-b",
+        {
+            status_of(pa).await.and_then(|s| s.pair).filter(|p| {
                 p.local.state == Some(FailoverState::Offline)
                     && p.buddy.state == Some(FailoverState::Online)
             })
-    });
+        }
+    );
     let switched = client()
         .post(format!("http://127.0.0.1:{pb}/api/v1/commands/switch"))
         .bearer_auth(ALICE)
@@ -398,9 +449,11 @@ async fn timeline_survives_restarts(
         .await
         .expect("POST switch");
     assert_eq!(switched.status().as_u16(), 202);
-    within!(Duration::from_secs(30), "alice's switch in both event logs", {
-        (switch_by_alice_logged(pa).await && switch_by_alice_logged(pb).await).then_some(())
-    });
+    within!(
+        Duration::from_secs(30),
+        "alice's switch in both event logs",
+        { (switch_by_alice_logged(pa).await && switch_by_alice_logged(pb).await).then_some(()) }
+    );
     for agent in &mut agents.0 {
         let _ = agent.kill();
         let _ = agent.wait();
@@ -427,6 +480,7 @@ async fn timeline_survives_restarts(
         .map(str::to_owned)
     });
     assert!(by.starts_with("Failover Status Online => "), "{by}");
-    let others = "return document.querySelectorAll('#timeline tr.event:not([data-code=switch])').length;";
+    let others =
+        "return document.querySelectorAll('#timeline tr.event:not([data-code=switch])').length;";
     assert_eq!(script(c, others).await, 0, "the filter shows switches only");
 }

@@ -54,7 +54,12 @@ pub struct EventPage {
 
 /// `GET /api/v1/events?<query>`: a page of the pair's event log (`query` is already encoded).
 pub async fn events(query: &str) -> Result<EventPage, String> {
-    read(Request::get(&format!("/api/v1/events?{query}")).send().await).await
+    read(
+        Request::get(&format!("/api/v1/events?{query}"))
+            .send()
+            .await,
+    )
+    .await
 }
 
 /// `GET /api/v1/session`: who `token` is and what it may do.

@@ -49,8 +49,12 @@ pub fn AgentDown() -> impl IntoView {
     move || {
         let since = ctx.down.get()?;
         let pair = ctx.pair.get_untracked().and_then(Result::ok);
-        let name = pair.as_ref().map_or_else(|| "This agent".to_string(), |p| p.local.name.clone());
-        let buddy = pair.as_ref().map(|p| (p.buddy.name.clone(), p.buddy_url.clone()));
+        let name = pair
+            .as_ref()
+            .map_or_else(|| "This agent".to_string(), |p| p.local.name.clone());
+        let buddy = pair
+            .as_ref()
+            .map(|p| (p.buddy.name.clone(), p.buddy_url.clone()));
         let secs = ((ctx.now.get() - since).max(0.0) / 1000.0).round();
         let via_buddy = ctx.shown().1;
         Some(view! {

@@ -272,7 +272,10 @@ fn show_in_tab(ctx: Ctx) {
                 let online = [&pair.local, &pair.buddy]
                     .into_iter()
                     .find(|r| r.state == Some(duet_core::FailoverState::Online))
-                    .map_or_else(|| "none Online".to_string(), |r| format!("{} Online", r.agent));
+                    .map_or_else(
+                        || "none Online".to_string(),
+                        |r| format!("{} Online", r.agent),
+                    );
                 (format!("{} — {online} — duet", led_sign(worst).1), worst)
             }
         },
@@ -292,7 +295,9 @@ fn favicon(led: duet_core::Led) -> String {
         duet_core::Led::Transparent => ("none", "%236b7280"),
     };
     let shape = match led {
-        duet_core::Led::Green => "<path d='M9 17l5 5 9-11' stroke='white' stroke-width='4' fill='none'/>",
+        duet_core::Led::Green => {
+            "<path d='M9 17l5 5 9-11' stroke='white' stroke-width='4' fill='none'/>"
+        }
         duet_core::Led::Red => "<path d='M16 7v11M16 22v3' stroke='white' stroke-width='4'/>",
         duet_core::Led::Transparent => "",
     };
@@ -300,6 +305,10 @@ fn favicon(led: duet_core::Led) -> String {
         "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>\
          <circle cx='16' cy='16' r='14' fill='{fill}' stroke='{stroke}' stroke-width='2' \
          stroke-dasharray='{}'/>{shape}</svg>",
-        if led == duet_core::Led::Transparent { "4 3" } else { "none" }
+        if led == duet_core::Led::Transparent {
+            "4 3"
+        } else {
+            "none"
+        }
     )
 }

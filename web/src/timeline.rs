@@ -44,7 +44,11 @@ impl Timeline {
 
     /// The page at the current offset, fetched whole (filters or page changed).
     fn load(self) {
-        let query = format!("limit={PAGE}&offset={}{}", self.offset.get_untracked(), self.filters());
+        let query = format!(
+            "limit={PAGE}&offset={}{}",
+            self.offset.get_untracked(),
+            self.filters()
+        );
         self.looked.set(js_sys::Date::now());
         leptos::task::spawn_local(async move {
             self.page.set(Some(api::events(&query).await));
@@ -164,7 +168,11 @@ fn rows(ctx: Ctx, t: Timeline) -> AnyView {
         .into_iter()
         .map(|e| {
             let at = e.at;
-            let (class, code, origin) = (format!("event {}", e.severity), e.code.clone(), e.origin.clone());
+            let (class, code, origin) = (
+                format!("event {}", e.severity),
+                e.code.clone(),
+                e.origin.clone(),
+            );
             view! {
                 <tr class=class data-code=code data-origin=origin>
                     <td class="time"><Ago at age_ms=Signal::derive(move || ctx.age(at)) /></td>

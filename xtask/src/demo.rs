@@ -238,7 +238,9 @@ mod tests {
             name: "agent-a",
             port,
         }];
-        let error = ports_free(&agents).expect_err("the port is taken").to_string();
+        let error = ports_free(&agents)
+            .expect_err("the port is taken")
+            .to_string();
         assert!(
             error.contains(&format!("127.0.0.1:{port}")) && error.contains("agent-a's API"),
             "{error}"

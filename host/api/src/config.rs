@@ -120,7 +120,9 @@ pub fn validate_web(raw: &RawWeb, errors: &mut Errors) -> WebConfig {
             .map_err(|_| {
                 errors.error(
                     "web.buddy",
-                    format!("\"{b}\" is not the buddy's API address:port such as \"127.0.0.1:7102\""),
+                    format!(
+                        "\"{b}\" is not the buddy's API address:port such as \"127.0.0.1:7102\""
+                    ),
                 );
             })
             .ok()

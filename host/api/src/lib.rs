@@ -161,22 +161,22 @@ async fn stream(
         move |(mut rx, last, shutdown)| {
             let kernel = kernel.clone();
             async move {
-            loop {
-                let status = rx.borrow_and_update().clone();
-                let key = fingerprint(&status);
-                if last.as_ref() != Some(&key) {
-                    let data = serde_json::to_string(&overview(&kernel, status))
-                        .unwrap_or_default();
-                    return Some((
-                        Ok(Event::default().event("status").data(data)),
-                        (rx, Some(key), shutdown),
-                    ));
+                loop {
+                    let status = rx.borrow_and_update().clone();
+                    let key = fingerprint(&status);
+                    if last.as_ref() != Some(&key) {
+                        let data =
+                            serde_json::to_string(&overview(&kernel, status)).unwrap_or_default();
+                        return Some((
+                            Ok(Event::default().event("status").data(data)),
+                            (rx, Some(key), shutdown),
+                        ));
+                    }
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { return None },
+                        () = shutdown.cancelled() => return None,
+                    }
                 }
-                tokio::select! {
-                    changed = rx.changed() => if changed.is_err() { return None },
-                    () = shutdown.cancelled() => return None,
-                }
-            }
             }
         },
     );

@@ -114,7 +114,9 @@ pub(crate) async fn allow_buddy(
             .headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
-    response.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Origin"));
     response
 }
 
@@ -125,7 +127,10 @@ mod tests {
     fn get(path: &str, accept: &str, if_none_match: Option<&str>) -> Response {
         let asset = ASSETS.iter().find(|a| a.path == path).expect("an asset");
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(accept).unwrap(),
+        );
         if let Some(tag) = if_none_match {
             headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(tag).unwrap());
         }
@@ -134,7 +139,10 @@ mod tests {
     }
 
     fn header<'a>(r: &'a Response, name: header::HeaderName) -> &'a str {
-        r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     #[test]
@@ -150,7 +158,10 @@ mod tests {
         assert_eq!(header(&page, header::CACHE_CONTROL), "no-cache");
         let tag = header(&page, header::ETAG).to_string();
         assert!(tag.starts_with('"') && tag.len() > 10, "{tag}");
-        assert_eq!(get("/", "br", Some(&tag)).status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(
+            get("/", "br", Some(&tag)).status(),
+            StatusCode::NOT_MODIFIED
+        );
         assert_eq!(get("/", "gzip", Some(&tag)).status(), StatusCode::OK);
         let version = ASSETS[2].version;
         assert!(

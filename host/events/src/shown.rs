@@ -178,7 +178,12 @@ mod tests {
                 "b",
                 Led::Red,
                 None,
-                vec![row("agent-status", "Agent Status", "Unreachable", "declared dead")],
+                vec![row(
+                    "agent-status",
+                    "Agent Status",
+                    "Unreachable",
+                    "declared dead",
+                )],
             ),
         };
         let seen = changes(before, &lost);
