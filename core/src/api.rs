@@ -19,10 +19,16 @@ pub struct Status {
 
 /// What `GET /api/v1/status` and the stream send: the kernel's [`Status`] and what tells its
 /// story at a glance: how old the buddy's report is, and what brought this agent where it is.
+///
+/// On the wire its fields are the status's, side by side with its own (not `serde(flatten)`,
+/// whose buffering doubles the deserializing code in the web UI's bundle).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize),
+    serde(from = "OverviewWire", into = "OverviewWire")
+)]
 pub struct Overview {
-    #[cfg_attr(feature = "serde", serde(flatten))]
     pub status: Status,
     /// How old the buddy's last report was when this agent's report was made, in ms (by this
     /// agent's clock: the buddy's is never trusted); none before the first report.
@@ -32,6 +38,47 @@ pub struct Overview {
     /// its cause, the operator's switch and who gave it); none before the first decision.
     #[cfg_attr(feature = "serde", serde(default))]
     pub cause: Option<HistoryEntry>,
+}
+
+/// [`Overview`] as it is sent.
+#[cfg(feature = "serde")]
+#[derive(Serialize, Deserialize)]
+struct OverviewWire {
+    pair: Option<PairReport>,
+    decision: Option<DecisionSummary>,
+    core: String,
+    #[serde(default)]
+    buddy_report_age_ms: Option<u64>,
+    #[serde(default)]
+    cause: Option<HistoryEntry>,
+}
+
+#[cfg(feature = "serde")]
+impl From<OverviewWire> for Overview {
+    fn from(w: OverviewWire) -> Self {
+        Overview {
+            status: Status {
+                pair: w.pair,
+                decision: w.decision,
+                core: w.core,
+            },
+            buddy_report_age_ms: w.buddy_report_age_ms,
+            cause: w.cause,
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<Overview> for OverviewWire {
+    fn from(o: Overview) -> Self {
+        OverviewWire {
+            pair: o.status.pair,
+            decision: o.status.decision,
+            core: o.status.core,
+            buddy_report_age_ms: o.buddy_report_age_ms,
+            cause: o.cause,
+        }
+    }
 }
 
 impl Overview {

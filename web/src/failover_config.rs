@@ -55,7 +55,7 @@ pub fn AgentDown() -> impl IntoView {
         let buddy = pair
             .as_ref()
             .map(|p| (p.buddy.name.clone(), p.buddy_url.clone()));
-        let secs = ((ctx.now.get() - since).max(0.0) / 1000.0).round();
+        let secs = ctx.since(since) / 1000;
         let via_buddy = ctx.shown().1;
         Some(view! {
             <section class="banner down" id="agent-down" role="alert">

@@ -188,9 +188,14 @@ impl Ctx {
 
     /// Milliseconds since the last status arrived. Tracks `now`.
     pub fn since_received(self) -> u64 {
-        // Whole milliseconds of a difference of two clock readings.
+        self.since(self.received.get())
+    }
+
+    /// Whole milliseconds from `then` to `now` (browser clock readings). Tracks `now`.
+    pub fn since(self, then: f64) -> u64 {
+        // Never formatted as a float: float formatting costs the bundle 11 KB.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let ms = (self.now.get() - self.received.get()).max(0.0) as u64;
+        let ms = (self.now.get() - then).max(0.0) as u64;
         ms
     }
 
