@@ -542,7 +542,7 @@ async fn web_ui_shows_leds_pcap_status_and_switches_with_a_token_in_chromium() {
         "{refusal}"
     );
 
-    // 6. Signed in as alice: switch with confirmation; agent-b goes Online, the history says who.
+    // 6. Signed in as alice: switch with confirmation; agent-b goes Online, the timeline says who.
     let input = c.find(Locator::Id("token")).await.expect("token field");
     input.clear().await.expect("clear");
     input.send_keys(ALICE).await.expect("type");
@@ -586,18 +586,23 @@ async fn web_ui_shows_leds_pcap_status_and_switches_with_a_token_in_chromium() {
             .map(|d| d.state.state),
         Some(FailoverState::Online)
     );
-    let by = within!(Duration::from_secs(10), "the history naming alice", {
-        text(&c, "#history tr.command td.by")
-            .await
-            .filter(|t| t == "alice")
+    let by = within!(Duration::from_secs(10), "the timeline naming alice", {
+        c.execute(
+            "return [...document.querySelectorAll('#timeline tr[data-code=switch] td.message')]
+                .map(e => e.innerText).find(m => m.endsWith('Switch by alice')) || null;",
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
     });
-    assert_eq!(by, "alice");
-    let history = c.find(Locator::Id("history")).await.expect("the history");
-    let png = history
+    assert!(by.starts_with("Failover Status Online => "), "{by}");
+    let timeline = c.find(Locator::Id("timeline")).await.expect("the timeline");
+    let png = timeline
         .screenshot()
         .await
-        .expect("screenshot of the history");
-    std::fs::write(shots.join("history.png"), png).expect("write the screenshot");
+        .expect("screenshot of the timeline");
+    std::fs::write(shots.join("timeline-switch.png"), png).expect("write the screenshot");
 
     // 7. Kill the buddy: its LED turns red by push (the page was just reloaded, so the next
     //    periodic refresh is a minute away) and the Status window says Unreachable.

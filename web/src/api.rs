@@ -1,7 +1,7 @@
 //! All HTTP of the web UI: the agent that served the page answers every call, except the
 //! buddy's status while that agent does not answer (the buddy allows this page's origin).
 
-use duet_core::api::{ApiError, CommandAccepted, History, Overview, PairInfo, Session};
+use duet_core::api::{ApiError, CommandAccepted, Overview, PairInfo, Session};
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 
@@ -13,7 +13,7 @@ pub async fn status() -> Result<Overview, String> {
 /// `GET <base>/api/v1/status`: the status of the agent at `base` (`http://10.0.0.2:7101`; empty
 /// for the agent that served the page).
 pub async fn status_at(base: &str) -> Result<Overview, String> {
-    read(Request::get(&format!("{base}/api/v1/status")).send().await).await
+    parse(get(&format!("{base}/api/v1/status"), None).await)
 }
 
 /// `GET /api/v1/pair`: the pair as configured, libpcap's presence, the refresh period.
@@ -23,12 +23,7 @@ pub async fn pair() -> Result<PairInfo, String> {
 
 /// `GET <base>/api/v1/pair` of the agent at `base` (empty: the one that served the page).
 pub async fn pair_at(base: &str) -> Result<PairInfo, String> {
-    read(Request::get(&format!("{base}/api/v1/pair")).send().await).await
-}
-
-/// `GET /api/v1/history`: the decisions that changed something, newest last.
-pub async fn history() -> Result<History, String> {
-    read(Request::get("/api/v1/history?limit=200").send().await).await
+    parse(get(&format!("{base}/api/v1/pair"), None).await)
 }
 
 /// One event of the pair's event log (`GET /api/v1/events`), as the timeline shows it.
@@ -54,23 +49,12 @@ pub struct EventPage {
 
 /// `GET /api/v1/events?<query>`: a page of the pair's event log (`query` is already encoded).
 pub async fn events(query: &str) -> Result<EventPage, String> {
-    read(
-        Request::get(&format!("/api/v1/events?{query}"))
-            .send()
-            .await,
-    )
-    .await
+    parse(get(&format!("/api/v1/events?{query}"), None).await)
 }
 
 /// `GET /api/v1/session`: who `token` is and what it may do.
 pub async fn session(token: &str) -> Result<Session, String> {
-    read(
-        Request::get("/api/v1/session")
-            .header("Authorization", &format!("Bearer {token}"))
-            .send()
-            .await,
-    )
-    .await
+    parse(get("/api/v1/session", Some(token)).await)
 }
 
 /// `POST /api/v1/commands/<path>` with `token`; `body` is JSON (`{}` when the command has
@@ -81,26 +65,38 @@ pub async fn command(token: &str, path: &str, body: String) -> Result<CommandAcc
         .header("Content-Type", "application/json")
         .body(body)
         .map_err(|e| format!("could not build the request: {e}"))?;
-    read(request.send().await).await
+    parse(answer(request.send().await).await)
+}
+
+/// `GET url`, with a token when given: the answer's body. One function (not one per answer's
+/// type) keeps the bundle small.
+async fn get(url: &str, token: Option<&str>) -> Result<String, String> {
+    let mut request = Request::get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    answer(request.send().await).await
 }
 
 /// The body of a successful answer, or the agent's own error message.
-async fn read<T: DeserializeOwned>(sent: Result<Response, gloo_net::Error>) -> Result<T, String> {
+async fn answer(sent: Result<Response, gloo_net::Error>) -> Result<String, String> {
     // The browser's own words ("TypeError: Failed to fetch") tell an operator nothing.
     let response = sent.map_err(|_| {
         "the agent did not answer: it may be down, or cut off from this browser".to_string()
     })?;
+    let text = response.text().await.unwrap_or_default();
     if !response.ok() {
-        let code = response.status();
-        return Err(match response.json::<ApiError>().await {
+        return Err(match serde_json::from_str::<ApiError>(&text) {
             Ok(e) => e.error,
-            Err(_) => format!("the agent answered HTTP {code}"),
+            Err(_) => format!("the agent answered HTTP {}", response.status()),
         });
     }
-    response
-        .json::<T>()
-        .await
-        .map_err(|e| format!("unreadable answer: {e}"))
+    Ok(text)
+}
+
+/// An answer's body as `T`.
+fn parse<T: DeserializeOwned>(text: Result<String, String>) -> Result<T, String> {
+    serde_json::from_str(&text?).map_err(|e| format!("unreadable answer: {e}"))
 }
 
 /// Calls `on_status` with every `status` event the host pushes (`GET /api/v1/stream`), and

@@ -12,7 +12,7 @@ use crate::{Ctx, api};
 #[component]
 pub fn FailoverConfig() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let open = Callback::new(move |()| ctx.status_open.set(true));
+    let open = Callback::new(move |()| ctx.open_status());
     view! {
         <section class="window" id="failover-config" aria-label="Failover Config">
             <h2>"Failover Config"</h2>
@@ -21,7 +21,7 @@ pub fn FailoverConfig() -> impl IntoView {
             {move || decision_line(ctx)}
             <Actions />
             <div class="buttons">
-                <button id="status-button" on:click=move |_| ctx.status_open.set(true)>
+                <button id="status-button" on:click=move |_| ctx.open_status()>
                     "Status"
                 </button>
             </div>
@@ -64,14 +64,12 @@ pub fn AgentDown() -> impl IntoView {
                     {via_buddy.then_some(" Below, the pair as its buddy sees it.")}
                 </p>
                 {match buddy {
-                    Some((buddy, Some(url))) => view! {
+                    Some((buddy, Some(url))) => leptos::either::Either::Left(view! {
                         <p><a id="buddy-link" href=format!("{url}/")>{format!("Open {buddy}'s page ({url})")}</a></p>
-                    }
-                    .into_any(),
-                    _ => view! {
+                    }),
+                    _ => leptos::either::Either::Right(view! {
                         <p class="muted">"Its buddy's page is not configured here (web.buddy)."</p>
-                    }
-                    .into_any(),
+                    }),
                 }}
             </section>
         })

@@ -7,7 +7,6 @@
 //! - [`status_window`]: the Status window: one column per agent, every row.
 //! - [`timeline`]: the pair's event log: transitions of both agents and who switched, LED
 //!   changes, alarms; filters, pages, fetched incrementally.
-//! - [`history`]: this agent's decisions (in memory), fetched when its decision changes.
 //! - [`session`]: signing in with a named API token.
 //!
 //! Data arrives by a periodic refresh (`web.refresh`, a minute by default) and at once through
@@ -16,7 +15,6 @@
 mod api;
 mod components;
 mod failover_config;
-mod history;
 mod session;
 mod status_window;
 mod timeline;
@@ -24,7 +22,7 @@ mod timeline;
 use std::time::Duration;
 
 use duet_core::TimestampMs;
-use duet_core::api::{History, Overview, PairInfo, Session};
+use duet_core::api::{Overview, PairInfo, Session};
 use leptos::prelude::*;
 
 use crate::components::{led_name, led_sign, severity};
@@ -42,7 +40,6 @@ pub(crate) struct Ctx {
     /// The browser's clock (ms), ticking every second: ages and relative times follow it.
     pub now: RwSignal<f64>,
     pub pair: RwSignal<Option<Result<PairInfo, String>>>,
-    pub history: RwSignal<Option<Result<History, String>>>,
     /// The signed-in token and who it is.
     pub session: RwSignal<Option<(String, Session)>>,
     /// The Status window is open.
@@ -65,7 +62,6 @@ impl Ctx {
             let pair = api::pair().await;
             let buddy = pair.as_ref().ok().and_then(|p| p.buddy_url.clone());
             self.pair.set(Some(pair));
-            self.history.set(Some(api::history().await));
             if let Some(url) = buddy {
                 self.buddy_pair.set(api::pair_at(&url).await.ok());
             }
@@ -91,6 +87,22 @@ impl Ctx {
         self.received.set(js_sys::Date::now());
         self.status.set(Some(Ok(status)));
         true
+    }
+
+    /// Opens the Status window and gives it the keyboard focus once it is drawn.
+    pub fn open_status(self) {
+        self.status_open.set(true);
+        request_animation_frame(|| {
+            let window = web_sys::window().and_then(|w| w.document()).and_then(|d| {
+                use wasm_bindgen::JsCast as _;
+                d.get_element_by_id("status-window")?
+                    .dyn_into::<web_sys::HtmlElement>()
+                    .ok()
+            });
+            if let Some(window) = window {
+                let _ = window.focus();
+            }
+        });
     }
 
     /// The stream broke: is the agent still there?
@@ -149,31 +161,16 @@ impl Ctx {
         (self.status.get(), false)
     }
 
-    /// A pushed status; the history may have grown with it, and the pair is asked again when
-    /// the agent did not answer at first (the page was opened while it started).
-    /// The history is fetched again only when the decision changed (state, mode or reason),
-    /// not at every push: a healthy pair pushes at every heartbeat.
+    /// A pushed status; the pair is asked again when the agent did not answer at first (the
+    /// page was opened while it started). Nothing else is fetched per push: a healthy pair
+    /// pushes at every heartbeat.
     fn pushed(self, status: Overview) {
-        let decided = |o: &Overview| {
-            o.status
-                .decision
-                .as_ref()
-                .map(|d| (d.state.state, d.state.mode, d.reason.clone()))
-        };
-        let before = self
-            .status
-            .with_untracked(|s| s.as_ref().and_then(|s| s.as_ref().ok()).and_then(decided));
-        let new_decision = before != decided(&status);
         let _ = self.set_status(Ok(status));
-        let pair_missing = !matches!(self.pair.get_untracked(), Some(Ok(_)));
-        leptos::task::spawn_local(async move {
-            if pair_missing {
+        if !matches!(self.pair.get_untracked(), Some(Ok(_))) {
+            leptos::task::spawn_local(async move {
                 self.pair.set(Some(api::pair().await));
-            }
-            if new_decision {
-                self.history.set(Some(api::history().await));
-            }
-        });
+            });
+        }
     }
 
     /// The agent's clock now, as far as the page knows: when it made its last status, plus
@@ -205,7 +202,7 @@ impl Ctx {
     }
 }
 
-/// The app: the Failover Config window, the Status window on demand, the history.
+/// The app: the Failover Config window, the Status window on demand, the timeline.
 #[component]
 pub fn App() -> impl IntoView {
     let ctx = Ctx {
@@ -213,7 +210,6 @@ pub fn App() -> impl IntoView {
         received: RwSignal::new(js_sys::Date::now()),
         now: RwSignal::new(js_sys::Date::now()),
         pair: RwSignal::new(None),
-        history: RwSignal::new(None),
         session: RwSignal::new(None),
         status_open: RwSignal::new(false),
         down: RwSignal::new(None),
@@ -238,8 +234,10 @@ pub fn App() -> impl IntoView {
         set_interval(move || ctx.refresh(), refresh);
     });
     api::on_status_events(move |s| ctx.pushed(s), move || ctx.lost());
-    Effect::new(move || show_in_tab(ctx));
+
     view! {
+        // Not an element: keeps the tab's title and icon in step with the status.
+        {move || show_in_tab(ctx)}
         <header class="top">
             <h1>"duet"</h1>
             <session::SignIn />
@@ -251,7 +249,6 @@ pub fn App() -> impl IntoView {
                 <status_window::StatusWindow />
             </Show>
             <timeline::TimelineView />
-            <history::HistoryView />
         </main>
     }
 }

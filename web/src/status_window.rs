@@ -10,24 +10,12 @@ use leptos::prelude::*;
 use crate::Ctx;
 use crate::components::{Ago, ErrorView, LedView};
 
-/// The dialog: it takes the keyboard focus when it opens; Escape, "Close" and a click outside
-/// it close it.
+/// The dialog: it takes the keyboard focus when it opens ([`crate::Ctx::open_status`]);
+/// Escape, "Close" and a click outside it close it.
 #[component]
 pub fn StatusWindow() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let close = move || ctx.status_open.set(false);
-    let dialog = NodeRef::<leptos::html::Section>::new();
-    Effect::new(move || {
-        if let Some(d) = dialog.get() {
-            let _ = d.focus();
-        }
-    });
-    let on_key = window_event_listener(leptos::ev::keydown, move |ev| {
-        if ev.key() == "Escape" {
-            close();
-        }
-    });
-    on_cleanup(move || on_key.remove());
     view! {
         <div
             class="overlay"
@@ -35,6 +23,12 @@ pub fn StatusWindow() -> impl IntoView {
             on:click=move |ev| {
                 // Only a click on the overlay itself, outside the window.
                 if ev.target() == ev.current_target() {
+                    close();
+                }
+            }
+            // The window holds the focus, so its keys bubble up to here.
+            on:keydown=move |ev| {
+                if ev.key() == "Escape" {
                     close();
                 }
             }
@@ -46,7 +40,6 @@ pub fn StatusWindow() -> impl IntoView {
                 aria-modal="true"
                 aria-label="Status"
                 tabindex="-1"
-                node_ref=dialog
             >
                 <div class="title">
                     <h2>"Status"</h2>

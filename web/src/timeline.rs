@@ -1,6 +1,7 @@
 //! The pair's timeline: the event log both agents keep and forward to each other, so it
-//! survives restarts and tells the story of the pair — every transition of either agent and
-//! who switched, LED changes, the buddy lost and found, alarms and notices — newest first,
+//! survives restarts and tells the story of the pair — every transition and decision of either
+//! agent and who gave the command, LED changes, the buddy lost and found, alarms and
+//! notices — newest first,
 //! with filters and pages. New events are fetched incrementally (only those after the newest
 //! shown, at most every 2 s while pushes arrive), never the whole log per push.
 
@@ -55,6 +56,17 @@ impl Timeline {
         });
     }
 
+    /// A filter changed: its first page.
+    fn first_page(self) {
+        self.turn(0);
+    }
+
+    /// The page at `offset`.
+    fn turn(self, offset: u64) {
+        self.offset.set(offset);
+        self.load();
+    }
+
     /// Only the events after the newest shown, prepended (on the first page).
     fn look_for_new(self) {
         let Some(Ok(page)) = self.page.get_untracked() else {
@@ -95,22 +107,7 @@ pub fn TimelineView() -> impl IntoView {
         page: RwSignal::new(None),
         looked: RwSignal::new(0.0),
     };
-    // A whole page when a filter or the page changes.
-    Effect::new(move || {
-        t.origin.track();
-        t.severity.track();
-        t.code.track();
-        t.offset.track();
-        t.load();
-    });
-    // New events as pushes arrive, on the first page, at most every 2 s.
-    Effect::new(move || {
-        ctx.received.get();
-        let due = js_sys::Date::now() - t.looked.get_untracked() >= LOOK_EVERY_MS;
-        if due && t.offset.get_untracked() == 0 && ctx.down.get_untracked().is_none() {
-            t.look_for_new();
-        }
-    });
+    t.load();
     let agents = move || {
         ctx.pair
             .get()
@@ -122,34 +119,76 @@ pub fn TimelineView() -> impl IntoView {
         <section class="window" id="timeline" aria-label="Timeline">
             <h2>"Timeline of the pair"</h2>
             <div class="filters">
-                <label>"Agent "
-                    <select id="timeline-origin" on:change=move |ev| { t.offset.set(0); t.origin.set(event_target_value(&ev)); }>
-                        <option value="">"both"</option>
-                        {move || agents().into_iter().map(|a| view! { <option value=a.clone()>{a.clone()}</option> }).collect_view()}
-                    </select>
-                </label>
-                <label>"Severity "
-                    <select id="timeline-severity" on:change=move |ev| { t.offset.set(0); t.severity.set(event_target_value(&ev)); }>
-                        <option value="">"all"</option>
-                        <option value="info">"info"</option>
-                        <option value="warning">"warning"</option>
-                        <option value="error">"error"</option>
-                        <option value="critical">"critical"</option>
-                    </select>
-                </label>
-                <label>"Kind "
-                    <select id="timeline-code" on:change=move |ev| { t.offset.set(0); t.code.set(event_target_value(&ev)); }>
-                        <option value="">"all"</option>
-                        <option value="switch">"switches"</option>
-                        <option value="led">"LED changes"</option>
-                        <option value="buddy_unreachable">"buddy lost"</option>
-                        <option value="buddy_reachable">"buddy back"</option>
-                        <option value="heartbeat_failing">"heartbeats failing"</option>
-                    </select>
-                </label>
+                {move || {
+                    let mut agents: Vec<(String, String)> = agents().into_iter().map(|a| (a.clone(), a)).collect();
+                    agents.insert(0, (String::new(), "both".into()));
+                    filter("timeline-origin", "Agent ", agents, t.origin, t)
+                }}
+                {filter("timeline-severity", "Severity ", options(SEVERITIES), t.severity, t)}
+                {filter("timeline-code", "Kind ", options(KINDS), t.code, t)}
             </div>
+            // New events as pushes arrive, on the first page, at most every 2 s.
+            {move || {
+                ctx.received.track();
+                let due = js_sys::Date::now() - t.looked.get_untracked() >= LOOK_EVERY_MS;
+                if due && t.offset.get_untracked() == 0 && ctx.down.get_untracked().is_none() {
+                    t.look_for_new();
+                }
+            }}
             {move || rows(ctx, t)}
         </section>
+    }
+}
+
+/// The severity filter's choices: (value, label).
+const SEVERITIES: &[(&str, &str)] = &[
+    ("", "all"),
+    ("info", "info"),
+    ("warning", "warning"),
+    ("error", "error"),
+    ("critical", "critical"),
+];
+
+/// The kind filter's choices: (event code, label).
+const KINDS: &[(&str, &str)] = &[
+    ("", "all"),
+    ("switch", "switches"),
+    ("decision", "decisions"),
+    ("led", "LED changes"),
+    ("buddy_unreachable", "buddy lost"),
+    ("buddy_reachable", "buddy back"),
+    ("heartbeat_failing", "heartbeats failing"),
+];
+
+fn options(choices: &[(&str, &str)]) -> Vec<(String, String)> {
+    choices
+        .iter()
+        .map(|(v, l)| ((*v).to_string(), (*l).to_string()))
+        .collect()
+}
+
+/// One filter: a labelled choice; choosing shows the first page.
+fn filter(
+    id: &'static str,
+    label: &'static str,
+    choices: Vec<(String, String)>,
+    value: RwSignal<String>,
+    t: Timeline,
+) -> impl IntoView + use<> {
+    let chosen = value.get_untracked();
+    view! {
+        <label>
+            {label}
+            <select id=id on:change=move |ev| { value.set(event_target_value(&ev)); t.first_page(); }>
+                {choices
+                    .into_iter()
+                    .map(|(v, l)| {
+                        let selected = v == chosen;
+                        view! { <option value=v selected=selected>{l}</option> }
+                    })
+                    .collect_view()}
+            </select>
+        </label>
     }
 }
 
@@ -202,13 +241,13 @@ fn rows(ctx: Ctx, t: Timeline) -> AnyView {
             </table>
         </div>
         <div class="paging">
-            <button id="timeline-newer" disabled=offset == 0 on:click=move |_| t.offset.set(offset.saturating_sub(PAGE))>
+            <button id="timeline-newer" disabled=offset == 0 on:click=move |_| t.turn(offset.saturating_sub(PAGE))>
                 "Newer"
             </button>
             <span id="timeline-range">
                 {format!("{}–{} of {total}", (offset + 1).min(total), offset + shown)}
             </span>
-            <button id="timeline-older" disabled=offset + shown >= total on:click=move |_| t.offset.set(offset + PAGE)>
+            <button id="timeline-older" disabled=offset + shown >= total on:click=move |_| t.turn(offset + PAGE)>
                 "Older"
             </button>
         </div>

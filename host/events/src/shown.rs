@@ -1,10 +1,13 @@
 //! What the operator sees, kept in the event log: this agent's LED changes (naming the rows
-//! that turned it red) and its buddy going Unreachable and coming back. Each agent records its
-//! own LED; DB Sync makes the record pair-wide.
+//! that turned it red), its buddy going Unreachable and coming back, and its decisions that
+//! change the reason or the mode without a transition (transitions are `switch` events
+//! already), with who gave the command. Each agent records its own; DB Sync makes the record
+//! pair-wide.
 
 use std::sync::Arc;
 
 use duet_base::Severity;
+use duet_core::api::{DecisionSummary, HistoryEntry};
 use duet_core::{Led, PairReport, Report};
 use duet_kernel::Kernel;
 use tokio_util::sync::CancellationToken;
@@ -109,6 +112,35 @@ fn why(report: &Report) -> String {
     }
 }
 
+/// A decision that changed the reason or the mode but not the state: what it says, with
+/// who gave the command (the newest history entry, when it is this decision's).
+pub fn decided(
+    before: Option<&DecisionSummary>,
+    now: &DecisionSummary,
+    newest: Option<&HistoryEntry>,
+    agent: &str,
+) -> Option<String> {
+    let before = before?;
+    let same_state = before.state.state == now.state.state;
+    let changed = before.reason != now.reason || before.state.mode != now.state.mode;
+    (same_state && changed).then(|| {
+        let by = newest
+            .filter(|e| e.decision.tick == now.tick)
+            .and_then(|e| e.by.as_ref())
+            .map(|by| format!(" (by {by})"))
+            .unwrap_or_default();
+        let mode = match now.state.mode {
+            duet_core::Mode::Automatic => "automatic",
+            duet_core::Mode::Manual => "manual",
+        };
+        format!(
+            "{agent} stays {} ({mode} mode): {}{by}",
+            now.state.state.label(),
+            now.reason.text
+        )
+    })
+}
+
 /// Records every change of what the kernel shows until `stop`.
 pub async fn run(
     events: Arc<EventLog>,
@@ -117,15 +149,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut rx = kernel.subscribe();
     let mut last: Option<Shown> = None;
+    let mut last_decision: Option<DecisionSummary> = None;
     loop {
-        let pair = rx.borrow_and_update().pair.clone();
-        if let Some(pair) = pair {
+        let status = rx.borrow_and_update().clone();
+        if let Some(pair) = status.pair {
             if let Some(before) = last {
                 for (severity, code, message) in changes(before, &pair) {
                     events.raise(severity, code, message);
                 }
             }
             last = Some(Shown::of(&pair));
+            if let Some(now) = status.decision {
+                let newest = kernel.history(1);
+                let agent = &pair.local.agent;
+                if let Some(message) = decided(last_decision.as_ref(), &now, newest.last(), agent) {
+                    events.raise(Severity::Info, "decision", message);
+                }
+                last_decision = Some(now);
+            }
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return Ok(()) },
@@ -160,6 +201,38 @@ mod tests {
             last_success: None,
             turns_led_red: true,
         }
+    }
+
+    #[test]
+    fn decisions_without_a_transition_are_recorded_with_who() {
+        use duet_core::{MachineState, Mode, Reason, ReasonCode};
+        let decision = |tick, code, text: &str| DecisionSummary {
+            tick,
+            at: 0,
+            state: MachineState::new(FailoverState::Online, Mode::Automatic, 0),
+            reason: Reason {
+                code,
+                text: text.into(),
+            },
+        };
+        let steady = decision(1, ReasonCode::Steady, "no fault");
+        let refused = decision(
+            2,
+            ReasonCode::Operator,
+            "force online refused: already Online",
+        );
+        assert_eq!(decided(None, &steady, None, "a"), None);
+        assert_eq!(decided(Some(&steady), &steady, None, "a"), None);
+        let by = HistoryEntry {
+            decision: refused.clone(),
+            by: Some("alice".into()),
+        };
+        assert_eq!(
+            decided(Some(&steady), &refused, Some(&by), "a").as_deref(),
+            Some(
+                "a stays Online (automatic mode): force online refused: already Online (by alice)"
+            )
+        );
     }
 
     #[test]
