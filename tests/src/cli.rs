@@ -161,14 +161,19 @@ fn two_agents_on_loopback_elect_exactly_one_online_and_report_green() {
     };
     assert_eq!(states.0, Some(duet_core::FailoverState::Online));
 
-    // The terminal view shows both columns and the reason of the last decision.
+    // The terminal view shows both columns with their state and age, and why this agent is
+    // where it is.
     let (code, text) = status(pb, false);
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("agent-a") && text.contains("agent-b") && text.contains("Heartbeat"),
         "{text}"
     );
-    assert!(text.contains("last decision"), "{text}");
+    assert!(text.contains("Why is agent-b Offline?"), "{text}");
+    assert!(
+        text.contains("agent-a — Online") && text.contains("last report "),
+        "{text}"
+    );
 
     // The failover log of the winner has the transitions, in the reference's words.
     let log =
