@@ -113,20 +113,21 @@ fn why(report: &Report) -> String {
 }
 
 /// A decision that changed the reason or the mode but not the state: what it says, with
-/// who gave the command (the newest history entry, when it is this decision's).
+/// who gave the command (the newest history entry, asked for only then, when it is this
+/// decision's).
 pub fn decided(
     before: Option<&DecisionSummary>,
     now: &DecisionSummary,
-    newest: Option<&HistoryEntry>,
+    newest: impl FnOnce() -> Option<HistoryEntry>,
     agent: &str,
 ) -> Option<String> {
     let before = before?;
     let same_state = before.state.state == now.state.state;
     let changed = before.reason != now.reason || before.state.mode != now.state.mode;
     (same_state && changed).then(|| {
-        let by = newest
+        let by = newest()
             .filter(|e| e.decision.tick == now.tick)
-            .and_then(|e| e.by.as_ref())
+            .and_then(|e| e.by)
             .map(|by| format!(" (by {by})"))
             .unwrap_or_default();
         let mode = match now.state.mode {
@@ -160,9 +161,9 @@ pub async fn run(
             }
             last = Some(Shown::of(&pair));
             if let Some(now) = status.decision {
-                let newest = kernel.history(1);
+                let newest = || kernel.history(1).pop();
                 let agent = &pair.local.agent;
-                if let Some(message) = decided(last_decision.as_ref(), &now, newest.last(), agent) {
+                if let Some(message) = decided(last_decision.as_ref(), &now, newest, agent) {
                     events.raise(Severity::Info, "decision", message);
                 }
                 last_decision = Some(now);
@@ -221,14 +222,14 @@ mod tests {
             ReasonCode::Operator,
             "force online refused: already Online",
         );
-        assert_eq!(decided(None, &steady, None, "a"), None);
-        assert_eq!(decided(Some(&steady), &steady, None, "a"), None);
+        assert_eq!(decided(None, &steady, || None, "a"), None);
+        assert_eq!(decided(Some(&steady), &steady, || None, "a"), None);
         let by = HistoryEntry {
             decision: refused.clone(),
             by: Some("alice".into()),
         };
         assert_eq!(
-            decided(Some(&steady), &refused, Some(&by), "a").as_deref(),
+            decided(Some(&steady), &refused, || Some(by), "a").as_deref(),
             Some(
                 "a stays Online (automatic mode): force online refused: already Online (by alice)"
             )
