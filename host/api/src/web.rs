@@ -138,7 +138,7 @@ mod tests {
         file(asset, &headers, (path != "/").then_some(query.as_str()))
     }
 
-    fn header<'a>(r: &'a Response, name: header::HeaderName) -> &'a str {
+    fn header(r: &Response, name: header::HeaderName) -> &str {
         r.headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
