@@ -334,6 +334,7 @@ impl Agent {
             triggers: Vec::new(),
             vip,
             nics: Vec::new(),
+            fenced: None,
         };
         let decision = step(&self.machine, &input, now);
         for action in &decision.actions {

@@ -382,6 +382,8 @@ async fn start(
         no_events: true,
         clock: Some(clock),
         commands: Some(commands),
+        // Paused time: the agents' decision paths run on this runtime, unfenced.
+        shared_runtime: true,
         ..RunOptions::default()
     };
     lock(states)[i] = Some(MachineState::new(

@@ -19,7 +19,8 @@ fn kind(entry: &HistoryEntry, previous: Option<&HistoryEntry>) -> &'static str {
         | ReasonCode::Timeout
         | ReasonCode::PingPongGuard
         | ReasonCode::SwitchTrigger
-        | ReasonCode::Vip => "alarm",
+        | ReasonCode::Vip
+        | ReasonCode::Fenced => "alarm",
         ReasonCode::Steady
         | ReasonCode::StartupTieBreak
         | ReasonCode::LostTieBreak

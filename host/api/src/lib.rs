@@ -10,7 +10,8 @@
 //! - `GET /api/v1/session`: the name and rights of the presented token (the web UI's sign-in).
 //! - `GET /api/v1/events`: the event log, paged and filtered; `POST /api/v1/events`: an
 //!   application posts events (token with the right `events`). See `events`.
-//! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
+//! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the decision
+//!   loop keeps its pulse, 503 when it is late or fenced.
 
 #![warn(clippy::too_many_lines)]
 
@@ -97,13 +98,31 @@ pub async fn serve(
             get(crate::events::list).post(crate::events::post),
         )
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .merge(crate::web::routes())
         .with_state(api);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// 200 while the decision loop keeps its pulse; 503 once it is late (silent past the fence
+/// bound) or the agent is fenced.
+async fn healthz(State(kernel): State<Arc<Kernel>>) -> Response {
+    let pulse = kernel.pulse();
+    if pulse.late() {
+        let text = format!(
+            "late: the decision loop completed no tick for {} ms\n",
+            pulse.silence().as_millis()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    if let Some(stall) = kernel.fenced() {
+        let text = format!("fenced: the decision loop stalled for {stall} ms\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    "ok".into_response()
 }
 
 async fn status(State(kernel): State<Arc<Kernel>>) -> Json<Status> {

@@ -17,6 +17,7 @@ pub(crate) fn render(kernel: &Kernel) -> String {
     }
     heartbeats(&mut out, &agent, kernel);
     runtime(&mut out, &agent, kernel);
+    pulse(&mut out, &agent, kernel);
     link(&mut out, &agent, kernel);
     decisions(&mut out, &agent, kernel);
     out
@@ -134,6 +135,39 @@ fn heartbeats(out: &mut String, agent: &str, kernel: &Kernel) {
             );
         }
     }
+}
+
+/// The decision loop's pulse: the gaps between its ticks, and the fence.
+fn pulse(out: &mut String, agent: &str, kernel: &Kernel) {
+    let pulse = kernel.pulse();
+    for (name, help, value) in [
+        (
+            "duet_tick_gap_seconds",
+            "The last gap between two completed ticks of the decision loop.",
+            pulse.gap(),
+        ),
+        (
+            "duet_tick_gap_max_seconds",
+            "The largest gap between two completed ticks since start.",
+            pulse.max_gap(),
+        ),
+        (
+            "duet_tick_silence_seconds",
+            "How long since the decision loop last completed a tick.",
+            pulse.silence(),
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{{agent=\"{agent}\"}} {}", value.as_secs_f64());
+    }
+    family(
+        out,
+        "duet_fenced",
+        "gauge",
+        "1 while this agent is fenced (its decision loop stalled past the bound).",
+    );
+    let fenced = u8::from(kernel.fenced().is_some());
+    let _ = writeln!(out, "duet_fenced{{agent=\"{agent}\"}} {fenced}");
 }
 
 /// The core runtime's faults.

@@ -4,11 +4,14 @@
 //! - [`Severity`] and [`Alarms`]: how a crate raises an alarm without knowing the event log.
 //! - [`config`]: the one error collector every configuration section validates into.
 //! - [`watchdog`]: times calls on the decision path and counts the components that overran.
+//! - [`pulse`]: the decision loop's pulse (tick gaps, late past the fence bound), read by the
+//!   virtual IPs, the API and the fence.
 //! - [`lock`], [`millis`], [`snake`]: small helpers with one spelling each.
 
 #![warn(clippy::too_many_lines)]
 
 pub mod config;
+pub mod pulse;
 pub mod watchdog;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

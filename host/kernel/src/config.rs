@@ -66,6 +66,8 @@ pub struct CoreConfig {
     pub memory_limit_bytes: usize,
     pub tick: Duration,
     pub watch_interval: Duration,
+    /// The SCHED_RR priority of the decision threads (1 to 99); 0: ordinary scheduling.
+    pub priority: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -276,6 +278,7 @@ pub struct RawCore {
     pub memory_limit_mib: Option<u32>,
     pub tick: Option<String>,
     pub watch_interval: Option<String>,
+    pub priority: Option<u8>,
 }
 
 #[derive(Deserialize, Default)]
@@ -477,7 +480,15 @@ fn core(raw: RawCore, base: &Path, errors: &mut Errors) -> CoreConfig {
         Duration::from_millis(500),
         (10 * MS, Duration::from_secs(60)),
     );
+    let priority = raw.priority.unwrap_or(10);
+    if priority > 99 {
+        errors.error(
+            "core.priority",
+            format!("{priority} is out of range: expected 0 (ordinary scheduling) to 99"),
+        );
+    }
     CoreConfig {
+        priority,
         path: raw.path.map(|p| relative_to(base, p)),
         deadline,
         memory_limit_bytes: (memory_mib as usize) << 20,
