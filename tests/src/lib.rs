@@ -41,6 +41,8 @@ mod api;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]
+mod containment;
+#[cfg(test)]
 mod core_runtime;
 #[cfg(test)]
 mod dbsync;

@@ -149,6 +149,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         answer: None,
         settings: Default::default(),
         macs: Vec::new(),
+        fenced: false,
     }
 }
 

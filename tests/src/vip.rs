@@ -18,7 +18,7 @@ const VIP: &str = "10.77.0.100";
 const PORT: u16 = 7300;
 
 /// Runs `f` on a thread inside network namespace `ns` (sockets made there stay there).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("the namespace file");

@@ -139,6 +139,20 @@ fn test(root: &Path) -> anyhow::Result<()> {
         run(cargo(root).args(["build", "--locked", "--bins"]))
     })?;
     phase("tests", &mut || run(cargo(root).args(["test", "--locked"])))?;
+    // The containment tests load the machine on purpose (CPU hogs, stalls): alone, one by one.
+    phase("serial tests", &mut || {
+        run(cargo(root).args([
+            "test",
+            "--locked",
+            "-p",
+            "duet-tests",
+            "--lib",
+            "containment::",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ]))
+    })?;
     phase("demo", &mut || demo::run(root, true))?;
     println!(
         "xtask test: all passed in {:.0?} ({})",

@@ -395,6 +395,7 @@ impl Kernel {
         let fenced = fence::check(self);
         let mut report = self.peer.borrow().clone();
         if fenced.is_some() {
+            report.fenced = true;
             report.state = FailoverState::Offline;
             report.yielding = Some(0);
             report.request = None;
@@ -416,7 +417,7 @@ impl Kernel {
         let (newer, changed) = match &*buddy {
             None => (true, true),
             Some((old, _)) => (
-                old.boot != report.boot || report.tick > old.tick,
+                report.newer_than(old),
                 old.state != report.state
                     || old.request != report.request
                     || old.answer != report.answer,
@@ -467,5 +468,6 @@ fn first_report(
             .iter()
             .map(duet_vip::arp::format_mac)
             .collect(),
+        fenced: false,
     })
 }

@@ -544,6 +544,7 @@ impl Loop {
                 self.settings.clone()
             },
             macs: previous.macs,
+            fenced: false,
         });
         kernel.status.send_replace(Status {
             pair: Some(pair),
