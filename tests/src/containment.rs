@@ -334,6 +334,17 @@ fn busy_plugins_and_hogs(priority: u8) {
     let _hogs = Hogs::start();
     calm(&t, &watch, Duration::from_secs(30), with(p));
     assert_eq!(t.states()[q], OFFLINE);
+    let rows = t
+        .status(p)
+        .and_then(|s| s.pair)
+        .expect("a status")
+        .local
+        .rows;
+    let busy = rows
+        .iter()
+        .find(|r| r.key == "plugin:p0")
+        .expect("the plugin's row");
+    assert_eq!(busy.value, "busy 900 ms", "the plugins ran: {busy:?}");
 }
 
 #[test]
@@ -377,9 +388,22 @@ fn plugins_blocked_on_a_fifo_leave_the_loop_and_sigterm_alone() {
     eventually(TAKEOVER, "the VIP answers", || watch.answering());
     // Long enough for every plugin to block (the shared pool filled in 15 s before).
     calm(&t, &watch, Duration::from_secs(15), with(p));
+    let rows = t
+        .status(p)
+        .and_then(|s| s.pair)
+        .expect("a status")
+        .local
+        .rows;
+    let stuck = rows
+        .iter()
+        .find(|r| r.key == "plugin:p0")
+        .expect("the plugin's row");
+    eprintln!("a blocked plugin's row: {stuck:?}");
+    assert!(stuck.reason.is_some(), "the read is blocked: {stuck:?}");
     let asked = Instant::now();
     t.signal(p, "-TERM");
     let exited = asked.elapsed();
+    eprintln!("SIGTERM: the agent exited after {exited:?}");
     // The handover's own bound (going_offline + prepare timeouts + 4 ticks, defaults) plus
     // the 2 s given to stragglers and 1 s to blocked threads.
     assert!(
