@@ -538,3 +538,53 @@ fn a_stopped_process_fences_first_thing_on_waking() {
     assert_rhythm(&t, q);
     assert!(one_online(t.states()));
 }
+
+/// The load bench (`cargo xtask bench`): both cores saturated (a CPU hog per core at ordinary
+/// priority, four busy plugins on each agent), at the defaults: 10 kill -9 failovers timed at
+/// the client, then `DUET_LOAD_BENCH_SECS` (default 600) with no fault, counting takeovers.
+/// Writes `target/load-bench.json`.
+#[test]
+#[ignore = "a bench: cargo xtask bench runs it"]
+fn load_bench() {
+    let secs: u64 = std::env::var("DUET_LOAD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let mut t = pair(["", ""]).expect("the load bench needs root");
+    let busy = plugins(&t, 4, |_| {
+        "interval = \"1s\"\nconfig = { mode = \"busy\", busy_ms = 900 }".to_string()
+    });
+    for extra in &mut t.extra {
+        extra.push_str(&busy);
+    }
+    t.configure(DEFAULTS);
+    t.add_host("cl", &CLIENT.to_string());
+    let _services = [
+        crate::vip::Service::start(&t.agent_ns(0), AGENTS[0]),
+        crate::vip::Service::start(&t.agent_ns(1), AGENTS[1]),
+    ];
+    let _hogs = Hogs::start();
+    let mut times = crate::vip::failover_series(&mut t, 10);
+    t.until(TAKEOVER, "one Online", one_online);
+    let before = [t.state_changes(0), t.state_changes(1)];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        t.until(TAKEOVER, "one Online", one_online);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let takeovers = (0..2)
+        .map(|i| t.state_changes(i) - before[i])
+        .sum::<usize>();
+    let gaps: Vec<f64> = (0..2)
+        .filter_map(|i| metric(&t, i, "duet_tick_gap_max_seconds"))
+        .collect();
+    let out = serde_json::json!({
+        "failover": crate::vip::stats(&mut times),
+        "quiet_seconds": secs,
+        "state_changes": takeovers,
+        "max_tick_gap_ms": gaps.iter().copied().fold(0.0, f64::max) * 1000.0,
+    });
+    let path = crate::support::workspace().join("target/load-bench.json");
+    std::fs::write(&path, out.to_string()).expect("write the figures");
+    eprintln!("{out}");
+}

@@ -150,6 +150,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
             "containment::",
             "--",
             "--ignored",
+            "--skip",
+            "load_bench",
             "--test-threads=1",
         ]))
     })?;
