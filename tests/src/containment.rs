@@ -302,13 +302,12 @@ fn calm(t: &Topology, watch: &ArpWatch, during: Duration, expected: [Option<Fail
         assert_eq!(t.states(), expected, "a takeover under load\n{}", t.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
-    for i in 0..2 {
-        let out = std::fs::read_to_string(t.dir.path().join(format!("{}-failover.log", AGENTS[i])))
+    for (i, name) in AGENTS.iter().enumerate() {
+        let out = std::fs::read_to_string(t.dir.path().join(format!("{name}-failover.log")))
             .unwrap_or_default();
         assert!(
             !out.contains("all agent heartbeats fail"),
-            "{}: a path declared dead\n{}",
-            AGENTS[i],
+            "{name}: a path declared dead\n{}",
             t.logs()
         );
         assert_rhythm(t, i);
