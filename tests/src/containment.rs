@@ -294,6 +294,32 @@ fn plugins(t: &Topology, n: usize, section: impl Fn(usize) -> String) -> String 
     text
 }
 
+/// Starts the pair with the client watching the VIP; once the Online agent answers for it:
+/// the watch, (Online, Offline) and their MACs.
+fn start_watched(t: &mut Topology) -> (ArpWatch, (usize, usize), (Mac, Mac)) {
+    let client = t.add_host("cl", &CLIENT.to_string());
+    let (p, q) = t.start_pair();
+    let watch = ArpWatch::start(&client);
+    let macs = (agent_mac(t, p), agent_mac(t, q));
+    eventually(TAKEOVER, "the Online agent answers for the VIP", || {
+        (watch.answering() == Some(macs.0)).then_some(())
+    });
+    (watch, (p, q), macs)
+}
+
+/// The row of plugin `p0` on agent i.
+fn first_plugin_row(t: &Topology, i: usize) -> duet_core::Row {
+    let rows = t
+        .status(i)
+        .and_then(|s| s.pair)
+        .expect("a status")
+        .local
+        .rows;
+    rows.into_iter()
+        .find(|r| r.key == "plugin:p0")
+        .expect("the plugin's row")
+}
+
 /// Holds for `during`: states stay `expected`, the heartbeats to the buddy never declared
 /// dead on either agent, one MAC answers for the VIP.
 fn calm(t: &Topology, watch: &ArpWatch, during: Duration, expected: [Option<FailoverState>; 2]) {
@@ -333,16 +359,7 @@ fn busy_plugins_and_hogs(priority: u8) {
     let _hogs = Hogs::start();
     calm(&t, &watch, Duration::from_secs(30), with(p));
     assert_eq!(t.states()[q], OFFLINE);
-    let rows = t
-        .status(p)
-        .and_then(|s| s.pair)
-        .expect("a status")
-        .local
-        .rows;
-    let busy = rows
-        .iter()
-        .find(|r| r.key == "plugin:p0")
-        .expect("the plugin's row");
+    let busy = first_plugin_row(&t, p);
     assert_eq!(busy.value, "busy 900 ms", "the plugins ran: {busy:?}");
 }
 
@@ -387,16 +404,7 @@ fn plugins_blocked_on_a_fifo_leave_the_loop_and_sigterm_alone() {
     eventually(TAKEOVER, "the VIP answers", || watch.answering());
     // Long enough for every plugin to block (the shared pool filled in 15 s before).
     calm(&t, &watch, Duration::from_secs(15), with(p));
-    let rows = t
-        .status(p)
-        .and_then(|s| s.pair)
-        .expect("a status")
-        .local
-        .rows;
-    let stuck = rows
-        .iter()
-        .find(|r| r.key == "plugin:p0")
-        .expect("the plugin's row");
+    let stuck = first_plugin_row(&t, p);
     eprintln!("a blocked plugin's row: {stuck:?}");
     assert!(stuck.reason.is_some(), "the read is blocked: {stuck:?}");
     let asked = Instant::now();
@@ -436,13 +444,7 @@ fn a_frozen_loop_fences_itself_before_the_buddy_takes_over() {
     for (env, file) in t.env.iter_mut().zip(&files) {
         env.push(("DUET_TEST_FREEZE".into(), file.display().to_string()));
     }
-    let client = t.add_host("cl", &CLIENT.to_string());
-    let (p, q) = t.start_pair();
-    let watch = ArpWatch::start(&client);
-    let (mac_p, mac_q) = (agent_mac(&t, p), agent_mac(&t, q));
-    eventually(TAKEOVER, "the Online agent answers for the VIP", || {
-        (watch.answering() == Some(mac_p)).then_some(())
-    });
+    let (watch, (p, q), (_, mac_q)) = start_watched(&mut t);
     assert_eq!(get(&t, p, "/healthz").map(|(c, _)| c), Some(200));
     // Agent p's loop stops before its next core call; the rest of its process runs on.
     std::fs::write(&files[p], "").expect("freeze");
@@ -485,13 +487,7 @@ fn a_stopped_process_fences_first_thing_on_waking() {
     let Some(mut t) = pair(["", ""]) else {
         return;
     };
-    let client = t.add_host("cl", &CLIENT.to_string());
-    let (p, q) = t.start_pair();
-    let watch = ArpWatch::start(&client);
-    let (mac_p, mac_q) = (agent_mac(&t, p), agent_mac(&t, q));
-    eventually(TAKEOVER, "the Online agent answers for the VIP", || {
-        (watch.answering() == Some(mac_p)).then_some(())
-    });
+    let (watch, (p, q), (mac_p, mac_q)) = start_watched(&mut t);
     let pid = t.pid(p).expect("the agent runs").to_string();
     let kill = |signal: &str| {
         let ok = std::process::Command::new("kill")
