@@ -84,7 +84,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
             } else {
                 (path, e.inner().message().to_string())
             };
-            ConfigErrors(vec![ConfigError { path, message }])
+            ConfigErrors(vec![ConfigError::new(path, message)])
         })?;
     validate(raw, base)
 }

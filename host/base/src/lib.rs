@@ -4,11 +4,15 @@
 //! - [`Severity`] and [`Alarms`]: how a crate raises an alarm without knowing the event log.
 //! - [`config`]: the one error collector every configuration section validates into.
 //! - [`watchdog`]: times calls on the decision path and counts the components that overran.
+//! - [`fds`]: the file descriptor limit, raised to the hard limit at start.
+//! - [`text`]: outside text made safe to print (control characters escaped, long values cut).
 //! - [`lock`], [`millis`], [`snake`]: small helpers with one spelling each.
 
 #![warn(clippy::too_many_lines)]
 
 pub mod config;
+pub mod fds;
+pub mod text;
 pub mod watchdog;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
