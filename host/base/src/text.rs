@@ -43,6 +43,17 @@ pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
     }
 }
 
+/// A time in milliseconds since the Unix epoch as RFC 3339 (UTC, milliseconds); a time no
+/// calendar can show (past the year 9999) as the number, never a panic.
+pub fn time(ms: u64) -> String {
+    const LAST: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    if ms > LAST {
+        return format!("{ms} ms (out of range)");
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 /// A value repeated in a message: cut to [`VALUE_IN_MESSAGE`] characters, then escaped.
 pub fn value(text: &str) -> String {
     printable(&cut(text, VALUE_IN_MESSAGE)).into_owned()
@@ -95,6 +106,17 @@ mod tests {
         assert_eq!(cut(&"é".repeat(100), 3), "ééé…");
         let long = "x".repeat(10_000_000);
         assert_eq!(value(&long).chars().count(), VALUE_IN_MESSAGE + 1);
+    }
+
+    #[test]
+    fn any_time_is_shown_and_none_panics() {
+        assert_eq!(time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(time(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            time(253_402_300_800_000),
+            "253402300800000 ms (out of range)"
+        );
+        assert!(time(u64::MAX).ends_with("(out of range)"));
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli.command.execute()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("duet: {e:#}");
+            commands::print_error(Some("duet"), &e);
             ExitCode::FAILURE
         }
     }
