@@ -17,9 +17,8 @@ use crate::support::{
 /// How many idle connections the flood holds.
 const FLOOD: usize = 20_000;
 
-/// Raises this process's open-file limit (soft and hard, as root can) to at least `want`; the
-/// agents it starts inherit it.
-fn raise_fd_limit(want: u64) {
+/// Raises this process's soft open-file limit to the hard one; returns it.
+fn raise_fd_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -27,15 +26,80 @@ fn raise_fd_limit(want: u64) {
     // SAFETY: getrlimit and setrlimit only read or write the struct given.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit), 0);
-        limit.rlim_max = limit.rlim_max.max(want);
         limit.rlim_cur = limit.rlim_max;
-        assert_eq!(
-            libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit),
-            0,
-            "cannot raise RLIMIT_NOFILE to {want}: {}",
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit), 0);
     }
+    limit.rlim_cur
+}
+
+/// Not a test of its own: a process of the flood. One process can hold only its fd limit's
+/// worth of connections (and an unprivileged one cannot raise the hard limit), so the flood
+/// is spread over a few of these, each started by the flood test with its part.
+#[test]
+#[ignore = "a helper process of the API flood test"]
+fn api_flood_part() {
+    let Ok(target) = std::env::var("DUET_FLOOD_TARGET") else {
+        return;
+    };
+    let target: SocketAddr = target.parse().expect("DUET_FLOOD_TARGET");
+    let count: usize = std::env::var("DUET_FLOOD_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .expect("DUET_FLOOD_COUNT");
+    raise_fd_limit();
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(count);
+    while held.len() < count && started.elapsed() < Duration::from_secs(60) {
+        if let Ok(s) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+            held.push(s);
+        }
+    }
+    let report = std::env::var("DUET_FLOOD_REPORT").expect("DUET_FLOOD_REPORT");
+    std::fs::write(report, held.len().to_string()).expect("write the report");
+    // Held until the flood test kills this process (bounded, should it not).
+    std::thread::sleep(Duration::from_secs(120));
+}
+
+/// Starts processes that together hold `count` idle connections to `target`; returns them
+/// once every connection is made (killing them closes the connections).
+fn flood(target: SocketAddr, count: usize, dir: &std::path::Path) -> Agents {
+    let per_process = usize::try_from(raise_fd_limit())
+        .unwrap_or(usize::MAX)
+        .saturating_sub(200)
+        .min(10_000);
+    let parts = count.div_ceil(per_process);
+    let exe = std::env::current_exe().expect("the test executable");
+    let reports: Vec<_> = (0..parts).map(|i| dir.join(format!("flood-{i}"))).collect();
+    let helpers = Agents(
+        reports
+            .iter()
+            .enumerate()
+            .map(|(i, report)| {
+                let n = per_process.min(count - i * per_process);
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "admission::api_flood_part",
+                        "--ignored",
+                        "--quiet",
+                    ])
+                    .env("DUET_FLOOD_TARGET", target.to_string())
+                    .env("DUET_FLOOD_COUNT", n.to_string())
+                    .env("DUET_FLOOD_REPORT", report)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start a flood process")
+            })
+            .collect(),
+    );
+    let held: usize = eventually(Duration::from_secs(90), "the flood's connections", || {
+        reports
+            .iter()
+            .map(|r| std::fs::read_to_string(r).ok()?.parse::<usize>().ok())
+            .sum::<Option<usize>>()
+    });
+    assert_eq!(held, count, "connections the flood made");
+    helpers
 }
 
 /// A pair on loopback with a canary plugin each, 500 ms heartbeats with a generous timeout
@@ -122,13 +186,12 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn twenty_thousand_idle_api_connections_leave_heartbeats_peer_link_and_plugins_alone() {
-    raise_fd_limit(FLOOD as u64 + 10_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let (pa, pb, a, b) = pair(dir.path());
     // agent-a keeps the flood's connections a while, so its API stays full while we look.
     let text = std::fs::read_to_string(&a).expect("read a");
     let listen = format!("listen = \"127.0.0.1:{pa}\"");
-    let slow = format!("{listen}\nheader_timeout = \"30s\"");
+    let slow = format!("{listen}\nheader_timeout = \"2m\"");
     std::fs::write(&a, text.replace(&listen, &slow)).expect("write a");
     let agents = Agents(vec![spawn(&a), spawn(&b)]);
     eventually(
@@ -145,19 +208,7 @@ fn twenty_thousand_idle_api_connections_leave_heartbeats_peer_link_and_plugins_a
 
     // The flood: FLOOD connections to agent-a's API, each silent.
     let started = Instant::now();
-    let mut flood = Vec::with_capacity(FLOOD);
-    let api: SocketAddr = ([127, 0, 0, 1], pa).into();
-    while flood.len() < FLOOD && started.elapsed() < Duration::from_secs(60) {
-        if let Ok(s) = TcpStream::connect_timeout(&api, Duration::from_secs(2)) {
-            flood.push(s);
-        }
-    }
-    assert_eq!(
-        flood.len(),
-        FLOOD,
-        "connections made in {:?}",
-        started.elapsed()
-    );
+    let flood = flood(([127, 0, 0, 1], pa).into(), FLOOD, dir.path());
     let connect_time = started.elapsed();
     let held_fds = open_fds(agents.0[0].id());
 
@@ -258,7 +309,7 @@ fn connect_from(from: SocketAddr, to: SocketAddr) -> Option<TcpStream> {
 #[test]
 fn strangers_holding_every_open_peer_slot_cannot_keep_a_restarted_buddy_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (pa, pb, a, b) = pair(dir.path(), "");
+    let (pa, pb, a, b) = pair(dir.path());
     let mut agents = Agents(vec![spawn(&a), spawn(&b)]);
     eventually(
         Duration::from_secs(30),
