@@ -143,7 +143,7 @@ fn healthy(status: &Status) -> Result<(), String> {
             }
         }
         let canary = report.rows.iter().find(|r| r.key == "plugin:canary");
-        if !canary.is_some_and(|r| !r.turns_led_red) {
+        if canary.is_none_or(|r| r.turns_led_red) {
             return Err(format!(
                 "{}: the canary plugin row is {canary:?}",
                 report.agent
