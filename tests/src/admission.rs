@@ -17,21 +17,6 @@ use crate::support::{
 /// How many idle connections the flood holds.
 const FLOOD: usize = 20_000;
 
-/// Raises this process's soft open-file limit to the hard one; returns it.
-fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read or write the struct given.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit), 0);
-    }
-    limit.rlim_cur
-}
-
 /// Not a test of its own: a process of the flood. One process can hold only its fd limit's
 /// worth of connections (and an unprivileged one cannot raise the hard limit), so the flood
 /// is spread over a few of these, each started by the flood test with its part.
@@ -46,7 +31,7 @@ fn api_flood_part() {
         .ok()
         .and_then(|n| n.parse().ok())
         .expect("DUET_FLOOD_COUNT");
-    raise_fd_limit();
+    duet_base::fds::raise_limit();
     let started = Instant::now();
     let mut held = Vec::with_capacity(count);
     while held.len() < count && started.elapsed() < Duration::from_secs(60) {
@@ -63,7 +48,7 @@ fn api_flood_part() {
 /// Starts processes that together hold `count` idle connections to `target`; returns them
 /// once every connection is made (killing them closes the connections).
 fn flood(target: SocketAddr, count: usize, dir: &std::path::Path) -> Agents {
-    let per_process = usize::try_from(raise_fd_limit())
+    let per_process = usize::try_from(duet_base::fds::raise_limit().expect("the fd limit"))
         .unwrap_or(usize::MAX)
         .saturating_sub(200)
         .min(10_000);
