@@ -279,7 +279,7 @@ fn config(i: usize, priority: u32, dir: &std::path::Path) -> duet_host::config::
         [buddy]
         name = "{buddy}"
         [api]
-        listen = "127.0.0.1:0"
+        listen = "127.0.0.1:9" # not served (no_api)
         [peer]
         listen = "0.0.0.0:{PEER_PORT}"
         pair_key = "{key}"

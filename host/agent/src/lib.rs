@@ -98,6 +98,8 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Before anything opens a file: the API's share of descriptors is taken from this limit.
+    duet_base::fds::raise_limit();
     let runtime = match options.runtime {
         Some(rt) => rt,
         None => core_runtime(&config).await?,
@@ -287,6 +289,7 @@ impl Agent {
             vips: self.vips.clone(),
             config: Arc::new(self.config.api.clone()),
             web: self.config.web,
+            connections: Arc::default(),
         }
     }
 

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 mod events;
 pub use events::EventPage;
 mod metrics;
@@ -54,6 +55,8 @@ pub struct Api {
     pub vips: Arc<Vips>,
     pub config: Arc<ApiConfig>,
     pub web: WebConfig,
+    /// The API's connection counters (`/metrics`).
+    pub connections: Arc<connections::ConnectionStats>,
 }
 
 impl FromRef<Api> for Arc<Kernel> {
@@ -100,10 +103,18 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .merge(crate::web::routes())
-        .with_state(api);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            api.config.limits.header_timeout,
+        ))
+        .with_state(api.clone());
+    connections::serve(
+        listener,
+        app,
+        api.config.limits,
+        api.connections.clone(),
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
@@ -261,13 +272,13 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn metrics(State(kernel): State<Arc<Kernel>>) -> Response {
+async fn metrics(State(api): State<Api>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&kernel),
+        crate::metrics::render(&api.kernel, &api.connections),
     )
         .into_response()
 }

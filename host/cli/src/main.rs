@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("duet: {e:#}");
+            commands::print_error(Some("duet"), &e);
             ExitCode::FAILURE
         }
     }

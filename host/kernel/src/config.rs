@@ -400,15 +400,11 @@ pub fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
     }
 }
 
-/// An address:port setting; a mistake names the key and gives an example.
+/// An address:port setting; a mistake (port 0 too) names the key and gives an example.
 pub fn socket_address(errors: &mut Errors, path: &str, value: &str, example: &str) -> SocketAddr {
-    value.parse::<SocketAddr>().unwrap_or_else(|_| {
-        errors.error(
-            path,
-            format!("\"{value}\" is not an address:port such as \"{example}\""),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
+    errors
+        .socket_address(path, value, example)
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 fn peer(raw: &RawPeer, base: &Path, errors: &mut Errors) -> PeerConfig {
@@ -581,22 +577,16 @@ fn timing(
 
 /// The buddy's peer port on one path: an address:port that is not our own peer port.
 fn buddy_peer(errors: &mut Errors, path: &str, value: &str, own: SocketAddr) -> SocketAddr {
-    match value.parse::<SocketAddr>() {
-        Ok(t) if t == own => {
-            errors.error(path, format!("{value} is this agent's own peer.listen: this path goes to the buddy's peer port"));
-            t
-        }
-        Ok(t) => t,
-        Err(_) => {
-            errors.error(
-                path,
-                format!(
-                    "\"{value}\" is not the buddy's peer address (address:port of its peer.listen)"
-                ),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        }
+    let target = errors.socket_address(path, value, "10.0.0.2:7201");
+    if target == Some(own) {
+        errors.error(
+            path,
+            format!(
+                "{value} is this agent's own peer.listen: this path goes to the buddy's peer port"
+            ),
+        );
     }
+    target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 fn heartbeats(raw: &[RawHeartbeat], own: SocketAddr, errors: &mut Errors) -> Vec<HeartbeatConfig> {

@@ -10,8 +10,7 @@
 //! - [`failover_log`] and [`state_file`]: the failover log and the remembered state.
 //! - [`configuration`]: the Configuration row (the pair's shared settings compared).
 //! - [`decision`]: the decision path's own threads, at raised priority; [`fence`]: the agent
-//!   whose loop stalls past what its buddy tolerates fences itself; [`fds`]: descriptors kept
-//!   in reserve for its sockets.
+//!   whose loop stalls past what its buddy tolerates fences itself.
 //!
 //! The kernel depends on no plugin, event-log, API, NATS or web crate: what those show it
 //! comes through [`Surroundings`], what it raises goes to [`Alarms`], and the buddy's event
@@ -23,7 +22,6 @@ pub mod config;
 pub mod configuration;
 pub mod decision;
 pub mod failover_log;
-pub mod fds;
 pub mod fence;
 pub mod net;
 mod paths;
@@ -255,7 +253,7 @@ impl Kernel {
         observer: Option<mpsc::UnboundedSender<TickRecord>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        fds::refill();
+        duet_base::fds::refill();
         let stop = self.stop.clone();
         let on = &self.decision;
         tasks.spawn_on(peer::serve(self.clone(), listener, stop.clone()), on);

@@ -198,8 +198,8 @@ impl Network for Tcp {
         target: SocketAddr,
     ) -> BoxFuture<'_, io::Result<BoxStream>> {
         Box::pin(async move {
-            crate::fds::refill();
-            let socket = crate::fds::opening(|| {
+            duet_base::fds::refill();
+            let socket = duet_base::fds::opening(|| {
                 if target.is_ipv4() {
                     tokio::net::TcpSocket::new_v4()
                 } else {
@@ -231,8 +231,9 @@ impl Network for Tcp {
         timeout: Duration,
     ) -> BoxFuture<'_, io::Result<Box<dyn Pinger>>> {
         Box::pin(async move {
-            crate::fds::refill();
-            let pinger = crate::fds::opening(|| IcmpPinger::open(source, target, ident, timeout))?;
+            duet_base::fds::refill();
+            let pinger =
+                duet_base::fds::opening(|| IcmpPinger::open(source, target, ident, timeout))?;
             Ok(Box::new(pinger) as Box<dyn Pinger>)
         })
     }

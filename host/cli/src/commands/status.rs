@@ -6,6 +6,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use duet_base::text::printable;
 use duet_core::api::Status;
 use duet_core::{Led, Report};
 
@@ -104,7 +105,7 @@ async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i3
     let status = match fetched {
         Ok(s) => s,
         Err(why) => {
-            eprintln!("duet status: {why}");
+            eprintln!("duet status: {}", printable(&why));
             return EXIT_UNREACHABLE;
         }
     };
@@ -149,8 +150,8 @@ pub fn render(status: &Status, colour: bool) -> String {
             "last decision (tick {}): {} — {}\ncore: {}\n",
             d.tick,
             d.state.state.label(),
-            d.reason.text,
-            status.core
+            printable(&d.reason.text),
+            printable(&status.core)
         ));
     }
     out
@@ -170,7 +171,7 @@ fn column(report: &Report, colour: bool) -> String {
     };
     let mut out = format!(
         "{paint}● {}{reset} — LED {led}: {}\n",
-        report.agent,
+        printable(&report.agent),
         report.led.meaning()
     );
     for row in &report.rows {
@@ -179,9 +180,13 @@ fn column(report: &Report, colour: bool) -> String {
         } else {
             ("", "")
         };
-        out.push_str(&format!("  {:<24} {on}{}{off}", row.label, row.value));
+        out.push_str(&format!(
+            "  {:<24} {on}{}{off}",
+            printable(&row.label),
+            printable(&row.value)
+        ));
         if let Some(reason) = &row.reason {
-            out.push_str(&format!(" ({reason})"));
+            out.push_str(&format!(" ({})", printable(reason)));
         }
         if let Some(n) = row.failures.filter(|n| *n > 0) {
             out.push_str(&format!(" [{n} failures]"));
