@@ -306,21 +306,22 @@ other tests add network interfaces, or over 20 s) are repeated; there were {}.",
     Ok(md)
 }
 
-/// `cargo xtask bench failover`: only the failover-time bench; its section of
+/// `cargo xtask bench failover` / `cargo xtask bench load`: only that bench; its section of
 /// `docs/benchmarks.md` is replaced (or appended), the rest left as the last full run wrote it.
-pub fn failover_only(root: &Path) -> anyhow::Result<()> {
+pub fn section_only(root: &Path, which: &str) -> anyhow::Result<()> {
     crate::setup()?;
     crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
+    let (title, body) = match which {
+        "load" => ("\n## Under load", under_load(root)?),
+        _ => ("\n## Failover time", failover_time(root)?),
+    };
     let commit = commit(root);
     let section = format!(
-        "{}\nThis section was measured on its own (`cargo xtask bench failover`) at commit `{}`.\n",
-        failover_time(root)?,
-        commit
+        "{body}\nThis section was measured on its own (`cargo xtask bench {which}`) at commit `{commit}`.\n"
     );
     let out = root.join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&out).unwrap_or_default();
-    let start = old.find("\n## Failover time");
-    let kept = match start {
+    let kept = match old.find(title) {
         Some(i) => {
             let rest = &old[i + 1..];
             let end = rest.find("\n## ").map_or(old.len(), |j| i + 1 + j);
@@ -332,7 +333,7 @@ pub fn failover_only(root: &Path) -> anyhow::Result<()> {
     md.push('\n');
     md.push_str(&section);
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
-    println!("wrote the failover-time section of {}", out.display());
+    println!("wrote the {which} section of {}", out.display());
     Ok(())
 }
 
