@@ -84,6 +84,14 @@ pub fn step_with(
             },
         };
     }
+    // Rule: a fenced agent (its decision loop stalled past what the buddy tolerates; the host
+    // already removed the virtual IP and told the buddy it yields) stops being Online or
+    // claiming at once, and counts it as a switch: it yields to its buddy.
+    if let Some(stall) = input.fenced
+        && state.state != FailoverState::Offline
+    {
+        return fenced(state, input, stall, now);
+    }
     let view = View::of(&state, input);
     let d = Step {
         state,
@@ -101,6 +109,41 @@ pub fn step_with(
         FailoverState::GoingOffline => d.going_offline(),
     };
     note_ignored_command(input, decision)
+}
+
+/// The agent fenced itself: Offline now, the virtual IP released (already gone: the host
+/// removed it before this step), the fault hook run and the event raised.
+fn fenced(mut state: MachineState, input: &Input, stall: u64, now: TimestampMs) -> Decision {
+    let text = format!(
+        "the decision loop stalled for {stall} ms: this agent fenced itself and yields to its buddy"
+    );
+    let mut actions = vec![Action::Log(format!("Failover Status => Offline ({text})"))];
+    if input.offline_request.is_some() {
+        // Rule: every request gets an answer.
+        actions.push(Action::AnswerBuddy(Answer::Accepted));
+    }
+    if input.config.vip_enabled {
+        actions.push(Action::ReleaseVip);
+    }
+    actions.push(Action::Persist(FailoverState::Offline));
+    actions.push(Action::RunHook(Hook::Fault));
+    actions.push(Action::Raise(Event {
+        severity: Severity::Error,
+        code: "fenced".into(),
+        message: text.clone(),
+    }));
+    state.state = FailoverState::Offline;
+    state.since = now;
+    state.last_switch = Some(now);
+    state.forced = false;
+    Decision {
+        state,
+        actions,
+        reason: Reason {
+            code: ReasonCode::Fenced,
+            text,
+        },
+    }
 }
 
 /// Rule: an operator's switch or force-online that this step could not act on (it arrived

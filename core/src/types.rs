@@ -211,6 +211,8 @@ model! {
         pub vip: Option<VipResult>,
         #[cfg_attr(feature = "serde", serde(default))]
         pub nics: Vec<Nic>,
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub fenced: Option<u64>,
     }
 
     /// The failover machine's remembered state.
@@ -279,6 +281,7 @@ model! {
         PingPongGuard,
         ManualMode,
         StartingUp,
+        Fenced,
     }
 
     /// A reason: its code and a sentence.
@@ -420,6 +423,7 @@ impl Input {
             triggers: Vec::new(),
             vip: None,
             nics: Vec::new(),
+            fenced: None,
         }
     }
 }

@@ -15,7 +15,7 @@ pub(crate) const ALICE: &str = "duet_alice-test-token";
 const VIEWER: &str = "duet_viewer-test-token";
 
 /// The SHA-256 the configuration stores, as `duet token new` prints it.
-fn sha256_hex(token: &str) -> String {
+pub(crate) fn sha256_hex(token: &str) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(token.as_bytes())
         .iter()

@@ -42,7 +42,7 @@ fn check_config_accepts_the_documented_example() {
 
 #[test]
 fn check_config_rejects_mistakes_naming_the_key_path() {
-    let cases: [(&str, String, &str); 10] = [
+    let cases: [(&str, String, &str); 12] = [
         (
             "unknown key",
             example().replace(
@@ -80,6 +80,16 @@ fn check_config_rejects_mistakes_naming_the_key_path() {
             "bad address",
             example().replace("listen = \"127.0.0.1:7101\"", "listen = \"localhost\""),
             "api.listen: \"localhost\" is not an address:port",
+        ),
+        (
+            "API on port 0",
+            example().replace("listen = \"127.0.0.1:7101\"", "listen = \"127.0.0.1:0\""),
+            "api.listen: \"127.0.0.1:0\" has port 0",
+        ),
+        (
+            "heartbeat to port 0",
+            example().replace("target = \"127.0.0.1:7202\"", "target = \"127.0.0.1:0\""),
+            "heartbeat[0].target: \"127.0.0.1:0\" has port 0",
         ),
         (
             "out of range",
@@ -213,4 +223,116 @@ fn two_agents_on_loopback_elect_exactly_one_online_and_report_green() {
     // An agent whose API does not answer: exit code 2.
     let (code, _) = status(pa, false);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn check_config_names_the_line_of_a_byte_that_is_not_utf8_and_cuts_long_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("duet.toml");
+    let mut bytes = example().into_bytes();
+    let at = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .expect("a first line")
+        + 2;
+    bytes[at] = 0xfe;
+    std::fs::write(&file, bytes).expect("write config");
+    let out = Command::new(duet_bin())
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .expect("run duet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 2, column 2: byte 0xfe is not UTF-8"),
+        "{stderr}"
+    );
+
+    // TOML's own escape: the value read holds a real ESC.
+    let huge = format!("\\u001b[2J{}", "9".repeat(10_000_000));
+    let (code, stderr) =
+        check_config(&example().replace("\"127.0.0.1:7101\"", &format!("\"{huge}\"")));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("api.listen: \"\\x1b[2J999"), "{stderr}");
+    assert!(stderr.len() < 1_000, "{} bytes printed back", stderr.len());
+    assert!(!stderr.contains('\x1b'));
+}
+
+/// A loopback server that greets every client with an escape sequence: clear the screen, red,
+/// and a line rewritten.
+fn hostile_banner_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut stream, b"\x1b[2J\x1b[31mowned\rOK\x07");
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn outside_text_is_escaped_in_duet_status_and_duet_events_and_far_times_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins dir");
+    std::fs::copy(crate::support::HOSTILE_PLUGIN, plugins.join("greeter.wasm")).expect("copy");
+    let banner = hostile_banner_server();
+    let port = free_port();
+    let spec = AgentSpec {
+        extra: format!(
+            "[[api.token]]\nname = \"app\"\nsha256 = \"{}\"\nrights = [\"events\"]\n\
+             [plugins]\ndir = \"plugins\"\n[plugins.plugin.greeter]\ninterval = \"1s\"\n\
+             connect = [\"127.0.0.1:{banner}\"]\n\
+             config = {{ mode = \"connect\", target = \"127.0.0.1:{banner}\" }}\n",
+            crate::api::sha256_hex("app-token")
+        ),
+        ..AgentSpec::new("agent-a", "agent-b", 200, port, free_port())
+    };
+    let _agents = Agents(vec![spawn(&spec.write(dir.path()))]);
+    // The plugin's row carries the banner as the server sent it.
+    crate::support::eventually(Duration::from_secs(30), "the greeter's row", || {
+        let json = status(port, true).1;
+        json.contains("owned").then_some(())
+    });
+
+    let post = |at: Option<u64>| {
+        let mut event = serde_json::json!({
+            "severity": "warning",
+            "code": "\u{1b}]0;pwned\u{7}code",
+            "message": "\u{1b}[2Jcleared\u{202e}txet",
+        });
+        if let Some(at) = at {
+            event["at"] = at.into();
+        }
+        crate::api::client()
+            .post(format!("http://127.0.0.1:{port}/api/v1/events"))
+            .bearer_auth("app-token")
+            .json(&serde_json::json!({ "events": [event] }))
+            .send()
+    };
+    assert_eq!(post(None).await.expect("post").status(), 201);
+    for far in [253_402_300_800_000, u64::MAX, 1] {
+        let refused = post(Some(far)).await.expect("post");
+        assert_eq!(refused.status(), 400, "at = {far}");
+        let body = refused.text().await.expect("body");
+        assert!(body.contains("events[0].at"), "{body}");
+    }
+
+    let (_, text) = status(port, false);
+    assert!(text.contains("\\x1b[2J\\x1b[31mowned\\rOK\\x07"), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    let out = Command::new(duet_bin())
+        .args(["events", "--api", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("duet events");
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{events}");
+    assert!(events.contains("\\x1b]0;pwned\\x07code"), "{events}");
+    assert!(events.contains("\\x1b[2Jcleared\\u{202e}txet"), "{events}");
+    assert!(
+        !events.contains('\x1b') && !events.contains('\u{202e}'),
+        "{events:?}"
+    );
 }

@@ -137,6 +137,7 @@ impl Gen {
                 _ => VipResult::Failed(g.text()),
             }),
             nics: self.nics(),
+            fenced: self.maybe(|g| g.below(5_000)),
         }
     }
     fn observations(&mut self, now: u64) -> Observations {

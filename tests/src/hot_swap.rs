@@ -67,9 +67,9 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
         [buddy]
         name = "b"
         [api]
-        listen = "127.0.0.1:0"
+        listen = "127.0.0.1:{}"
         [peer]
-        listen = "127.0.0.1:0"
+        listen = "127.0.0.1:{}"
         pair_key = "{}"
         [core]
         path = "{}"
@@ -80,6 +80,8 @@ async fn core_swaps_under_running_tick_loop_never_lose_a_tick() {
         kind = "agent"
         target = "127.0.0.1:{}"
         "#,
+        free_port(),
+        free_port(),
         crate::support::PAIR_KEY,
         core_path.display(),
         free_port()

@@ -1,5 +1,7 @@
 //! duet-tests: cross-crate tests, one test binary with a module per area.
 //!
+//! - `admission`: 20,000 idle API connections against a real pair (heartbeats, peer link and
+//!   plugins untouched); strangers holding every open peer slot while the buddy restarts.
 //! - `scenarios`: `tests/scenarios/<name>/` through native duet-core and core.wasm (identical
 //!   outputs, compared with `expected.json`; `BLESS=1` rewrites it).
 //! - `differential`: 10,000 generated inputs per interface, native vs core.wasm.
@@ -40,9 +42,13 @@ pub mod sim;
 pub mod support;
 
 #[cfg(test)]
+mod admission;
+#[cfg(test)]
 mod api;
 #[cfg(test)]
 mod cli;
+#[cfg(test)]
+mod containment;
 #[cfg(test)]
 mod core_runtime;
 #[cfg(test)]

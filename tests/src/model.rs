@@ -149,6 +149,7 @@ fn publish(name: &str, priority: u32, state: FailoverState) -> PeerReport {
         answer: None,
         settings: Default::default(),
         macs: Vec::new(),
+        fenced: false,
     }
 }
 
@@ -334,6 +335,7 @@ impl Agent {
             triggers: Vec::new(),
             vip,
             nics: Vec::new(),
+            fenced: None,
         };
         let decision = step(&self.machine, &input, now);
         for action in &decision.actions {

@@ -54,6 +54,8 @@ pub(crate) struct Topology {
     pub(crate) wrap: [Option<String>; 2],
     /// Each agent's tie-break priority (agent-a's higher by default).
     pub(crate) priorities: [u32; 2],
+    /// Environment variables each agent starts with.
+    pub(crate) env: [Vec<(String, String)>; 2],
 }
 
 impl Topology {
@@ -81,6 +83,7 @@ impl Topology {
             hosts: Vec::new(),
             wrap: [None, None],
             priorities: [200, 100],
+            env: [Vec::new(), Vec::new()],
         };
         for ns in ["br", "a", "b", "gw"] {
             ip(&["netns", "add", &t.ns(ns)]);
@@ -238,6 +241,7 @@ impl Topology {
             .arg("run")
             .arg("--config")
             .arg(self.config(i))
+            .envs(self.env[i].iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

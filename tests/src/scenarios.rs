@@ -63,6 +63,8 @@ struct StepSpec {
     vip: Option<VipResult>,
     #[serde(default)]
     nics: Vec<duet_core::Nic>,
+    #[serde(default)]
+    fenced: Option<u64>,
 }
 
 /// A heartbeat with defaults: ok when it has no failures, 3 allowed failures.
@@ -174,6 +176,7 @@ impl StepSpec {
             triggers: self.triggers.clone(),
             vip: self.vip.clone(),
             nics: self.nics.clone(),
+            fenced: self.fenced,
         }
     }
 }

@@ -279,7 +279,7 @@ fn config(i: usize, priority: u32, dir: &std::path::Path) -> duet_host::config::
         [buddy]
         name = "{buddy}"
         [api]
-        listen = "127.0.0.1:0"
+        listen = "127.0.0.1:9" # not served (no_api)
         [peer]
         listen = "0.0.0.0:{PEER_PORT}"
         pair_key = "{key}"
@@ -382,6 +382,8 @@ async fn start(
         no_events: true,
         clock: Some(clock),
         commands: Some(commands),
+        // Paused time: the agents' decision paths run on this runtime, unfenced.
+        shared_runtime: true,
         ..RunOptions::default()
     };
     lock(states)[i] = Some(MachineState::new(

@@ -132,6 +132,8 @@ pub struct AgentSpec {
     pub buddy_port: u16,
     /// The agent heartbeat's interval and allowed failures (detection ≈ interval × (max + 1)).
     pub interval_ms: u64,
+    /// The agent heartbeat's timeout.
+    pub timeout_ms: u64,
     pub max_failures: u32,
     pub pair_key: String,
     /// More TOML appended at the end (more heartbeats, tokens).
@@ -147,6 +149,7 @@ impl AgentSpec {
             port,
             buddy_port,
             interval_ms: 200,
+            timeout_ms: 150,
             max_failures: 3,
             pair_key: PAIR_KEY.into(),
             extra: String::new(),
@@ -162,6 +165,7 @@ impl AgentSpec {
             port,
             buddy_port,
             interval_ms,
+            timeout_ms,
             max_failures,
             pair_key,
             extra,
@@ -190,7 +194,7 @@ impl AgentSpec {
             kind = "agent"
             target = "127.0.0.1:{buddy_peer}"
             interval = "{interval_ms}ms"
-            timeout = "150ms"
+            timeout = "{timeout_ms}ms"
             max_failures = {max_failures}
             {extra}
             "#

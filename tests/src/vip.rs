@@ -18,7 +18,7 @@ const VIP: &str = "10.77.0.100";
 const PORT: u16 = 7300;
 
 /// Runs `f` on a thread inside network namespace `ns` (sockets made there stay there).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).expect("the namespace file");
@@ -32,10 +32,10 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
 }
 
 /// The service: answers every datagram on port 7300 with `name`, until dropped.
-struct Service(Arc<AtomicBool>);
+pub(crate) struct Service(Arc<AtomicBool>);
 
 impl Service {
-    fn start(ns: &str, name: &'static str) -> Self {
+    pub(crate) fn start(ns: &str, name: &'static str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let socket = in_ns(ns, || {
             UdpSocket::bind(("0.0.0.0", PORT)).expect("bind the service")
@@ -481,7 +481,7 @@ fn without_libpcap_the_agent_runs_and_its_vip_row_says_no_gratuitous_arp() {
 
 /// One failover-time series: `runs` kill -9s of the Online agent, each timed from the kill to
 /// the first answer from the backup, the client asking every 10 ms.
-fn failover_series(t: &mut Topology, runs: usize) -> Vec<f64> {
+pub(crate) fn failover_series(t: &mut Topology, runs: usize) -> Vec<f64> {
     let client_ns = t.ns("cl");
     let client = Client::new(&client_ns, Duration::from_millis(10));
     let (mut p, mut q) = t.start_pair();
@@ -549,7 +549,7 @@ fn false_takeovers(t: &mut Topology, rounds: usize, pause: Duration) -> usize {
     taken
 }
 
-fn stats(times: &mut [f64]) -> serde_json::Value {
+pub(crate) fn stats(times: &mut [f64]) -> serde_json::Value {
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| {
         let i = ((times.len() as f64 - 1.0) * q).round() as usize;

@@ -80,6 +80,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     let web = web_ui(root)?;
     let failover = failover_time(root)?;
+    let load = under_load(root)?;
     let commit = commit(root);
     let dirty = crate::output(
         Command::new("git")
@@ -159,6 +160,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     )?;
     md.push_str(&web);
     md.push_str(&failover);
+    md.push_str(&load);
     md.push_str(&dbsync(root)?);
     let out = root.join("docs/benchmarks.md");
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
@@ -317,21 +319,22 @@ other tests add network interfaces, or over 20 s) are repeated; there were {}.",
     Ok(md)
 }
 
-/// `cargo xtask bench failover`: only the failover-time bench; its section of
+/// `cargo xtask bench failover` / `cargo xtask bench load`: only that bench; its section of
 /// `docs/benchmarks.md` is replaced (or appended), the rest left as the last full run wrote it.
-pub fn failover_only(root: &Path) -> anyhow::Result<()> {
+pub fn section_only(root: &Path, which: &str) -> anyhow::Result<()> {
     crate::setup()?;
     crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
+    let (title, body) = match which {
+        "load" => ("\n## Under load", under_load(root)?),
+        _ => ("\n## Failover time", failover_time(root)?),
+    };
     let commit = commit(root);
     let section = format!(
-        "{}\nThis section was measured on its own (`cargo xtask bench failover`) at commit `{}`.\n",
-        failover_time(root)?,
-        commit
+        "{body}\nThis section was measured on its own (`cargo xtask bench {which}`) at commit `{commit}`.\n"
     );
     let out = root.join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&out).unwrap_or_default();
-    let start = old.find("\n## Failover time");
-    let kept = match start {
+    let kept = match old.find(title) {
         Some(i) => {
             let rest = &old[i + 1..];
             let end = rest.find("\n## ").map_or(old.len(), |j| i + 1 + j);
@@ -343,7 +346,7 @@ pub fn failover_only(root: &Path) -> anyhow::Result<()> {
     md.push('\n');
     md.push_str(&section);
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
-    println!("wrote the failover-time section of {}", out.display());
+    println!("wrote the {which} section of {}", out.display());
     Ok(())
 }
 
@@ -402,6 +405,37 @@ continued: {} of {} rounds.",
         v["sigstop_ms"], v["false_takeovers_default"], v["sigstop_rounds"]
     )?;
     Ok(md)
+}
+
+/// Failover under load and takeovers without a fault (tests/src/containment.rs).
+fn under_load(root: &Path) -> anyhow::Result<String> {
+    let uid = crate::output(Command::new("id").arg("-u")).unwrap_or_default();
+    if uid.trim() != "0" {
+        return Ok("\n## Under load\n\nNot measured: the bench builds network namespaces and needs root.\n".into());
+    }
+    let v = measurement(root, "containment::load_bench", "target/load-bench.json")?;
+    let f = &v["failover"];
+    let ms = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+    Ok(format!(
+        "
+## Under load
+
+The failover-time topology at the defaults while both cores are saturated: a CPU hog per core
+at ordinary priority in the test process and four busy-but-legal plugins (900 ms of every 1 s)
+on each agent; the decision threads run at SCHED_RR 10. kill -9 of the Online agent, time until
+the backup answers at the client: {} runs, median {:.0} ms, p99 {:.0} ms (min {:.0} ms, max
+{:.0} ms). Then {} s of the same load with no fault: {} state changes (0 expected: no takeover),
+largest gap between two ticks {:.0} ms (tick 250 ms).
+",
+        f["runs"],
+        ms("median_ms"),
+        ms("p99_ms"),
+        ms("min_ms"),
+        ms("max_ms"),
+        v["quiet_seconds"],
+        v["state_changes"],
+        v["max_tick_gap_ms"].as_f64().unwrap_or(f64::NAN)
+    ))
 }
 
 /// The event log's forwarding rate, end to end over loopback (tests/src/dbsync.rs).

@@ -6,7 +6,7 @@
 //! - `cargo xtask lint`: `cargo fmt --check` and clippy (`-D warnings`) on every crate, the wasm
 //!   crates for their own targets.
 //! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`; `bench failover`
-//!   runs only the failover-time bench and replaces its section.
+//!   (`bench load`) runs only the failover-time (under-load) bench and replaces its section.
 //! - `cargo xtask plugin new NAME`: a new probe plugin crate in `plugins/NAME`.
 //!
 //! Every step is idempotent: what is installed already is left alone.
@@ -35,8 +35,8 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             lint(&root)
         }
-        Some("bench") if args.get(1).map(String::as_str) == Some("failover") => {
-            bench::failover_only(&root)
+        Some("bench") if matches!(args.get(1).map(String::as_str), Some("failover" | "load")) => {
+            bench::section_only(&root, &args[1])
         }
         Some("bench") => bench::run(&root),
         Some("plugin") => match (args.get(1).map(String::as_str), args.get(2)) {
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             _ => bail!("usage: cargo xtask plugin new NAME"),
         },
         _ => bail!(
-            "usage: cargo xtask <demo [--check] | test | lint | bench [failover] | plugin new NAME>"
+            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load] | plugin new NAME>"
         ),
     }
 }
@@ -139,6 +139,22 @@ fn test(root: &Path) -> anyhow::Result<()> {
         run(cargo(root).args(["build", "--locked", "--bins"]))
     })?;
     phase("tests", &mut || run(cargo(root).args(["test", "--locked"])))?;
+    // The containment tests load the machine on purpose (CPU hogs, stalls): alone, one by one.
+    phase("serial tests", &mut || {
+        run(cargo(root).args([
+            "test",
+            "--locked",
+            "-p",
+            "duet-tests",
+            "--lib",
+            "containment::",
+            "--",
+            "--ignored",
+            "--skip",
+            "load_bench",
+            "--test-threads=1",
+        ]))
+    })?;
     phase("demo", &mut || demo::run(root, true))?;
     println!(
         "xtask test: all passed in {:.0?} ({})",

@@ -63,11 +63,32 @@ impl Config {
 
 /// Reads and validates a configuration file; relative paths are taken from its folder.
 pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+    let text = utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, base)
         .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))
+}
+
+/// The file's text; a file that is not UTF-8 is refused naming the line and column of the
+/// first byte that is not.
+fn utf8(bytes: Vec<u8>) -> Result<String, ConfigErrors> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        ConfigErrors(vec![ConfigError::new(
+            "(top level)",
+            format!(
+                "line {line}, column {column}: byte 0x{:02x} is not UTF-8: the file must be UTF-8 text",
+                e.as_bytes()[at]
+            ),
+        )])
+    })
 }
 
 /// Parses and validates configuration text; relative paths are taken from `base`.
@@ -84,7 +105,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
             } else {
                 (path, e.inner().message().to_string())
             };
-            ConfigErrors(vec![ConfigError { path, message }])
+            ConfigErrors(vec![ConfigError::new(path, message)])
         })?;
     validate(raw, base)
 }
@@ -197,6 +218,40 @@ mod tests {
         assert_eq!(c.kernel.status.buddy_timeout, Duration::from_secs(10));
         assert_eq!(c.kernel.heartbeats[0].max_failures, 3);
         assert_eq!(c.kernel.heartbeats[0].id, "hb0");
+    }
+
+    #[test]
+    fn port_0_is_refused_where_nothing_could_reach_it_naming_the_key() {
+        let text = MINIMAL
+            .replace("127.0.0.1:7101", "127.0.0.1:0")
+            .replace("127.0.0.1:7201", "0.0.0.0:0")
+            .replace("127.0.0.1:7202", "127.0.0.1:0");
+        let errs = parse(&text, Path::new(".")).expect_err("port 0").0;
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["peer.listen", "heartbeat[0].target", "api.listen"]);
+        assert!(errs[0].message.contains("port 0"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_with_its_line_and_column() {
+        let mut bytes = MINIMAL.as_bytes().to_vec();
+        let at = MINIMAL.find("name = \"b\"").expect("buddy name") + 8;
+        bytes[at] = 0xff;
+        let message = utf8(bytes).expect_err("not UTF-8").to_string();
+        assert!(
+            message.contains("line 5, column 17: byte 0xff"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_huge_or_hostile_value_is_cut_and_escaped_in_the_message() {
+        let huge = "x".repeat(10_000_000);
+        let text = MINIMAL.replace("127.0.0.1:7101", &format!("\x1b[2J{huge}"));
+        let message = parse(&text, Path::new(".")).expect_err("bad").to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("…"), "{message}");
+        assert!(!message.contains('\x1b'), "{message}");
     }
 
     #[test]

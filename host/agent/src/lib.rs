@@ -23,10 +23,12 @@ mod surroundings;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use duet_base::pulse::Pulse;
 use duet_base::watchdog::Watchdog;
 use duet_base::{Alarms, Wake};
 use duet_core::OperatorCommand;
 use duet_events::EventLog;
+use duet_kernel::decision::DecisionRuntime;
 use duet_kernel::net::{Network, Tcp};
 use duet_kernel::{Kernel, Parts};
 use duet_plugins::{PluginEngine, PluginTable};
@@ -73,6 +75,10 @@ pub struct RunOptions {
     pub clock: Option<Clock>,
     /// Receives a sender for operator commands, as the API would give them.
     pub commands: Option<tokio::sync::oneshot::Sender<mpsc::Sender<OperatorCommand>>>,
+    /// Run the decision path on the caller's runtime, without its own threads and without the
+    /// fence (the simulation: many agents on one paused runtime, where the real clock says
+    /// nothing about them).
+    pub shared_runtime: bool,
 }
 
 /// The capabilities of one agent, built before anything runs.
@@ -92,13 +98,27 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Before anything opens a file: the API's share of descriptors is taken from this limit.
+    duet_base::fds::raise_limit();
     let runtime = match options.runtime {
         Some(rt) => rt,
         None => core_runtime(&config).await?,
     };
     let clock = options.clock.unwrap_or_else(Clock::system);
     let network = options.network.unwrap_or_else(|| Arc::new(Tcp));
-    let agent = assemble(config, runtime, clock, network)?;
+    let (decision, decision_runtime) = if options.shared_runtime {
+        (tokio::runtime::Handle::current(), None)
+    } else {
+        let rt = DecisionRuntime::start(config.kernel.core.priority)
+            .context("cannot start the decision path's threads")?;
+        (rt.handle().clone(), Some(rt))
+    };
+    let pulse = if options.shared_runtime {
+        Arc::new(Pulse::new(None))
+    } else {
+        duet_kernel::fence::pulse(&config.kernel)
+    };
+    let agent = assemble(config, runtime, clock, network, (decision, pulse))?;
     if let Some(tx) = options.commands {
         let _ = tx.send(agent.kernel.commands());
     }
@@ -122,8 +142,32 @@ pub async fn run(
         .kernel
         .spawn(&mut tasks, peer_listener, options.ticks, shutdown)?;
 
+    let result = join(&mut tasks, &stop).await;
+    drop(decision_runtime);
+    result
+}
+
+/// How long the agent's other tasks get to end once the kernel stopped: a plugin blocked in
+/// I/O must not keep the process from exiting.
+const STRAGGLERS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for the agent's tasks; the first that failed stops the others. Once the kernel
+/// stopped, tasks still running after [`STRAGGLERS`] are abandoned.
+async fn join(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut first_error = None;
-    while let Some(done) = tasks.join_next().await {
+    loop {
+        let next = tokio::select! {
+            next = tasks.join_next() => next,
+            () = async { stop.cancelled().await; tokio::time::sleep(STRAGGLERS).await } => {
+                tracing::warn!(tasks = tasks.len(), "tasks did not end after the agent stopped: abandoned");
+                tasks.abort_all();
+                break;
+            }
+        };
+        let Some(done) = next else { break };
         let result = done.map_err(anyhow::Error::from).and_then(|r| r);
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "agent task failed; shutting down");
@@ -154,6 +198,7 @@ fn assemble(
     runtime: Arc<CoreRuntime>,
     clock: Clock,
     network: Arc<dyn Network>,
+    (decision, pulse): (tokio::runtime::Handle, Arc<Pulse>),
 ) -> anyhow::Result<Agent> {
     let changed = Arc::new(Notify::new());
     let wake: Wake = {
@@ -168,7 +213,13 @@ fn assemble(
         clock,
     );
     let alarms: Arc<dyn Alarms> = events.clone();
-    let vips = Vips::new(config.vips.clone(), wake.clone(), clock, alarms.clone());
+    let vips = Vips::new(
+        config.vips.clone(),
+        wake.clone(),
+        clock,
+        alarms.clone(),
+        pulse.clone(),
+    );
     let builtin = Builtin {
         watchdog: Arc::new(Watchdog::default()),
         nics: Arc::new(NicWatcher::default()),
@@ -196,6 +247,8 @@ fn assemble(
         inbox: events.clone(),
         vips: vips.clone(),
         hooks: Hooks::start(config.hooks.clone(), name.clone()),
+        decision,
+        pulse,
     })?;
     Ok(Agent {
         config,
@@ -236,11 +289,11 @@ impl Agent {
             vips: self.vips.clone(),
             config: Arc::new(self.config.api.clone()),
             web: self.config.web,
+            connections: Arc::default(),
         }
     }
 
-    /// Starts everything beside the kernel: the virtual IPs, the core file's watcher, the
-    /// plugins, the built-in probes and the event log.
+    /// Starts everything beside the kernel: the core file's watcher, the plugins, the built-in probes and the event log.
     fn spawn_capabilities(
         &self,
         tasks: &mut JoinSet<anyhow::Result<()>>,
@@ -249,9 +302,6 @@ impl Agent {
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         let config = &self.config;
-        if self.vips.enabled() {
-            tasks.spawn(self.vips.clone().run(stop.clone()));
-        }
         if let Some(path) = config.kernel.core.path.clone() {
             tasks.spawn(duet_runtime::watch_core_file(
                 self.kernel.runtime().clone(),

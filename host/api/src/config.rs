@@ -12,6 +12,33 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Named tokens for state-changing calls; none configured: those calls are refused.
     pub tokens: Vec<TokenConfig>,
+    /// How many connections the API serves at once, and how long a client may take.
+    pub limits: Limits,
+}
+
+/// The API's share of the agent's resources: whatever its clients do, the decision path, the
+/// peer link and the plugins keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once (`api.max_connections`); at run time also at most a quarter
+    /// of the file descriptor limit. More are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// A client must send a whole request header within this long of connecting or of its
+    /// previous response (`api.header_timeout`): silent, idle and slow clients are closed.
+    pub header_timeout: Duration,
+}
+
+/// `api.max_connections` when not set: a few operators' browsers, `duet status` and a metrics
+/// scraper need a few dozen.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            header_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A named API token: who, the SHA-256 of the token (never the token), and what it may do.
@@ -52,6 +79,8 @@ pub struct RawApi {
     pub listen: String,
     #[serde(default, rename = "token")]
     pub tokens: Vec<RawToken>,
+    pub max_connections: Option<u32>,
+    pub header_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,19 +100,9 @@ pub struct RawWeb {
 
 /// Validates `[api]`.
 pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
-    let listen = match raw.listen.parse::<SocketAddr>() {
-        Ok(a) => a,
-        Err(_) => {
-            errors.error(
-                "api.listen",
-                format!(
-                    "\"{}\" is not an address:port such as \"127.0.0.1:7101\"",
-                    raw.listen
-                ),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        }
-    };
+    let listen = errors
+        .socket_address("api.listen", &raw.listen, "127.0.0.1:7101")
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let mut tokens: Vec<TokenConfig> = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
         let at = |key: &str| format!("api.token[{i}].{key}");
@@ -110,7 +129,26 @@ pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
             rights: t.rights.clone(),
         });
     }
-    ApiConfig { listen, tokens }
+    let default = Limits::default();
+    let limits = Limits {
+        max_connections: errors.range(
+            "api.max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1..=65_536,
+        ) as usize,
+        header_timeout: errors.duration(
+            "api.header_timeout",
+            raw.header_timeout.as_deref(),
+            default.header_timeout,
+            (Duration::from_millis(100), Duration::from_secs(600)),
+        ),
+    };
+    ApiConfig {
+        listen,
+        tokens,
+        limits,
+    }
 }
 
 /// Validates `[web]`.

@@ -180,8 +180,12 @@ pub(crate) async fn post(State(api): State<Api>, headers: HeaderMap, body: Bytes
                 format!("events[{i}].message: at most {MAX_MESSAGE} bytes"),
             );
         }
+        let at = e.at.unwrap_or(now);
+        if let Some(why) = duet_events::time_problem(at, now) {
+            return error(StatusCode::BAD_REQUEST, format!("events[{i}].at: {why}"));
+        }
         events.push(NewEvent {
-            at: e.at.unwrap_or(now),
+            at,
             severity: e.severity,
             source: by.clone(),
             code: e.code,

@@ -10,12 +10,14 @@
 //! - `GET /api/v1/session`: the name and rights of the presented token (the web UI's sign-in).
 //! - `GET /api/v1/events`: the event log, paged and filtered; `POST /api/v1/events`: an
 //!   application posts events (token with the right `events`). See `events`.
-//! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the agent runs.
+//! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the decision
+//!   loop keeps its pulse, 503 when it is late or fenced.
 
 #![warn(clippy::too_many_lines)]
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 mod events;
 pub use events::EventPage;
 mod metrics;
@@ -55,6 +57,8 @@ pub struct Api {
     pub vips: Arc<Vips>,
     pub config: Arc<ApiConfig>,
     pub web: WebConfig,
+    /// The API's connection counters (`/metrics`).
+    pub connections: Arc<connections::ConnectionStats>,
 }
 
 impl FromRef<Api> for Arc<Kernel> {
@@ -99,17 +103,43 @@ pub async fn serve(
             get(crate::events::list).post(crate::events::post),
         )
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .merge(crate::web::routes())
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            api.config.limits.header_timeout,
+        ))
         .layer(axum::middleware::map_response_with_state(
             api.web.buddy.map(|b| format!("http://{b}")),
             crate::web::allow_buddy,
         ))
-        .with_state(api);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+        .with_state(api.clone());
+    connections::serve(
+        listener,
+        app,
+        api.config.limits,
+        api.connections.clone(),
+        shutdown,
+    )
+    .await;
     Ok(())
+}
+
+/// 200 while the decision loop keeps its pulse; 503 once it is late (silent past the fence
+/// bound) or the agent is fenced.
+async fn healthz(State(kernel): State<Arc<Kernel>>) -> Response {
+    let pulse = kernel.pulse();
+    if pulse.late() {
+        let text = format!(
+            "late: the decision loop completed no tick for {} ms\n",
+            pulse.silence().as_millis()
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    if let Some(stall) = kernel.fenced() {
+        let text = format!("fenced: the decision loop stalled for {stall} ms\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, text).into_response();
+    }
+    "ok".into_response()
 }
 
 async fn status(State(kernel): State<Arc<Kernel>>) -> Json<Overview> {
@@ -272,13 +302,13 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn metrics(State(kernel): State<Arc<Kernel>>) -> Response {
+async fn metrics(State(api): State<Api>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&kernel),
+        crate::metrics::render(&api.kernel, &api.connections),
     )
         .into_response()
 }

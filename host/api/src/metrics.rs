@@ -1,13 +1,16 @@
 //! `GET /metrics`: Prometheus text format (0.0.4), rendered from the kernel's counters and status.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use duet_core::{FailoverState, Led};
 
 use duet_base::snake;
 use duet_kernel::Kernel;
 
-pub(crate) fn render(kernel: &Kernel) -> String {
+use crate::connections::ConnectionStats;
+
+pub(crate) fn render(kernel: &Kernel, connections: &ConnectionStats) -> String {
     let mut out = String::new();
     let agent = escape(&kernel.config().agent.name);
     let status = kernel.status();
@@ -17,9 +20,39 @@ pub(crate) fn render(kernel: &Kernel) -> String {
     }
     heartbeats(&mut out, &agent, kernel);
     runtime(&mut out, &agent, kernel);
+    pulse(&mut out, &agent, kernel);
     link(&mut out, &agent, kernel);
     decisions(&mut out, &agent, kernel);
+    api(&mut out, &agent, connections);
     out
+}
+
+/// The API's connections: open now, refused for want of a slot, failed accepts.
+fn api(out: &mut String, agent: &str, connections: &ConnectionStats) {
+    for (name, kind, help, value) in [
+        (
+            "duet_api_connections",
+            "gauge",
+            "API connections being served.",
+            &connections.open,
+        ),
+        (
+            "duet_api_connections_refused_total",
+            "counter",
+            "API connections closed at once: the API held its share of connections already.",
+            &connections.refused,
+        ),
+        (
+            "duet_api_accept_errors_total",
+            "counter",
+            "API accepts that failed (out of file descriptors and the like), each backed off.",
+            &connections.accept_errors,
+        ),
+    ] {
+        family(out, name, kind, help);
+        let n = value.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}{{agent=\"{agent}\"}} {n}");
+    }
 }
 
 /// The failover state.
@@ -134,6 +167,39 @@ fn heartbeats(out: &mut String, agent: &str, kernel: &Kernel) {
             );
         }
     }
+}
+
+/// The decision loop's pulse: the gaps between its ticks, and the fence.
+fn pulse(out: &mut String, agent: &str, kernel: &Kernel) {
+    let pulse = kernel.pulse();
+    for (name, help, value) in [
+        (
+            "duet_tick_gap_seconds",
+            "The last gap between two completed ticks of the decision loop.",
+            pulse.gap(),
+        ),
+        (
+            "duet_tick_gap_max_seconds",
+            "The largest gap between two completed ticks since start.",
+            pulse.max_gap(),
+        ),
+        (
+            "duet_tick_silence_seconds",
+            "How long since the decision loop last completed a tick.",
+            pulse.silence(),
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name}{{agent=\"{agent}\"}} {}", value.as_secs_f64());
+    }
+    family(
+        out,
+        "duet_fenced",
+        "gauge",
+        "1 while this agent is fenced (its decision loop stalled past the bound).",
+    );
+    let fenced = u8::from(kernel.fenced().is_some());
+    let _ = writeln!(out, "duet_fenced{{agent=\"{agent}\"}} {fenced}");
 }
 
 /// The core runtime's faults.

@@ -3,7 +3,7 @@
 //! mistake and never stops at the first. The crate that composes the agent's configuration
 //! turns the collected errors into one [`ConfigErrors`].
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// One configuration mistake and where it is.
@@ -28,17 +28,25 @@ pub struct Errors {
     list: Vec<ConfigError>,
 }
 
+impl ConfigError {
+    /// A mistake at `path`; the values the message repeats are cut and escaped
+    /// ([`crate::text::message`]): a 10 MB value or an escape sequence is never printed back.
+    pub fn new(path: impl Into<String>, message: impl AsRef<str>) -> Self {
+        ConfigError {
+            path: crate::text::value(&path.into()),
+            message: crate::text::message(message.as_ref()),
+        }
+    }
+}
+
 impl Errors {
     pub fn new() -> Self {
         Errors::default()
     }
 
     /// Records a mistake at `path`.
-    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.list.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
+    pub fn error(&mut self, path: impl Into<String>, message: impl AsRef<str>) {
+        self.list.push(ConfigError::new(path, message));
     }
 
     /// Whether nothing was wrong so far.
@@ -130,6 +138,29 @@ impl Errors {
         }
     }
 
+    /// An address:port this agent listens on or connects to; `None` after recording the
+    /// mistake. Port 0 is refused: a listener on it gets a port nobody can know, and a
+    /// connection to it never succeeds.
+    pub fn socket_address(&mut self, path: &str, value: &str, example: &str) -> Option<SocketAddr> {
+        match value.parse::<SocketAddr>() {
+            Ok(a) if a.port() == 0 => {
+                self.error(
+                    path,
+                    format!("\"{value}\" has port 0, which nothing can reach: give the port, such as \"{example}\""),
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    path,
+                    format!("\"{value}\" is not an address:port such as \"{example}\""),
+                );
+                None
+            }
+        }
+    }
+
     /// An optional source address that pins a path to one NIC.
     pub fn source(&mut self, path: &str, value: Option<&str>) -> Option<IpAddr> {
         value.and_then(|s| match s.parse::<IpAddr>() {
@@ -163,9 +194,9 @@ pub fn fmt(d: Duration) -> String {
 /// crates' tests of their own sections).
 pub fn parse_section<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigErrors> {
     serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            path: e.path().to_string(),
-            message: e.inner().message().to_string(),
-        }])
+        ConfigErrors(vec![ConfigError::new(
+            e.path().to_string(),
+            e.inner().message(),
+        )])
     })
 }

@@ -4,11 +4,19 @@
 //! - [`Severity`] and [`Alarms`]: how a crate raises an alarm without knowing the event log.
 //! - [`config`]: the one error collector every configuration section validates into.
 //! - [`watchdog`]: times calls on the decision path and counts the components that overran.
+//! - [`pulse`]: the decision loop's pulse (tick gaps, late past the fence bound), read by the
+//!   virtual IPs, the API and the fence.
+//! - [`fds`]: the file descriptor limit, raised to the hard limit at start, and the
+//!   descriptors the decision path keeps in reserve.
+//! - [`text`]: outside text made safe to print (control characters escaped, long values cut).
 //! - [`lock`], [`millis`], [`snake`]: small helpers with one spelling each.
 
 #![warn(clippy::too_many_lines)]
 
 pub mod config;
+pub mod fds;
+pub mod pulse;
+pub mod text;
 pub mod watchdog;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

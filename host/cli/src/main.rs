@@ -66,10 +66,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli.command.execute()) {
+    let outcome = runtime.block_on(cli.command.execute());
+    // A blocking task that never returns (a plugin stuck in I/O) must not keep the process
+    // from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("duet: {e:#}");
+            commands::print_error(Some("duet"), &e);
             ExitCode::FAILURE
         }
     }

@@ -76,6 +76,30 @@ pub const MAX_CODE: usize = 128;
 /// The longest message, in bytes.
 pub const MAX_MESSAGE: usize = 4096;
 
+/// The earliest time an event may carry: 2000-01-01T00:00:00Z. Earlier is a clock never set
+/// (or a number in seconds, not milliseconds).
+pub const EARLIEST_AT: TimestampMs = 946_684_800_000;
+/// How far ahead of this agent's clock an event's time may be: clocks of the same site
+/// disagree by seconds, never by a day.
+pub const MOST_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Why an event's time is refused, if it is: before [`EARLIEST_AT`] or more than
+/// [`MOST_AHEAD`] after `now`. Such a time would never expire or sort where it belongs.
+pub fn time_problem(at: TimestampMs, now: TimestampMs) -> Option<String> {
+    let latest = now.saturating_add(duet_base::millis(MOST_AHEAD));
+    if at < EARLIEST_AT {
+        Some(format!(
+            "{at} is before 2000-01-01 ({EARLIEST_AT}): give milliseconds since the Unix epoch"
+        ))
+    } else if at > latest {
+        Some(format!(
+            "{at} is more than a day ahead of this agent's clock ({now})"
+        ))
+    } else {
+        None
+    }
+}
+
 pub fn event_id(origin: &str, seq: u64) -> String {
     format!("{origin}:{seq}")
 }

@@ -66,6 +66,8 @@ pub struct CoreConfig {
     pub memory_limit_bytes: usize,
     pub tick: Duration,
     pub watch_interval: Duration,
+    /// The SCHED_RR priority of the decision threads (1 to 99); 0: ordinary scheduling.
+    pub priority: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -276,6 +278,7 @@ pub struct RawCore {
     pub memory_limit_mib: Option<u32>,
     pub tick: Option<String>,
     pub watch_interval: Option<String>,
+    pub priority: Option<u8>,
 }
 
 #[derive(Deserialize, Default)]
@@ -397,15 +400,11 @@ pub fn relative_to(base: &Path, path: PathBuf) -> PathBuf {
     }
 }
 
-/// An address:port setting; a mistake names the key and gives an example.
+/// An address:port setting; a mistake (port 0 too) names the key and gives an example.
 pub fn socket_address(errors: &mut Errors, path: &str, value: &str, example: &str) -> SocketAddr {
-    value.parse::<SocketAddr>().unwrap_or_else(|_| {
-        errors.error(
-            path,
-            format!("\"{value}\" is not an address:port such as \"{example}\""),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
+    errors
+        .socket_address(path, value, example)
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 fn peer(raw: &RawPeer, base: &Path, errors: &mut Errors) -> PeerConfig {
@@ -477,7 +476,15 @@ fn core(raw: RawCore, base: &Path, errors: &mut Errors) -> CoreConfig {
         Duration::from_millis(500),
         (10 * MS, Duration::from_secs(60)),
     );
+    let priority = raw.priority.unwrap_or(10);
+    if priority > 99 {
+        errors.error(
+            "core.priority",
+            format!("{priority} is out of range: expected 0 (ordinary scheduling) to 99"),
+        );
+    }
     CoreConfig {
+        priority,
         path: raw.path.map(|p| relative_to(base, p)),
         deadline,
         memory_limit_bytes: (memory_mib as usize) << 20,
@@ -570,22 +577,16 @@ fn timing(
 
 /// The buddy's peer port on one path: an address:port that is not our own peer port.
 fn buddy_peer(errors: &mut Errors, path: &str, value: &str, own: SocketAddr) -> SocketAddr {
-    match value.parse::<SocketAddr>() {
-        Ok(t) if t == own => {
-            errors.error(path, format!("{value} is this agent's own peer.listen: this path goes to the buddy's peer port"));
-            t
-        }
-        Ok(t) => t,
-        Err(_) => {
-            errors.error(
-                path,
-                format!(
-                    "\"{value}\" is not the buddy's peer address (address:port of its peer.listen)"
-                ),
-            );
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        }
+    let target = errors.socket_address(path, value, "10.0.0.2:7201");
+    if target == Some(own) {
+        errors.error(
+            path,
+            format!(
+                "{value} is this agent's own peer.listen: this path goes to the buddy's peer port"
+            ),
+        );
     }
+    target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
 fn heartbeats(raw: &[RawHeartbeat], own: SocketAddr, errors: &mut Errors) -> Vec<HeartbeatConfig> {

@@ -9,6 +9,8 @@
 //!   agents exchange [`PeerReport`]s: state, Status column, go-offline request and answer.
 //! - [`failover_log`] and [`state_file`]: the failover log and the remembered state.
 //! - [`configuration`]: the Configuration row (the pair's shared settings compared).
+//! - [`decision`]: the decision path's own threads, at raised priority; [`fence`]: the agent
+//!   whose loop stalls past what its buddy tolerates fences itself.
 //!
 //! The kernel depends on no plugin, event-log, API, NATS or web crate: what those show it
 //! comes through [`Surroundings`], what it raises goes to [`Alarms`], and the buddy's event
@@ -18,7 +20,9 @@
 
 pub mod config;
 pub mod configuration;
+pub mod decision;
 pub mod failover_log;
+pub mod fence;
 pub mod net;
 mod paths;
 pub mod peer;
@@ -31,6 +35,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use duet_base::pulse::Pulse;
 use duet_base::watchdog::{Watchdog, WatchdogConfig};
 use duet_base::{Alarms, Clock, lock, millis};
 use duet_core::api::{HistoryEntry, Status};
@@ -108,6 +113,11 @@ pub struct Parts {
     pub inbox: Arc<dyn Inbox>,
     pub vips: Arc<Vips>,
     pub hooks: Hooks,
+    /// Where the decision path's tasks run ([`decision::DecisionRuntime`], or the caller's
+    /// runtime in the simulation).
+    pub decision: tokio::runtime::Handle,
+    /// The decision loop's pulse ([`fence::pulse`]; never late in the simulation).
+    pub pulse: Arc<Pulse>,
 }
 
 /// How many decisions the history keeps.
@@ -158,6 +168,10 @@ pub struct Kernel {
     inbox: Arc<dyn Inbox>,
     vips: Arc<Vips>,
     hooks: Hooks,
+    decision: tokio::runtime::Handle,
+    pulse: Arc<Pulse>,
+    /// Fenced, and the stall that fenced it: until the loop decided Offline.
+    fenced: Mutex<Option<u64>>,
 }
 
 impl Kernel {
@@ -211,6 +225,9 @@ impl Kernel {
             inbox: parts.inbox,
             vips: parts.vips,
             hooks: parts.hooks,
+            decision: parts.decision,
+            pulse: parts.pulse,
+            fenced: Mutex::new(None),
             watchdog_config: parts.watchdog_config,
             config,
         }))
@@ -225,9 +242,10 @@ impl Kernel {
             .with_context(|| format!("failed to listen on {at} (peer.listen)"))
     }
 
-    /// Starts the kernel's tasks: the peer server on `listener`, one task per path to the
-    /// buddy or the outside, and the tick loop, which ends the others through [`Kernel::stop`]
-    /// once `shutdown` is asked and the handover is done.
+    /// Starts the kernel's tasks on the decision runtime: the peer server on `listener`, one
+    /// task per path to the buddy or the outside, the virtual IPs' renewals, and the tick loop,
+    /// which ends the others through [`Kernel::stop`] once `shutdown` is asked and the
+    /// handover is done; and the fence thread.
     pub fn spawn(
         self: &Arc<Self>,
         tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
@@ -235,8 +253,13 @@ impl Kernel {
         observer: Option<mpsc::UnboundedSender<TickRecord>>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        duet_base::fds::refill();
         let stop = self.stop.clone();
-        tasks.spawn(peer::serve(self.clone(), listener, stop.clone()));
+        let on = &self.decision;
+        tasks.spawn_on(peer::serve(self.clone(), listener, stop.clone()), on);
+        if self.vips.enabled() {
+            tasks.spawn_on(self.vips.clone().run(stop.clone()), on);
+        }
         for (i, hb) in self.config.heartbeats.iter().enumerate() {
             match hb.kind {
                 HeartbeatKind::Agent => {
@@ -246,15 +269,11 @@ impl Kernel {
                         interval: hb.interval,
                         timeout: hb.timeout,
                     };
-                    tasks.spawn(peer::path(
-                        self.clone(),
-                        Slot::Heartbeat(i),
-                        spec,
-                        stop.clone(),
-                    ))
+                    let path = peer::path(self.clone(), Slot::Heartbeat(i), spec, stop.clone());
+                    tasks.spawn_on(path, on)
                 }
                 HeartbeatKind::Ping | HeartbeatKind::Inverted => {
-                    tasks.spawn(paths::icmp(self.clone(), i, hb.clone(), stop.clone()))
+                    tasks.spawn_on(paths::icmp(self.clone(), i, hb.clone(), stop.clone()), on)
                 }
             };
         }
@@ -265,12 +284,13 @@ impl Kernel {
                 interval: sync.interval,
                 timeout: sync.timeout,
             };
-            tasks.spawn(peer::path(self.clone(), Slot::Sync, spec, stop.clone()));
+            tasks.spawn_on(peer::path(self.clone(), Slot::Sync, spec, stop.clone()), on);
         }
         let commands = lock(&self.command_rx)
             .take()
             .context("the kernel's tasks were started twice")?;
-        tasks.spawn(tick::run(self.clone(), commands, observer, shutdown));
+        tasks.spawn_on(tick::run(self.clone(), commands, observer, shutdown), on);
+        fence::watch(self.clone()).context("cannot start the fence thread")?;
         Ok(())
     }
 
@@ -349,6 +369,16 @@ impl Kernel {
         &self.runtime
     }
 
+    /// The decision loop's pulse: the gaps between its ticks, and whether it is late.
+    pub fn pulse(&self) -> &Pulse {
+        &self.pulse
+    }
+
+    /// Fenced (the stall that fenced it), until the loop decided Offline.
+    pub fn fenced(&self) -> Option<u64> {
+        *lock(&self.fenced)
+    }
+
     /// The buddy's last report and when it arrived, however old.
     pub fn buddy_report(&self) -> Option<(PeerReport, TimestampMs)> {
         lock(&self.buddy).clone()
@@ -359,8 +389,21 @@ impl Kernel {
     /// built the report, the age would be short by the time until the next exchange, and the
     /// buddy would date this agent's outside success later than it was — enough to count a
     /// success from before a shared outage as evidence after it.
+    ///
+    /// A late loop fences the agent first ([`fence`]); a fenced agent reports itself Offline
+    /// and yielding, and accepts the buddy's pending request, whatever its loop last said.
     pub(crate) fn outgoing_report(&self) -> PeerReport {
+        let fenced = fence::check(self);
         let mut report = self.peer.borrow().clone();
+        if fenced.is_some() {
+            report.fenced = true;
+            report.state = FailoverState::Offline;
+            report.yielding = Some(0);
+            report.request = None;
+            report.was_online = false;
+            let request = lock(&self.buddy).as_ref().and_then(|(p, _)| p.request);
+            report.answer = request.map(|(id, _)| (id, duet_core::Answer::Accepted));
+        }
         let now = self.clock.now();
         report.outside_age_ms = duet_core::failover::outside_ok_at(&lock(&self.heartbeats))
             .map(|at| now.saturating_sub(at));
@@ -375,7 +418,7 @@ impl Kernel {
         let (newer, changed) = match &*buddy {
             None => (true, true),
             Some((old, _)) => (
-                old.boot != report.boot || report.tick > old.tick,
+                report.newer_than(old),
                 old.state != report.state
                     || old.request != report.request
                     || old.answer != report.answer,
@@ -426,5 +469,6 @@ fn first_report(
             .iter()
             .map(duet_vip::arp::format_mac)
             .collect(),
+        fenced: false,
     })
 }

@@ -198,11 +198,14 @@ impl Network for Tcp {
         target: SocketAddr,
     ) -> BoxFuture<'_, io::Result<BoxStream>> {
         Box::pin(async move {
-            let socket = if target.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()?
-            } else {
-                tokio::net::TcpSocket::new_v6()?
-            };
+            duet_base::fds::refill();
+            let socket = duet_base::fds::opening(|| {
+                if target.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+            })?;
             if let Some(source) = source {
                 socket.bind(SocketAddr::new(source, 0))?;
             }
@@ -228,7 +231,9 @@ impl Network for Tcp {
         timeout: Duration,
     ) -> BoxFuture<'_, io::Result<Box<dyn Pinger>>> {
         Box::pin(async move {
-            let pinger = IcmpPinger::open(source, target, ident, timeout)?;
+            duet_base::fds::refill();
+            let pinger =
+                duet_base::fds::opening(|| IcmpPinger::open(source, target, ident, timeout))?;
             Ok(Box::new(pinger) as Box<dyn Pinger>)
         })
     }

@@ -51,14 +51,8 @@ pub enum PeerMessage {
 /// says "pair key mismatch" (one could be a garbled hello; three are a wrong key).
 pub const AUTH_FAILURES_SHOWN: u32 = 3;
 
-/// Connections the peer port serves at once; more are closed at once (a flood must not grow
-/// memory or tasks without bound). Two agents need one per path.
-const MAX_CONNECTIONS: usize = 64;
-/// Connections one remote address may hold: a stranger on the LAN cannot take the buddy's.
-const MAX_PER_HOST: usize = 8;
-
-/// How long a connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+mod admission;
+use admission::Admission;
 
 /// A refused incoming connection is logged at most once per source address this often; the
 /// next line says how many were not logged meanwhile. The metrics count every one.
@@ -578,8 +572,14 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     // The connections live in this task's set: they end with it, however it ends.
     let mut connections = tokio::task::JoinSet::new();
-    // Open connections per remote address: one host cannot take every slot.
-    let per_host: Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>> = Arc::default();
+    // The buddy's addresses have slots of their own; strangers share a small pool.
+    let admission = Admission::new(
+        kernel
+            .config
+            .buddy_addresses()
+            .iter()
+            .filter_map(|a| a.parse::<SocketAddr>().ok().map(|a| a.ip())),
+    );
     let refusals: Arc<std::sync::Mutex<RefusalLog>> = Arc::default();
     loop {
         let (stream, from) = tokio::select! {
@@ -596,29 +596,19 @@ pub(crate) async fn serve(
             },
         };
         while connections.try_join_next().is_some() {}
-        let host = from.ip();
-        let from_host = *lock(&per_host).get(&host).unwrap_or(&0);
-        if connections.len() >= MAX_CONNECTIONS || from_host >= MAX_PER_HOST {
+        let Some(slot) = admission.admit(from.ip()) else {
             kernel.link.reject("too_many_connections");
             log_refusal(&refusals, from, "too many connections; closing this one");
             continue;
-        }
-        *lock(&per_host).entry(host).or_default() += 1;
+        };
         let kernel = kernel.clone();
-        let per_host = per_host.clone();
         let refusals = refusals.clone();
         connections.spawn(async move {
-            match connection(&kernel, stream).await {
+            match connection(&kernel, stream, slot.handshake()).await {
                 Ended::Closed(why) => tracing::debug!(%from, %why, "peer connection closed"),
                 Ended::Refused(why) => log_refusal(&refusals, from, &why),
             }
-            let mut counts = lock(&per_host);
-            if let Some(n) = counts.get_mut(&host) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&host);
-                }
-            }
+            drop(slot);
         });
     }
 }
@@ -632,8 +622,9 @@ enum Ended {
     Refused(String),
 }
 
-/// Serves one incoming connection; returns why it ended.
-async fn connection(kernel: &Kernel, mut stream: BoxStream) -> Ended {
+/// Serves one incoming connection, each step of its handshake within `handshake`; returns why
+/// it ended.
+async fn connection(kernel: &Kernel, mut stream: BoxStream, handshake: Duration) -> Ended {
     let key = PairKey::new(&kernel.config.peer.pair_key);
     let ours = match Hello::new(&kernel.config.agent.name) {
         Ok(h) => h,
@@ -644,7 +635,7 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream) -> Ended {
     // reset); what it wrote before closing is still in our receive buffer, so it is read and
     // judged all the same, and only then does the failed write end the connection.
     let said_hello = write_frame(&mut stream, &ours.seal(&key)).await;
-    let frame = match incoming(kernel, &mut stream, HELLO_TIMEOUT).await {
+    let frame = match incoming(kernel, &mut stream, handshake).await {
         Ok(frame) => frame,
         Err(Ended::Closed(why)) => {
             return Ended::Closed(said_hello.err().map_or(why, |e| e.to_string()));
@@ -671,7 +662,7 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream) -> Ended {
     // Until then the connection gets as little time as before its hello.
     let mut authenticated = false;
     loop {
-        let within = if authenticated { idle } else { HELLO_TIMEOUT };
+        let within = if authenticated { idle } else { handshake };
         let frame = match incoming(kernel, &mut stream, within).await {
             Ok(frame) => frame,
             Err(ended) => return ended,

@@ -50,6 +50,10 @@ pub struct PeerReport {
     /// of them is its lapsing lease, not an occupant.
     #[serde(default)]
     pub macs: Vec<String>,
+    /// Sent by a fenced agent whose loop stalled ([`crate::fence`]): it says Offline and
+    /// yielding at the tick its loop stopped at, and is newer than that tick's own report.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// One tick's outcome, for observers (tests, tools).
@@ -64,6 +68,15 @@ pub struct TickRecord {
 }
 
 impl PeerReport {
+    /// Whether this report replaces `old` (paths race; a restarted agent has a new boot
+    /// number). A fenced agent's reports carry its stalled tick: newer than that tick's own
+    /// report, and each as new as the last (its answer to a request comes in a later one).
+    pub fn newer_than(&self, old: &PeerReport) -> bool {
+        old.boot != self.boot
+            || (self.tick, self.fenced) > (old.tick, old.fenced)
+            || (self.fenced && self.tick == old.tick)
+    }
+
     /// What the core sees of the buddy, from this report received at `received_at`.
     pub fn view(&self, received_at: TimestampMs) -> BuddyView {
         BuddyView {

@@ -72,6 +72,8 @@ struct Sighting {
     /// The same report if still fresh (`status.buddy_timeout`): all the failover core sees.
     buddy: Option<(PeerReport, TimestampMs)>,
     exchange: Exchange,
+    /// The agent fenced itself, after a stall of this many ms.
+    fenced: Option<u64>,
 }
 
 impl Sighting {
@@ -133,13 +135,21 @@ impl Loop {
                 return Ok(());
             }
             self.tick += 1;
-            let seen = self.gather();
+            // First thing after the wait: a loop that was stalled (or a process that was
+            // stopped) past the fence bound fences the agent before deciding anything.
+            let fenced = crate::fence::check(&self.kernel);
+            let seen = self.gather(fenced);
             let (decision, answered) = self.step(&seen, log).await?;
             self.carry_out(&decision, &seen, log);
             self.settle(&decision, &seen);
             let observations = self.observe(&seen);
             let pair = self.evaluate(observations, &seen, log).await?;
             self.publish(pair, &decision, answered, &seen);
+            self.kernel.pulse.beat();
+            if seen.fenced.is_some() && self.machine.state == FailoverState::Offline {
+                // The core took the fence: the reports tell the truth again by themselves.
+                *lock(&self.kernel.fenced) = None;
+            }
             if let Some(deadline) = self.handover
                 && let Some(line) = handover_end(
                     // The paths as they are now, after this tick's calls.
@@ -188,7 +198,7 @@ impl Loop {
     }
 
     /// Reads the paths, the buddy's report and an operator's command, once.
-    fn gather(&mut self) -> Sighting {
+    fn gather(&mut self, fenced: Option<u64>) -> Sighting {
         let kernel = &self.kernel;
         let now = kernel.clock.now();
         let command = if self.handover.is_some() && !self.handover_asked {
@@ -221,6 +231,7 @@ impl Loop {
             last_report,
             buddy,
             exchange,
+            fenced,
         };
         kernel.vips.set_buddy(
             seen.last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
@@ -248,6 +259,8 @@ impl Loop {
                 nics: kernel.surroundings.nics(),
             },
         );
+        #[cfg(debug_assertions)]
+        freeze_for_tests().await;
         let rt = kernel.runtime.clone();
         let (before, now) = (self.machine, seen.now);
         let decided = kernel
@@ -309,6 +322,14 @@ impl Loop {
                     state: *state,
                     at: now,
                 }),
+                Action::AcquireVip if kernel.fenced().is_some() => {
+                    // Decided before the fence tripped: the next step takes the fence.
+                    log.write(
+                        now,
+                        Severity::Warning,
+                        "Fenced: not acquiring the virtual IP",
+                    );
+                }
                 Action::AcquireVip => {
                     log.write(
                         now,
@@ -395,8 +416,37 @@ impl Loop {
             database: kernel.surroundings.database(),
             nats: kernel.surroundings.nats(),
             rte_count: self.rte_count(),
-            probes: kernel.surroundings.rows(online),
+            probes: {
+                let mut rows = kernel.surroundings.rows(online);
+                rows.push(self.loop_row(seen));
+                rows
+            },
             nics: kernel.surroundings.nics(),
+        }
+    }
+
+    /// The Decision loop row: the gaps between ticks (the period is `core.tick`), and the
+    /// fence while it holds.
+    fn loop_row(&self, seen: &Sighting) -> duet_core::Probe {
+        let pulse = &self.kernel.pulse;
+        let value = format!(
+            "tick gap {} ms (largest {} ms)",
+            pulse.gap().as_millis(),
+            pulse.max_gap().as_millis()
+        );
+        duet_core::Probe {
+            key: "decision-loop".into(),
+            label: "Decision loop".into(),
+            status: match seen.fenced {
+                Some(stall) => {
+                    Check::Failing(format!("stalled for {stall} ms: this agent fenced itself"))
+                }
+                None => Check::Ok,
+            },
+            value,
+            counts_toward_led: false,
+            failures: 0,
+            last_success: Some(seen.now),
         }
     }
 
@@ -494,6 +544,7 @@ impl Loop {
                 self.settings.clone()
             },
             macs: previous.macs,
+            fenced: false,
         });
         kernel.status.send_replace(Status {
             pair: Some(pair),
@@ -549,6 +600,19 @@ fn core_input(config: &KernelConfig, seen: &Sighting, vip_enabled: bool, extra: 
         triggers: extra.triggers,
         vip: extra.vip,
         nics: extra.nics,
+        fenced: seen.fenced,
+    }
+}
+
+/// A test hook (debug builds only): while the file named by `DUET_TEST_FREEZE` exists, the
+/// decision loop waits here, as if a core call never returned; the rest of the process runs.
+#[cfg(debug_assertions)]
+async fn freeze_for_tests() {
+    let Some(path) = std::env::var_os("DUET_TEST_FREEZE") else {
+        return;
+    };
+    while std::path::Path::new(&path).exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -669,6 +733,7 @@ mod tests {
                 incoming: Some((7, RequestReason::Operator)),
                 answer: None,
             },
+            fenced: None,
         }
     }
 

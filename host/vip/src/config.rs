@@ -78,8 +78,10 @@ pub struct RawHooks {
 /// Defaults (see docs/vip.md for the reasoning).
 pub const ARP_TRIES: u32 = 3;
 pub const ARP_WAIT: Duration = Duration::from_millis(100);
-pub const LEASE: Duration = Duration::from_secs(5);
-pub const RENEW: Duration = Duration::from_secs(1);
+/// The shortest lease the kernel keeps (`valid_lft` counts whole seconds): a stopped agent's
+/// VIP lapses soonest.
+pub const LEASE: Duration = Duration::from_secs(1);
+pub const RENEW: Duration = Duration::from_millis(250);
 pub const GARP_COUNT: u32 = 6;
 pub const GARP_INTERVAL: Duration = Duration::from_millis(250);
 pub const VERIFY_INTERVAL: Duration = Duration::from_secs(10);
@@ -153,7 +155,16 @@ fn validate_vip(i: usize, v: RawVip, errors: &mut Errors) -> VipConfig {
         ARP_WAIT,
         (10 * MS, 10 * S),
     );
-    let lease = errors.duration(&at("lease"), v.lease.as_deref(), LEASE, (2 * S, 3600 * S));
+    let lease = errors.duration(&at("lease"), v.lease.as_deref(), LEASE, (S, 3600 * S));
+    if lease.subsec_nanos() != 0 {
+        errors.error(
+            at("lease"),
+            format!(
+                "{}: the kernel counts a lease in whole seconds",
+                duet_base::config::fmt(lease)
+            ),
+        );
+    }
     let renew = errors.duration(&at("renew"), v.renew.as_deref(), RENEW, (100 * MS, 600 * S));
     let garp_interval = errors.duration(
         &at("garp_interval"),
@@ -333,8 +344,13 @@ mod tests {
             e[0].starts_with("vip[1].nic: ") && e[1].starts_with("vip[1].address: "),
             "{e:?}"
         );
-        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nlease = \"1s\"");
+        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nlease = \"500ms\"");
         assert!(e[0].starts_with("vip[0].lease: "), "{e:?}");
+        let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nlease = \"1500ms\"");
+        assert!(
+            e[0].starts_with("vip[0].lease: ") && e[0].contains("whole seconds"),
+            "{e:?}"
+        );
         let e = errors("[hooks]\nonline = \"/nonexistent/hook\"");
         assert!(e[0].starts_with("hooks.online: "), "{e:?}");
         let e = errors("[[vip]]\nnic = \"eth0\"\naddress = \"10.0.0.10/24\"\nbogus = 1");

@@ -15,6 +15,7 @@ pub mod arp;
 pub mod config;
 pub mod hooks;
 pub mod netif;
+pub mod netlink;
 pub mod pcap;
 
 use std::net::Ipv4Addr;
@@ -26,10 +27,12 @@ use duet_core::api::PacketCapture;
 use duet_core::{Check, Probe, TimestampMs, VipResult};
 use tokio_util::sync::CancellationToken;
 
+use crate::netlink::Netlink;
 use crate::pcap::Pcap;
 use arp::{Mac, format_mac};
 use config::VipConfig;
 use duet_base::lock;
+use duet_base::pulse::Pulse;
 use duet_base::{Alarms, Clock, Severity, Wake};
 
 /// What the VIP rows show, per VIP.
@@ -73,6 +76,13 @@ pub struct Vips {
     clock: Clock,
     /// Where a conflict starting and ending is raised (the event log).
     alarms: Arc<dyn Alarms>,
+    /// The rtnetlink socket every address change goes through, opened at start.
+    netlink: Mutex<Result<Netlink, String>>,
+    /// The decision loop's pulse: while it is late, no lease is renewed and nothing announced.
+    pulse: Arc<Pulse>,
+    /// Fenced: the VIPs were removed because the decision loop stalled; nothing is renewed or
+    /// announced until the next acquire.
+    fenced: AtomicBool,
 }
 
 /// How the ARP check went.
@@ -84,12 +94,14 @@ enum Claim {
 }
 
 impl Vips {
-    /// `wake` asks the tick loop for a step (a result is ready).
+    /// `wake` asks the tick loop for a step (a result is ready); `pulse` is the decision
+    /// loop's.
     pub fn new(
         specs: Vec<VipConfig>,
         wake: Wake,
         clock: Clock,
         alarms: Arc<dyn Alarms>,
+        pulse: Arc<Pulse>,
     ) -> Arc<Self> {
         let n = specs.len();
         // Loaded only in virtual IP mode.
@@ -111,6 +123,16 @@ impl Vips {
             let detail = p.detail.as_deref().unwrap_or_default();
             tracing::warn!(problem = %why, %detail, "virtual IP mode without libpcap: no ARP check and no gratuitous ARP");
         }
+        let netlink = if n == 0 {
+            Err("no virtual IP".into())
+        } else {
+            Netlink::open().map_err(|e| format!("cannot open an rtnetlink socket: {e}"))
+        };
+        if let Err(e) = &netlink
+            && n > 0
+        {
+            tracing::error!(error = %e, "virtual IP mode cannot change addresses");
+        }
         Arc::new(Vips {
             specs,
             rows: Mutex::new(vec![RowState::default(); n]),
@@ -124,7 +146,42 @@ impl Vips {
             pcap,
             clock,
             alarms,
+            netlink: Mutex::new(netlink),
+            pulse,
+            fenced: AtomicBool::new(false),
         })
+    }
+
+    /// Runs `f` on the rtnetlink socket.
+    fn netlink<T>(&self, f: impl FnOnce(&mut Netlink) -> Result<T, String>) -> Result<T, String> {
+        match &mut *lock(&self.netlink) {
+            Ok(nl) => f(nl),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Whether an announcer must stop sending: told to, fenced, or the decision loop is late.
+    fn quiet(&self, stop: &AtomicBool) -> bool {
+        stop.load(Ordering::Relaxed) || self.fenced.load(Ordering::Acquire) || self.pulse.late()
+    }
+
+    /// The fence, from any thread and without the async runtime: stops renewing and
+    /// announcing, and removes every VIP from its NIC at once. Returns the removal errors.
+    pub fn fence(&self) -> Vec<String> {
+        self.fenced.store(true, Ordering::Release);
+        let mut errors = Vec::new();
+        for (i, vip) in self.specs.iter().enumerate() {
+            let removed = self.netlink(|nl| netif::remove(nl, vip));
+            self.row(i, |r| {
+                r.held = removed.is_err();
+                r.lapsing = None;
+                r.since = None;
+            });
+            if let Err(e) = removed {
+                errors.push(format!("{}: {e}", vip.cidr()));
+            }
+        }
+        errors
     }
 
     pub fn enabled(&self) -> bool {
@@ -235,6 +292,8 @@ impl Vips {
     async fn acquire_all(self: &Arc<Self>) -> VipResult {
         let mut ops = self.ops.lock().await;
         ops.wanted = true;
+        // A new claim is the decision of a loop that runs again.
+        self.fenced.store(false, Ordering::Release);
         for (i, vip) in self.specs.iter().enumerate() {
             let me = self.clone();
             let spec = vip.clone();
@@ -285,9 +344,12 @@ impl Vips {
         for stop in ops.announcers.iter_mut().filter_map(Option::take) {
             stop.store(true, Ordering::Relaxed);
         }
-        let specs = self.specs.clone();
+        let me = self.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            specs.iter().map(netif::remove).collect::<Vec<_>>()
+            me.specs
+                .iter()
+                .map(|vip| me.netlink(|nl| netif::remove(nl, vip)))
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
@@ -313,7 +375,7 @@ impl Vips {
     /// announcer sends the rest of the burst). `Some(mac)`: the dead buddy's lease lapses.
     fn take(&self, vip: &VipConfig) -> Result<Option<Mac>, String> {
         let Ok(pcap) = self.pcap else {
-            netif::lease(vip)?;
+            self.netlink(|nl| netif::lease(nl, vip))?;
             return Ok(None);
         };
         let ours = netif::mac(&vip.nic)?;
@@ -325,7 +387,10 @@ impl Vips {
                 Some(mac)
             }
         };
-        netif::lease(vip)?;
+        if self.fenced.load(Ordering::Acquire) {
+            return Err("fenced: the decision loop stalled".into());
+        }
+        self.netlink(|nl| netif::lease(nl, vip))?;
         cap.send(&arp::gratuitous(ours, vip.address))?;
         Ok(lapsing)
     }
@@ -372,7 +437,7 @@ impl Vips {
             let mut cap = pcap.open(&vip.nic, 10)?;
             let garp = arp::gratuitous(ours, vip.address);
             for n in 0..vip.garp_count {
-                if stop.load(Ordering::Relaxed) {
+                if self.quiet(stop) {
                     return Ok(());
                 }
                 cap.send(&garp)?;
@@ -384,7 +449,7 @@ impl Vips {
             let mut lapsing_since: Option<Instant> = None;
             let mut wait = vip.arp_wait;
             loop {
-                if stop.load(Ordering::Relaxed) {
+                if self.quiet(stop) {
                     return Ok(());
                 }
                 cap.send(&arp::probe(ours, vip.address))?;
@@ -395,7 +460,7 @@ impl Vips {
                     wait.max(vip.arp_wait),
                     Some(stop),
                 )?;
-                if stop.load(Ordering::Relaxed) {
+                if self.quiet(stop) {
                     return Ok(());
                 }
                 let buddy = self.buddy();
@@ -451,6 +516,9 @@ impl Vips {
                         self.alarms.raise(Severity::Warning, "vip_conflict", text);
                     }
                 }
+                if self.quiet(stop) {
+                    return Ok(());
+                }
                 cap.send(&garp)?;
                 wait = vip.garp_interval;
             }
@@ -490,16 +558,22 @@ impl Vips {
         let wanted = ops.wanted;
         let me = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            // A late decision loop renews nothing: its VIP must lapse (the fence removes it).
+            let renew = !me.fenced.load(Ordering::Acquire) && !me.pulse.late();
             for (i, vip) in me.specs.iter().enumerate() {
-                let subnet = netif::subnet_problem(i, vip);
+                let subnet = me.netlink(|nl| Ok(netif::subnet_problem(nl, i, vip))).unwrap_or_else(Some);
                 let held = lock(&me.rows)[i].held;
                 let outcome = if wanted && held {
-                    netif::lease(vip).map(|()| None)
+                    if renew {
+                        me.netlink(|nl| netif::lease(nl, vip)).map(|()| None)
+                    } else {
+                        Ok(None)
+                    }
                 } else {
-                    match netif::holds(vip) {
+                    match me.netlink(|nl| netif::holds(nl, vip)) {
                         Ok(true) => {
                             tracing::info!(vip = %vip.cidr(), nic = %vip.nic, "removing a virtual IP this agent does not hold (stale)");
-                            netif::remove(vip).map(|()| None)
+                            me.netlink(|nl| netif::remove(nl, vip)).map(|()| None)
                         }
                         Ok(false) => Ok(None),
                         Err(e) => Ok(Some(e)),

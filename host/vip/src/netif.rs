@@ -1,86 +1,42 @@
-//! The NIC side of a VIP, through iproute2 (`ip`): add or renew the address as a kernel lease,
-//! remove it, read the NIC's addresses and MAC.
+//! The NIC side of a VIP, over the agent's rtnetlink socket ([`crate::netlink`]): add or
+//! renew the address as a kernel lease, remove it, read the NIC's addresses; its MAC from
+//! sysfs.
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 use super::arp::{Mac, parse_mac};
 use super::config::VipConfig;
+use crate::netlink::{Address, Netlink, index};
 
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip` (iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+fn address(vip: &VipConfig) -> Result<Address, String> {
+    Ok(Address {
+        index: index(&vip.nic)?,
+        address: vip.address,
+        prefix: vip.prefix,
+    })
 }
 
 /// Adds the VIP to its NIC, or renews it: either way it now expires `lease` from now unless
 /// renewed again.
-pub fn lease(vip: &VipConfig) -> Result<(), String> {
-    let secs = vip.lease.as_secs().max(1).to_string();
-    ip(&[
-        "-4",
-        "addr",
-        "replace",
-        &vip.cidr(),
-        "dev",
-        &vip.nic,
-        "valid_lft",
-        &secs,
-        "preferred_lft",
-        &secs,
-    ])
-    .map(drop)
+pub fn lease(nl: &mut Netlink, vip: &VipConfig) -> Result<(), String> {
+    nl.lease(address(vip)?, vip.lease)
 }
 
 /// Removes the VIP from its NIC (nothing to do when it is not there).
-pub fn remove(vip: &VipConfig) -> Result<(), String> {
-    match ip(&["-4", "addr", "del", &vip.cidr(), "dev", &vip.nic]) {
-        Ok(_) => Ok(()),
-        Err(e) if not_there(&e) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether `ip addr del` failed only because the address is not on the NIC: the kernel's
-/// EADDRNOTAVAIL, which iproute2 prints as "Cannot assign requested address" or, with the
-/// kernel's extended ack, "Error: ipv4: Address not found.". The VIP is already gone, which
-/// is what removing it asked for. A missing NIC or a refused permission stays an error.
-fn not_there(stderr: &str) -> bool {
-    let lower = stderr.to_ascii_lowercase();
-    lower.contains("cannot assign requested address") || lower.contains("address not found")
+pub fn remove(nl: &mut Netlink, vip: &VipConfig) -> Result<(), String> {
+    nl.remove(address(vip)?)
 }
 
 /// The NIC's IPv4 addresses with their prefixes.
-pub fn addresses(nic: &str) -> Result<Vec<(Ipv4Addr, u8)>, String> {
-    let text = ip(&["-4", "-j", "addr", "show", "dev", nic])?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("cannot read `ip -j addr`: {e}"))?;
-    let mut all = Vec::new();
-    for link in json.as_array().into_iter().flatten() {
-        for a in link["addr_info"].as_array().into_iter().flatten() {
-            let local = a["local"].as_str().and_then(|s| s.parse().ok());
-            let prefix = a["prefixlen"].as_u64().and_then(|p| u8::try_from(p).ok());
-            if let (Some(local), Some(prefix)) = (local, prefix) {
-                all.push((local, prefix));
-            }
-        }
-    }
-    Ok(all)
+pub fn addresses(nl: &mut Netlink, nic: &str) -> Result<Vec<(Ipv4Addr, u8)>, String> {
+    nl.addresses(index(nic)?)
 }
 
 /// Whether the VIP is on its NIC now.
-pub fn holds(vip: &VipConfig) -> Result<bool, String> {
-    Ok(addresses(&vip.nic)?.iter().any(|(a, _)| *a == vip.address))
+pub fn holds(nl: &mut Netlink, vip: &VipConfig) -> Result<bool, String> {
+    Ok(addresses(nl, &vip.nic)?
+        .iter()
+        .any(|(a, _)| *a == vip.address))
 }
 
 /// The NIC's MAC address.
@@ -122,8 +78,8 @@ pub fn in_subnet(a: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
 
 /// Why the VIP cannot live on its NIC as configured: the NIC is missing, or the VIP is outside
 /// every subnet of the NIC's own addresses.
-pub fn subnet_problem(index: usize, vip: &VipConfig) -> Option<String> {
-    let own = match addresses(&vip.nic) {
+pub fn subnet_problem(nl: &mut Netlink, index: usize, vip: &VipConfig) -> Option<String> {
+    let own = match addresses(nl, &vip.nic) {
         Ok(a) => a,
         Err(_) => {
             return Some(format!(
@@ -157,24 +113,6 @@ pub fn subnet_problem(index: usize, vip: &VipConfig) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn removing_an_address_that_is_not_there_is_not_an_error() {
-        // iproute2 6.x on a kernel with extended acks, and older iproute2 (RTNETLINK).
-        assert!(not_there(
-            "`ip -4 addr del 10.77.0.100/24 dev lan` failed: Error: ipv4: Address not found."
-        ));
-        assert!(not_there(
-            "`ip -4 addr del 10.77.0.100/24 dev lan` failed: RTNETLINK answers: Cannot assign requested address"
-        ));
-        // Real failures stay failures.
-        assert!(!not_there(
-            "`ip -4 addr del 10.77.0.100/24 dev eth9` failed: Cannot find device \"eth9\""
-        ));
-        assert!(!not_there(
-            "`ip -4 addr del 10.77.0.100/24 dev lan` failed: RTNETLINK answers: Operation not permitted"
-        ));
-    }
 
     #[test]
     fn subnets() {

@@ -17,7 +17,7 @@ impl Args {
                 Ok(0)
             }
             Err(e) => {
-                eprintln!("{e:#}");
+                super::print_error(None, &e);
                 Ok(1)
             }
         }

@@ -2,9 +2,10 @@
 //! or `--json`. Exit 0, 2 when the agent does not answer or refuses.
 
 use std::net::SocketAddr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use duet_api::EventPage;
+use duet_base::text::printable;
 
 use super::Target;
 
@@ -116,7 +117,7 @@ pub async fn run(api: SocketAddr, filter: Filter) -> i32 {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        eprintln!("duet events: {api} answered {status}: {body}");
+        eprintln!("duet events: {api} answered {status}: {}", printable(&body));
         return 2;
     }
     if filter.json {
@@ -126,19 +127,22 @@ pub async fn run(api: SocketAddr, filter: Filter) -> i32 {
     let page: EventPage = match serde_json::from_str(&body) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("duet events: unreadable answer from {api}: {e}");
+            eprintln!(
+                "duet events: unreadable answer from {api}: {}",
+                printable(&e.to_string())
+            );
             return 2;
         }
     };
     for e in &page.events {
-        let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(e.at));
+        let at = duet_base::text::time(e.at);
         println!(
             "{at}  {:<8} {:<14} {:<24} {:<12} {}",
             e.severity.as_str(),
             e.id,
-            e.code,
-            e.source,
-            e.message
+            printable(&e.code),
+            printable(&e.source),
+            printable(&e.message)
         );
     }
     println!(

@@ -35,6 +35,17 @@ impl Target {
     }
 }
 
+/// Prints an error to standard error, each line escaped: messages repeat what came from
+/// outside (a file, an agent's answer).
+pub fn print_error(prefix: Option<&str>, e: &anyhow::Error) {
+    for line in format!("{e:#}").lines() {
+        match prefix {
+            Some(p) => eprintln!("{p}: {}", duet_base::text::printable(line)),
+            None => eprintln!("{}", duet_base::text::printable(line)),
+        }
+    }
+}
+
 /// A command's exit code as the process returns it.
 fn exit(code: i32) -> anyhow::Result<u8> {
     u8::try_from(code).context("exit code out of range")

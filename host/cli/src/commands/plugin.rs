@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use duet_base::text::printable;
 
 /// Probe plugins.
 #[derive(clap::Subcommand)]
@@ -48,53 +49,61 @@ async fn check(
     let report = match duet_plugins::check_file(file, &name, &settings).await? {
         Ok(r) => r,
         Err(why) => {
-            eprintln!("{}: invalid: {why}", file.display());
+            eprintln!("{}: invalid: {}", file.display(), printable(&why));
             return Ok(1);
         }
     };
     let d = &report.description;
     println!("{}: valid duet:probe@0.1.0 plugin", file.display());
-    println!("  name: {name} (kind {} {})", d.name, d.version);
+    println!(
+        "  name: {} (kind {} {})",
+        printable(&name),
+        printable(&d.name),
+        printable(&d.version)
+    );
     println!("  sha256: {}", report.sha256);
     println!("  default interval: {} ms", d.default_interval_ms);
-    println!("  declares: {:?}", d.capabilities);
+    println!(
+        "  declares: {}",
+        printable(&format!("{:?}", d.capabilities))
+    );
     let g = &report.grants;
     println!(
         "  granted: connect {:?}, read_dirs {:?}, env {:?}",
         g.connect, g.read_dirs, g.env
     );
     for unused in &g.unused {
-        println!("  not given: {unused}");
+        println!("  not given: {}", printable(unused));
     }
     match report.result {
         Ok((Ok(outcome), denied)) => {
             for d in &denied {
-                println!("  sandbox refused: {d}");
+                println!("  sandbox refused: {}", printable(d));
             }
             let ok = matches!(outcome.status, duet_plugins::CheckStatus::Ok);
             println!(
                 "  check: {} — {}{}",
                 if ok { "Ok" } else { "Failing" },
-                outcome.value,
+                printable(&outcome.value),
                 outcome
                     .reason
-                    .map(|r| format!(" ({r})"))
+                    .map(|r| format!(" ({})", printable(&r)))
                     .unwrap_or_default()
             );
             for m in outcome.metrics {
-                println!("  metric {} = {}", m.name, m.value);
+                println!("  metric {} = {}", printable(&m.name), m.value);
             }
             Ok(if ok { 0 } else { 1 })
         }
         Ok((Err(why), denied)) => {
             for d in &denied {
-                println!("  sandbox refused: {d}");
+                println!("  sandbox refused: {}", printable(d));
             }
-            println!("  check: probe fault — {why}");
+            println!("  check: probe fault — {}", printable(&why));
             Ok(1)
         }
         Err(fault) => {
-            println!("  check: plugin fault — {fault}");
+            println!("  check: plugin fault — {}", printable(&fault.to_string()));
             Ok(1)
         }
     }

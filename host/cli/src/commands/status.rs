@@ -6,6 +6,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use duet_base::text::printable;
 use duet_core::api::{Overview, Status, duration_words};
 use duet_core::{Led, Report};
 
@@ -104,7 +105,7 @@ async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i3
     let status = match fetched {
         Ok(s) => s,
         Err(why) => {
-            eprintln!("duet status: {why}");
+            eprintln!("duet status: {}", printable(&why));
             return EXIT_UNREACHABLE;
         }
     };
@@ -149,10 +150,12 @@ pub fn render(overview: &Overview, colour: bool) -> String {
     out.push_str(&column(&pair.buddy, &age, colour));
     if let (Some(d), Some((question, answer))) = (&status.decision, overview.why()) {
         out.push_str(&format!(
-            "{question} {answer} (for {}; tick {})\ncore: {}\n",
+            "{} {} (for {}; tick {})\ncore: {}\n",
+            printable(&question),
+            printable(&answer),
             duration_words(d.at.saturating_sub(d.state.since)),
             d.tick,
-            status.core
+            printable(&status.core)
         ));
     }
     out
@@ -173,7 +176,7 @@ fn column(report: &Report, age: &str, colour: bool) -> String {
     let state = report.state.map_or("state unknown", |s| s.label());
     let mut out = format!(
         "{paint}● {}{reset} — {state} — LED {led}: {} ({age})\n",
-        report.agent,
+        printable(&report.agent),
         report.led.meaning()
     );
     for row in &report.rows {
@@ -182,9 +185,13 @@ fn column(report: &Report, age: &str, colour: bool) -> String {
         } else {
             ("", "")
         };
-        out.push_str(&format!("  {:<24} {on}{}{off}", row.label, row.value));
+        out.push_str(&format!(
+            "  {:<24} {on}{}{off}",
+            printable(&row.label),
+            printable(&row.value)
+        ));
         if let Some(reason) = &row.reason {
-            out.push_str(&format!(" ({reason})"));
+            out.push_str(&format!(" ({})", printable(reason)));
         }
         if let Some(n) = row.failures.filter(|n| *n > 0) {
             out.push_str(&format!(" [{n} failures]"));

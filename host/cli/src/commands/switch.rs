@@ -33,7 +33,10 @@ impl Args {
             println!("switch queued at {api}; follow it with `duet status --api {api} --watch`");
             Ok(0)
         } else {
-            eprintln!("duet switch: {api} refused ({status}): {body}");
+            eprintln!(
+                "duet switch: {api} refused ({status}): {}",
+                duet_base::text::printable(&body)
+            );
             Ok(1)
         }
     }

@@ -21,6 +21,7 @@ impl Args {
             .split(',')
             .map(|r| format!("\"{}\"", r.trim()))
             .collect();
+        let name = duet_base::text::printable(&name);
         println!("token (shown once; give it to {name}): {token}\n");
         println!("# add to the [api] section's tokens of both agents' configuration:");
         println!(

@@ -1,7 +1,8 @@
 //! A hostile probe plugin for tests. It declares every capability (`*`), so only the operator's
 //! grant stands between it and the machine, and misbehaves as `config.mode` says:
-//! `loop` (never returns), `bomb` (allocates without bound), `trap` (panics), `flood` (returns
-//! a 1 MiB value), `connect` (TCP to `config.target`), `read` (reads `config.path`).
+//! `loop` (never returns), `busy` (spins `config.busy_ms`, default 900, then answers: busy but
+//! legal), `bomb` (allocates without bound), `trap` (panics), `flood` (returns a 1 MiB value),
+//! `connect` (TCP to `config.target`), `read` (reads `config.path`).
 
 use std::io::Read as _;
 
@@ -24,6 +25,16 @@ impl Probe for Hostile {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            // Busy but legal: spins for `busy_ms`, then answers (within its deadline).
+            "busy" => {
+                let ms = config.u64("busy_ms")?.unwrap_or(900);
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                let mut n: u64 = 0;
+                while std::time::Instant::now() < until {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                Ok(Outcome::ok(format!("busy {ms} ms")))
             }
             "bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
