@@ -324,11 +324,12 @@ other tests add network interfaces, or over 20 s) are repeated; there were {}.",
 pub fn section_only(root: &Path, which: &str) -> anyhow::Result<()> {
     crate::setup()?;
     crate::run(crate::cargo(root).args(["build", "--locked", "--bins"]))?;
+    // The commit the binaries were built from, not whatever HEAD is once the bench ends.
+    let commit = commit(root);
     let (title, body) = match which {
         "load" => ("\n## Under load", under_load(root)?),
         _ => ("\n## Failover time", failover_time(root)?),
     };
-    let commit = commit(root);
     let section = format!(
         "{body}\nThis section was measured on its own (`cargo xtask bench {which}`) at commit `{commit}`.\n"
     );
