@@ -141,11 +141,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
     phase("tests", &mut || run(cargo(root).args(["test", "--locked"])))?;
     // The containment tests load the machine on purpose (CPU hogs, stalls): alone, one by one.
     phase("serial tests", &mut || {
+        // The same package selection as the tests above (no `-p`): nothing is built again.
         run(cargo(root).args([
             "test",
             "--locked",
-            "-p",
-            "duet-tests",
             "--lib",
             "containment::",
             "--",
