@@ -767,7 +767,14 @@ impl Step<'_> {
 
     /// Start going online: ask the buddy to go offline first.
     fn prepare(mut self, why: RequestReason, code: ReasonCode, text: String) -> Decision {
-        self.state.last_switch = Some(self.now);
+        // Rule: the ping-pong guard counts from the last switch. A claim that takes the Online
+        // role from nobody (the start-up tie-break, or a buddy never met) is no switch: a
+        // switch trigger right after it hands over at once.
+        let from_nobody = code == ReasonCode::StartupTieBreak
+            || (code == ReasonCode::BuddyDead && !self.state.met_buddy);
+        if !from_nobody {
+            self.state.last_switch = Some(self.now);
+        }
         let missing = if code == ReasonCode::BuddyDead {
             " (agent appears to be missing)"
         } else {

@@ -59,7 +59,22 @@ pub(crate) fn sync_up(sync: &Heartbeat) -> bool {
     sync.last_success.is_some() && !sync.exceeded()
 }
 
-/// Writes an attempt's outcome into the path's state; wakes the tick loop on a change.
+/// Every path to the buddy failed its last attempt (the sync connection too, once it has
+/// worked): the buddy may be about to be declared dead, and work a takeover needs can start.
+pub(crate) fn in_doubt(heartbeats: &[Heartbeat], sync: Option<&Heartbeat>) -> bool {
+    let mut agent = heartbeats
+        .iter()
+        .filter(|h| h.kind == HeartbeatKind::Agent)
+        .peekable();
+    agent.peek().is_some()
+        && agent.all(|h| h.failures > 0)
+        && sync.is_none_or(|s| s.last_success.is_none() || s.failures > 0)
+}
+
+/// Writes an attempt's outcome into the path's state; wakes the tick loop on a change, and the
+/// moment the path crosses its allowed failures (the attempt that declares it dead usually
+/// fails for the same reason as the one before: without the wake, a takeover would wait for
+/// the next tick).
 pub(crate) fn record(kernel: &Kernel, slot: Slot, attempt: Attempt, now: TimestampMs) {
     let changed = {
         let mut all;
@@ -77,7 +92,7 @@ pub(crate) fn record(kernel: &Kernel, slot: Slot, attempt: Attempt, now: Timesta
                 None => return,
             },
         };
-        let before = (state.ok, state.reason.clone());
+        let before = (state.ok, state.exceeded(), state.reason.clone());
         match attempt {
             Attempt::Success(rtt) => {
                 state.ok = true;
@@ -118,7 +133,7 @@ pub(crate) fn record(kernel: &Kernel, slot: Slot, attempt: Attempt, now: Timesta
                 ),
             );
         }
-        before != (state.ok, state.reason.clone())
+        before != (state.ok, state.exceeded(), state.reason.clone())
     };
     if changed {
         kernel.changed.notify_one();

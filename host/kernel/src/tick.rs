@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KernelConfig;
 use crate::failover_log::{FailoverLog, LogFile};
-use crate::paths::sync_up;
+use crate::paths::{in_doubt, sync_up};
 use crate::state_file::{Remembered, StateFile};
 use crate::{Exchange, HISTORY, Kernel, PeerReport, Requests, TickRecord};
 
@@ -237,6 +237,18 @@ impl Loop {
             seen.last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
             seen.buddy_dead(),
         );
+        // A takeover may be near: its ARP check overlaps the rest of detection. Once the
+        // buddy is declared dead the check made ahead is kept for the claim (it goes stale by
+        // itself); it is dropped when the buddy is heard again.
+        let claimable = matches!(
+            self.machine.state,
+            FailoverState::Offline | FailoverState::PreparingToGoOnline
+        );
+        if !in_doubt(&seen.heartbeats, seen.sync.as_ref()) {
+            kernel.vips.forget_ahead();
+        } else if claimable && !seen.buddy_dead() {
+            kernel.vips.look_ahead();
+        }
         seen
     }
 

@@ -11,6 +11,7 @@
 
 #![warn(clippy::too_many_lines)]
 
+mod ahead;
 pub mod arp;
 pub mod config;
 pub mod hooks;
@@ -83,6 +84,8 @@ pub struct Vips {
     /// Fenced: the VIPs were removed because the decision loop stalled; nothing is renewed or
     /// announced until the next acquire.
     fenced: AtomicBool,
+    /// The ARP check run while the buddy is in doubt, ahead of a takeover.
+    ahead: ahead::Ahead,
 }
 
 /// How the ARP check went.
@@ -149,6 +152,7 @@ impl Vips {
             netlink: Mutex::new(netlink),
             pulse,
             fenced: AtomicBool::new(false),
+            ahead: ahead::Ahead::new(),
         })
     }
 
@@ -201,6 +205,46 @@ impl Vips {
 
     fn buddy(&self) -> Buddy {
         lock(&self.buddy).clone()
+    }
+
+    /// While every path to the buddy fails, before it is declared dead: checks the VIPs by ARP
+    /// in the background (at most once a second), so that a takeover only leases and
+    /// announces. Nothing without libpcap (the claim has no check to make then).
+    pub fn look_ahead(self: &Arc<Self>) {
+        let Ok(pcap) = self.pcap else {
+            return;
+        };
+        if self.specs.is_empty() || !self.ahead.begin() {
+            return;
+        }
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let found = me.specs.iter().map(|vip| me.sweep(vip, pcap)).collect();
+            me.ahead.finish(found);
+        });
+    }
+
+    /// The buddy is heard again: a check made ahead is dropped.
+    pub fn forget_ahead(&self) {
+        self.ahead.forget();
+    }
+
+    /// The check ahead for one VIP: `arp_tries` probes; any answer from a MAC not the buddy's
+    /// is a stranger (the claim will check again and fail with it).
+    fn sweep(&self, vip: &VipConfig, pcap: &'static Pcap) -> Result<ahead::Swept, String> {
+        let ours = netif::mac(&vip.nic)?;
+        let mut cap = pcap.open(&vip.nic, 10)?;
+        let mut buddy = None;
+        for _ in 0..vip.arp_tries {
+            cap.send(&arp::probe(ours, vip.address))?;
+            let answers = collect(&mut cap, vip.address, ours, vip.arp_wait, None)?;
+            let macs = self.buddy().macs;
+            if let Some(m) = answers.iter().find(|m| !macs.contains(m)) {
+                return Err(in_use(m));
+            }
+            buddy = buddy.or(answers.first().copied());
+        }
+        Ok(ahead::Swept { cap, ours, buddy })
     }
 
     /// The first VIP that cannot live on its NIC as configured (the Configuration row).
@@ -297,7 +341,7 @@ impl Vips {
         for (i, vip) in self.specs.iter().enumerate() {
             let me = self.clone();
             let spec = vip.clone();
-            let taken = tokio::task::spawn_blocking(move || me.take(&spec))
+            let taken = tokio::task::spawn_blocking(move || me.take(i, &spec))
                 .await
                 .unwrap_or_else(|e| Err(format!("the acquire task failed: {e}")));
             match taken {
@@ -373,20 +417,35 @@ impl Vips {
 
     /// ARP check, then the kernel lease and the first gratuitous ARP at once (blocking; the
     /// announcer sends the rest of the burst). `Some(mac)`: the dead buddy's lease lapses.
-    fn take(&self, vip: &VipConfig) -> Result<Option<Mac>, String> {
+    /// Against a dead buddy the check made ahead stands for the ARP check when it found no
+    /// stranger (it is waited for while it still runs).
+    fn take(&self, i: usize, vip: &VipConfig) -> Result<Option<Mac>, String> {
         let Ok(pcap) = self.pcap else {
             self.netlink(|nl| netif::lease(nl, vip))?;
             return Ok(None);
         };
-        let ours = netif::mac(&vip.nic)?;
-        let mut cap = pcap.open(&vip.nic, 10)?;
-        let lapsing = match self.check_free(vip, &mut cap, ours)? {
-            Claim::Free => None,
-            Claim::Lapsing(mac) => {
-                tracing::info!(vip = %vip.address, mac = %format_mac(&mac), "the dead buddy's lease still answers: claiming");
-                Some(mac)
+        let ahead = if self.buddy().dead {
+            self.ahead
+                .take(i, vip.arp_wait * vip.arp_tries + Duration::from_millis(50))
+        } else {
+            None
+        };
+        let (mut cap, ours, lapsing) = match ahead {
+            Some(Ok(swept)) => (swept.cap, swept.ours, swept.buddy),
+            // Nothing ahead, or a stranger then: check now (it may have gone).
+            Some(Err(_)) | None => {
+                let ours = netif::mac(&vip.nic)?;
+                let mut cap = pcap.open(&vip.nic, 10)?;
+                let lapsing = match self.check_free(vip, &mut cap, ours)? {
+                    Claim::Free => None,
+                    Claim::Lapsing(mac) => Some(mac),
+                };
+                (cap, ours, lapsing)
             }
         };
+        if let Some(mac) = lapsing {
+            tracing::info!(vip = %vip.address, mac = %format_mac(&mac), "the dead buddy's lease still answers: claiming");
+        }
         if self.fenced.load(Ordering::Acquire) {
             return Err("fenced: the decision loop stalled".into());
         }
@@ -411,10 +470,7 @@ impl Vips {
             let buddy = self.buddy();
             let strangers: Vec<_> = answers.iter().filter(|m| !buddy.macs.contains(m)).collect();
             if let Some(m) = strangers.first() {
-                return Err(format!(
-                    "the address is in use: {} answers for it",
-                    format_mac(m)
-                ));
+                return Err(in_use(m));
             }
             if buddy.dead {
                 return Ok(Claim::Lapsing(answers[0]));
@@ -594,6 +650,11 @@ impl Vips {
         .await;
         drop(ops);
     }
+}
+
+/// The ARP check's finding when a stranger answers for the VIP.
+fn in_use(m: &Mac) -> String {
+    format!("the address is in use: {} answers for it", format_mac(m))
 }
 
 /// How long [`collect`] still listens after the first answer.
