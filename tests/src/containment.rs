@@ -33,7 +33,7 @@ const DEFAULTS: Timing = Timing {
 /// How the ARP replies are binned: two MACs in one bin answered at the same moment.
 const BIN: Duration = Duration::from_millis(20);
 
-type Mac = [u8; 6];
+pub(crate) type Mac = [u8; 6];
 
 /// A pair in namespaces with the VIP at its defaults (1 s lease renewed every 250 ms); `more`
 /// is appended to each agent's configuration.
@@ -186,7 +186,7 @@ impl Drop for ArpWatch {
 }
 
 /// A packet socket for ARP on `lan`, with a 2 ms receive timeout, and the NIC's MAC.
-fn arp_socket() -> (OwnedFd, Mac) {
+pub(crate) fn arp_socket() -> (OwnedFd, Mac) {
     let proto = (libc::ETH_P_ARP as u16).to_be();
     // SAFETY: plain socket(2), owned below.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };

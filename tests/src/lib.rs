@@ -62,6 +62,8 @@ mod hot_swap;
 #[cfg(test)]
 mod icmp;
 #[cfg(test)]
+mod keepalived;
+#[cfg(test)]
 mod layout;
 #[cfg(test)]
 mod netns;

@@ -41,8 +41,12 @@ pub fn runtime() -> Arc<CoreRuntime> {
     .clone()
 }
 
-/// The `duet` binary of this build (`cargo xtask test` builds it before the tests).
+/// The `duet` binary of this build (`cargo xtask test` builds it before the tests), or the one
+/// `DUET_BIN` names (the benches run release builds).
 pub fn duet_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DUET_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/duet_tests-<hash> → target/<profile>/duet
     let bin = exe

@@ -63,10 +63,10 @@ impl Drop for Service {
 }
 
 /// The client: asks the VIP, each question waiting at most `wait` for an answer.
-struct Client(UdpSocket);
+pub(crate) struct Client(UdpSocket);
 
 impl Client {
-    fn new(ns: &str, wait: Duration) -> Self {
+    pub(crate) fn new(ns: &str, wait: Duration) -> Self {
         let socket = in_ns(ns, || {
             UdpSocket::bind("0.0.0.0:0").expect("bind the client")
         });
@@ -75,7 +75,7 @@ impl Client {
     }
 
     /// One question: the name that answered, if any.
-    fn ask(&self) -> Option<String> {
+    pub(crate) fn ask(&self) -> Option<String> {
         let to: SocketAddr = format!("{VIP}:{PORT}").parse().expect("address");
         self.0.send_to(b"?", to).ok()?;
         let mut buf = [0u8; 64];

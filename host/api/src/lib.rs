@@ -192,7 +192,9 @@ async fn stream(
             let kernel = kernel.clone();
             async move {
                 loop {
+                    // The `Arc` only, under the channel's lock; the copy after.
                     let status = rx.borrow_and_update().clone();
+                    let status = Status::clone(&status);
                     let key = fingerprint(&status);
                     if last.as_ref() != Some(&key) {
                         let data =

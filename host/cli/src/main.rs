@@ -4,6 +4,7 @@
 #![warn(clippy::too_many_lines)]
 
 mod commands;
+mod log_writer;
 
 use std::process::ExitCode;
 
@@ -54,7 +55,10 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("DUET_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer({
+            let queue = log_writer::start();
+            move || queue.clone()
+        })
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
     // A blocking task that never returns (a plugin stuck in I/O) must not keep the process
     // from exiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    log_writer::flush();
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -152,15 +152,16 @@ pub async fn run(
     let mut last: Option<Shown> = None;
     let mut last_decision: Option<DecisionSummary> = None;
     loop {
+        // The `Arc` only, under the channel's lock (the decision loop publishes through it).
         let status = rx.borrow_and_update().clone();
-        if let Some(pair) = status.pair {
+        if let Some(pair) = status.pair.clone() {
             if let Some(before) = last {
                 for (severity, code, message) in changes(before, &pair) {
                     events.raise(severity, code, message);
                 }
             }
             last = Some(Shown::of(&pair));
-            if let Some(now) = status.decision {
+            if let Some(now) = status.decision.clone() {
                 let newest = || kernel.history(1).pop();
                 let agent = &pair.local.agent;
                 if let Some(message) = decided(last_decision.as_ref(), &now, newest, agent) {

@@ -160,7 +160,9 @@ pub struct Kernel {
     network: Arc<dyn Network>,
     link: LinkStats,
     peer: watch::Sender<PeerReport>,
-    status: watch::Sender<Status>,
+    /// Shared as an `Arc`: a reader holds the channel's lock only for a pointer copy, never
+    /// for a deep copy that a preempted reader could stretch while the loop waits to publish.
+    status: watch::Sender<Arc<Status>>,
     changed: Arc<Notify>,
     watchdog: Arc<Watchdog>,
     surroundings: Arc<dyn Surroundings>,
@@ -217,7 +219,7 @@ impl Kernel {
             network: parts.network,
             link: LinkStats::default(),
             peer: watch::Sender::new(first),
-            status: watch::Sender::new(Status::default()),
+            status: watch::Sender::new(Arc::new(Status::default())),
             changed: parts.changed,
             watchdog: parts.watchdog,
             surroundings: parts.surroundings,
@@ -324,11 +326,12 @@ impl Kernel {
 
     /// The status as last published.
     pub fn status(&self) -> Status {
-        self.status.borrow().clone()
+        let status = self.status.borrow().clone();
+        Status::clone(&status)
     }
 
     /// Every status from now on.
-    pub fn subscribe(&self) -> watch::Receiver<Status> {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Status>> {
         self.status.subscribe()
     }
 

@@ -59,16 +59,15 @@ pub(crate) fn sync_up(sync: &Heartbeat) -> bool {
     sync.last_success.is_some() && !sync.exceeded()
 }
 
-/// Every path to the buddy failed its last attempt (the sync connection too, once it has
-/// worked): the buddy may be about to be declared dead, and work a takeover needs can start.
+/// A path to the buddy failed its last attempt: the buddy may be about to be declared dead,
+/// and work a takeover needs can start (the first failure is the earliest sign; starting on
+/// one path's hiccup costs one ARP probe).
 pub(crate) fn in_doubt(heartbeats: &[Heartbeat], sync: Option<&Heartbeat>) -> bool {
-    let mut agent = heartbeats
+    heartbeats
         .iter()
         .filter(|h| h.kind == HeartbeatKind::Agent)
-        .peekable();
-    agent.peek().is_some()
-        && agent.all(|h| h.failures > 0)
-        && sync.is_none_or(|s| s.last_success.is_none() || s.failures > 0)
+        .chain(sync.filter(|s| s.last_success.is_some()))
+        .any(|h| h.failures > 0)
 }
 
 /// Writes an attempt's outcome into the path's state; wakes the tick loop on a change, and the

@@ -558,7 +558,7 @@ impl Loop {
             macs: previous.macs,
             fenced: false,
         });
-        kernel.status.send_replace(Status {
+        kernel.status.send_replace(Arc::new(Status {
             pair: Some(pair),
             decision: Some(DecisionSummary {
                 tick: self.tick,
@@ -567,7 +567,7 @@ impl Loop {
                 reason: decision.reason.clone(),
             }),
             core: answered.by.to_string(),
-        });
+        }));
         if let Some(tx) = &self.observer {
             let _ = tx.send(TickRecord {
                 tick: self.tick,

@@ -237,7 +237,7 @@ impl Vips {
         let mut buddy = None;
         for _ in 0..vip.arp_tries {
             cap.send(&arp::probe(ours, vip.address))?;
-            let answers = collect(&mut cap, vip.address, ours, vip.arp_wait, None)?;
+            let answers = collect(&mut cap, vip.address, ours, vip.arp_wait, None, SWEEP_AFTER)?;
             let macs = self.buddy().macs;
             if let Some(m) = answers.iter().find(|m| !macs.contains(m)) {
                 return Err(in_use(m));
@@ -463,7 +463,14 @@ impl Vips {
     ) -> Result<Claim, String> {
         for round in 1..=vip.arp_tries {
             cap.send(&arp::probe(ours, vip.address))?;
-            let answers = collect(cap, vip.address, ours, vip.arp_wait, None)?;
+            let answers = collect(
+                cap,
+                vip.address,
+                ours,
+                vip.arp_wait,
+                None,
+                AFTER_FIRST_ANSWER,
+            )?;
             if answers.is_empty() {
                 continue;
             }
@@ -515,6 +522,7 @@ impl Vips {
                     ours,
                     wait.max(vip.arp_wait),
                     Some(stop),
+                    AFTER_FIRST_ANSWER,
                 )?;
                 if self.quiet(stop) {
                     return Ok(());
@@ -660,6 +668,10 @@ fn in_use(m: &Mac) -> String {
 /// How long [`collect`] still listens after the first answer.
 const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(10);
 
+/// The same for the check ahead of a takeover, which must end within detection: answers to
+/// one probe come within a millisecond on a LAN.
+const SWEEP_AFTER: Duration = Duration::from_millis(2);
+
 /// Reads frames for `wait`: the MACs other than `ours` that claim `vip`.
 fn collect(
     cap: &mut crate::pcap::Capture,
@@ -667,6 +679,7 @@ fn collect(
     ours: Mac,
     wait: Duration,
     stop: Option<&AtomicBool>,
+    after_first: Duration,
 ) -> Result<Vec<Mac>, String> {
     let mut until = Instant::now() + wait;
     let mut seen = Vec::new();
@@ -678,7 +691,7 @@ fn collect(
         {
             if seen.is_empty() {
                 // Answers to one probe arrive together: a little longer for others, then done.
-                until = until.min(Instant::now() + AFTER_FIRST_ANSWER);
+                until = until.min(Instant::now() + after_first);
             }
             seen.push(mac);
         }
