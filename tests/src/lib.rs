@@ -18,6 +18,8 @@
 //!   `duet status`, against running agents.
 //! - `netns`: two real agents in network namespaces (LAN through a bridge, gateway, sync
 //!   cable): cuts, kill -9, heals, SIGTERM, twenty simultaneous starts.
+//! - `service`: duet as a service: a pair run as an unprivileged user holding only
+//!   CAP_NET_ADMIN and CAP_NET_RAW moves its VIP through kill -9; a missing capability named.
 //! - `vip`: virtual IP mode in the namespace topology: a client follows the VIP through kill -9,
 //!   power-off and restart; stale VIP, conflict, libpcap hidden; the failover-time bench.
 //! - `peer_link`: mismatched pair keys; forged, replayed and garbled frames against an agent.
@@ -75,6 +77,8 @@ mod plugins;
 mod rows;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod service;
 #[cfg(test)]
 mod vip;
 #[cfg(test)]
