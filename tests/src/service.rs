@@ -732,3 +732,117 @@ fn the_api_over_tls_serves_status_and_the_web_ui_refuses_plain_http_and_reloads_
         );
     }
 }
+
+/// The `duet_*` names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("duet_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+/// The metric families an agent's `/metrics` declares (`# TYPE` lines).
+fn served_families(port: u16) -> std::collections::BTreeSet<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let text = eventually(Duration::from_secs(30), "/metrics", || {
+        let text = runtime.block_on(async {
+            reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        })?;
+        text.contains("duet_failover_state").then_some(text)
+    });
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_the_dashboard_and_rules_use_only_served_metrics() {
+    let dir = crate::support::workspace().join("docs/monitoring");
+    for args in [
+        ["check", "rules", "duet-alerts.yml"],
+        ["test", "rules", "duet-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian prometheus; `cargo xtask test` installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules = std::fs::read_to_string(dir.join("duet-alerts.yml")).expect("rules");
+    let tests = std::fs::read_to_string(dir.join("duet-alerts.test.yml")).expect("tests");
+    let alerts: std::collections::BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    let tested: std::collections::BTreeSet<&str> = tests
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("alertname: "))
+        .collect();
+    assert_eq!(alerts, tested, "every alert has unit tests");
+    for wanted in [
+        "DuetTwoOnline",
+        "DuetAgentUnreachable",
+        "DuetHeartbeatFailing",
+        "DuetWitnessLost",
+        "DuetDbSyncStackTooLarge",
+        "DuetRuntimeErrors",
+    ] {
+        assert!(alerts.contains(wanted), "{wanted} is among the alerts");
+    }
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("duet-dashboard.json")).expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut used = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            used.extend(metric_names(target["expr"].as_str().expect("expr")));
+        }
+    }
+    let rule_metrics: Vec<String> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: "))
+        .flat_map(metric_names)
+        .collect();
+    assert!(
+        used.len() > 10,
+        "the dashboard shows duet's metrics: {used:?}"
+    );
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = AgentSpec::new("agent-a", "agent-b", 100, port, free_port()).write(scratch.path());
+    let _agents = Agents(vec![crate::support::spawn(&config)]);
+    let served = served_families(port);
+    for name in used.iter().chain(&rule_metrics) {
+        assert!(
+            served.contains(name),
+            "{name} is used by the dashboard or the rules but /metrics has no such family: {served:?}"
+        );
+    }
+}
