@@ -67,7 +67,7 @@ fn workspace() -> PathBuf {
 /// Debian packages the tests need: Chromium and its WebDriver for the web UI's end-to-end
 /// test, libpcap for the packet-capture detection, `ip` (iproute2) for the network-namespace
 /// tests, `kill` (procps) for their signals. Append what other tests need.
-const APT_PACKAGES: [&str; 11] = [
+const APT_PACKAGES: [&str; 12] = [
     "chromium",
     "chromium-driver",
     "libpcap0.8",
@@ -83,6 +83,8 @@ const APT_PACKAGES: [&str; 11] = [
     "prometheus",
     // `systemd-analyze verify` checks the unit's man: reference with `man`.
     "man-db",
+    // The TLS test makes its certificates with `openssl req`.
+    "openssl",
 ];
 
 /// Installs what the build needs and this machine lacks: the Rust wasm targets, then the
