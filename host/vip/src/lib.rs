@@ -607,7 +607,6 @@ impl Vips {
 /// How long [`collect`] still listens after the first answer.
 const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(10);
 
-/// Reads frames for `wait`: the MACs other than `ours` that claim `vip`.
 /// What the VIP rows say when this process lacks CAP_NET_ADMIN (the address) or CAP_NET_RAW
 /// (ARP): a fault of the agent's setup, named, never taken for a problem of the network.
 fn missing_capabilities() -> Option<String> {
@@ -635,6 +634,7 @@ fn missing_capabilities() -> Option<String> {
     ))
 }
 
+/// Reads frames for `wait`: the MACs other than `ours` that claim `vip`.
 fn collect(
     cap: &mut crate::pcap::Capture,
     vip: Ipv4Addr,
