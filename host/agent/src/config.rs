@@ -274,6 +274,34 @@ mod tests {
     }
 
     #[test]
+    fn the_api_listens_on_loopback_unless_told_and_a_broken_tls_pair_names_its_key() {
+        let without = MINIMAL.replace("[api]\n        listen = \"127.0.0.1:7101\"", "");
+        assert!(!without.contains("7101"));
+        let c = parse(&without, Path::new(".")).expect("valid without [api]");
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:7101");
+        assert!(c.api.tls.is_none());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("api.crt"), "not a certificate").expect("write");
+        let text = format!("{MINIMAL}\n[api.tls]\ncert = \"api.crt\"\nkey = \"api.key\"\n");
+        let errs = parse(&text, dir.path()).expect_err("no certificate").0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "api.tls.cert");
+        assert!(errs[0].message.contains("api.crt"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_package_template_is_refused_naming_each_key_still_to_fill_in() {
+        let text = MINIMAL
+            .replace("name = \"a\"", "name = \"FILL-IN\"")
+            .replace("127.0.0.1:7202", "FILL-IN:7201");
+        let errs = parse(&text, Path::new(".")).expect_err("template").0;
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["agent.name", "heartbeat[0].target"]);
+        assert!(errs[0].message.contains("fill in the pair"), "{errs:?}");
+    }
+
+    #[test]
     fn port_0_is_refused_where_nothing_could_reach_it_naming_the_key() {
         let text = MINIMAL
             .replace("127.0.0.1:7101", "127.0.0.1:0")
