@@ -846,3 +846,43 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_and_rules_use_only_served_met
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_runs_over_https_in_chromium() {
+    use crate::web_ui::{attr, browser_with, chromium_and_driver, open, start_driver, within};
+    let Some((chromium, chromedriver)) = chromium_and_driver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    certificate(dir.path(), "api");
+    let port = free_port();
+    let config = AgentSpec {
+        extra: "[api.tls]\ncert = \"api.crt\"\nkey = \"api.key\"\n".into(),
+        ..AgentSpec::new("agent-a", "agent-b", 100, port, free_port())
+    }
+    .write(dir.path());
+    let _agents = Agents(vec![crate::support::spawn(&config)]);
+    let driver = start_driver(&chromedriver).await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    // The test certificate is self-signed: Chromium is told to accept it.
+    let c = browser_with(
+        &driver,
+        &chromium,
+        profile.path(),
+        &["--ignore-certificate-errors"],
+    )
+    .await;
+    // The app mounts (its wasm came over HTTPS), then shows the agent's state, read from the
+    // API over HTTPS.
+    open(&c, &format!("https://127.0.0.1:{port}/")).await;
+    let state = within!(Duration::from_secs(30), "agent-a's state on the page", {
+        attr(&c, "#agent-local", "data-state")
+            .await
+            .filter(|s| !s.is_empty())
+    });
+    assert!(
+        ["Online", "Offline"].iter().any(|s| state.contains(s)),
+        "{state}"
+    );
+    c.close().await.expect("close the browser");
+}
