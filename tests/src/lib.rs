@@ -18,6 +18,13 @@
 //!   `duet status`, against running agents.
 //! - `netns`: two real agents in network namespaces (LAN through a bridge, gateway, sync
 //!   cable): cuts, kill -9, heals, SIGTERM, twenty simultaneous starts.
+//! - `service`: duet as a service: the `.deb` (unpacked; `systemd-analyze verify` and
+//!   `security`; the template refused until filled in); a pair run from the packaged binary as
+//!   an unprivileged user holding only CAP_NET_ADMIN and CAP_NET_RAW moves its VIP through
+//!   kill -9, `release-vip` removes it; a missing capability named; systemd's notify socket
+//!   (READY, watchdog pings stopping when the loop freezes, STOPPING during a handover); the
+//!   API over TLS (status, web UI in Chromium, plain HTTP refused, certificate reloaded);
+//!   promtool on the alert rules and the dashboard's metrics against `/metrics`.
 //! - `vip`: virtual IP mode in the namespace topology: a client follows the VIP through kill -9,
 //!   power-off and restart; stale VIP, conflict, libpcap hidden; the failover-time bench.
 //! - `peer_link`: mismatched pair keys; forged, replayed and garbled frames against an agent.
@@ -77,6 +84,8 @@ mod plugins;
 mod rows;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod service;
 #[cfg(test)]
 mod vip;
 #[cfg(test)]

@@ -56,6 +56,11 @@ pub(crate) struct Topology {
     pub(crate) priorities: [u32; 2],
     /// Environment variables each agent starts with.
     pub(crate) env: [Vec<(String, String)>; 2],
+    /// Commands between `ip netns exec <ns>` and the agent, each exec'ing the next (so the
+    /// child is still the agent): `setpriv` to run it as another user.
+    pub(crate) launch: [Vec<String>; 2],
+    /// The `duet` binary the agents run (default: this build's).
+    pub(crate) bin: Option<PathBuf>,
 }
 
 impl Topology {
@@ -84,6 +89,8 @@ impl Topology {
             wrap: [None, None],
             priorities: [200, 100],
             env: [Vec::new(), Vec::new()],
+            launch: [Vec::new(), Vec::new()],
+            bin: None,
         };
         for ns in ["br", "a", "b", "gw"] {
             ip(&["netns", "add", &t.ns(ns)]);
@@ -237,7 +244,8 @@ impl Topology {
         };
         let child = command
             .args(["netns", "exec", &self.agent_ns(i)])
-            .arg(duet_bin())
+            .args(&self.launch[i])
+            .arg(self.bin.clone().unwrap_or_else(duet_bin))
             .arg("run")
             .arg("--config")
             .arg(self.config(i))
@@ -603,7 +611,7 @@ pub(crate) fn ns_events(ns: &str, code: &str, api: &str) -> Option<String> {
 }
 
 /// Agent i's local row whose label starts with `label`, from its status.
-fn local_row(t: &Topology, i: usize, label: &str) -> Option<duet_core::Row> {
+pub(crate) fn local_row(t: &Topology, i: usize, label: &str) -> Option<duet_core::Row> {
     t.status(i)?
         .pair?
         .local
@@ -613,11 +621,11 @@ fn local_row(t: &Topology, i: usize, label: &str) -> Option<duet_core::Row> {
 }
 
 /// The `[[vip]]` of the failure tests: on the LAN NIC, a short lease.
-const VIP_CONFIG: &str =
+pub(crate) const VIP_CONFIG: &str =
     "\n[[vip]]\nnic = \"lan\"\naddress = \"10.77.0.100/24\"\nlease = \"3s\"\nrenew = \"1s\"\n";
 
 /// Which agents' namespaces hold the VIP.
-fn vip_holders(t: &Topology) -> [bool; 2] {
+pub(crate) fn vip_holders(t: &Topology) -> [bool; 2] {
     [0, 1].map(|i| t.holds_vip(i))
 }
 

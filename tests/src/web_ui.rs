@@ -108,7 +108,17 @@ pub(crate) async fn start_driver(binary: &Path) -> Driver {
 
 /// A headless Chromium session at 1280×800 with a fresh profile and no background traffic.
 pub(crate) async fn browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
-    let caps = json!({
+    browser_with(driver, chromium, profile, &[]).await
+}
+
+/// [`browser`] with more command-line flags.
+pub(crate) async fn browser_with(
+    driver: &Driver,
+    chromium: &Path,
+    profile: &Path,
+    extra: &[&str],
+) -> Client {
+    let mut caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
             "binary": chromium,
@@ -120,6 +130,9 @@ pub(crate) async fn browser(driver: &Driver, chromium: &Path, profile: &Path) ->
             ],
         },
     });
+    if let Some(args) = caps["goog:chromeOptions"]["args"].as_array_mut() {
+        args.extend(extra.iter().map(|a| json!(a)));
+    }
     let Value::Object(caps) = caps else {
         unreachable!("a JSON object")
     };

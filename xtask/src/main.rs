@@ -7,12 +7,15 @@
 //!   crates for their own targets.
 //! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`; `bench failover`
 //!   (`bench load`) runs only the failover-time (under-load) bench and replaces its section.
+//! - `cargo xtask dist [--debug] [--no-build]`: the Debian package (`target/debian/duet_*.deb`) with
+//!   cargo-deb, installed on first use; `--debug` packages the debug build (the tests do).
 //! - `cargo xtask plugin new NAME`: a new probe plugin crate in `plugins/NAME`.
 //!
 //! Every step is idempotent: what is installed already is left alone.
 
 mod bench;
 mod demo;
+mod dist;
 // Shared with the build scripts, which build some guests themselves.
 #[allow(dead_code)]
 mod guest;
@@ -31,6 +34,11 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("demo") => demo::run(&root, args.iter().any(|a| a == "--check")),
+        Some("dist") => {
+            setup()?;
+            let flag = |f: &str| args.iter().any(|a| a == f);
+            dist::run_dist(&root, flag("--debug"), !flag("--no-build")).map(drop)
+        }
         Some("lint") => {
             setup()?;
             lint(&root)
@@ -44,7 +52,7 @@ fn main() -> anyhow::Result<()> {
             _ => bail!("usage: cargo xtask plugin new NAME"),
         },
         _ => bail!(
-            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load] | plugin new NAME>"
+            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load] | dist [--debug] [--no-build] | plugin new NAME>"
         ),
     }
 }
@@ -59,7 +67,7 @@ fn workspace() -> PathBuf {
 /// Debian packages the tests need: Chromium and its WebDriver for the web UI's end-to-end
 /// test, libpcap for the packet-capture detection, `ip` (iproute2) for the network-namespace
 /// tests, `kill` (procps) for their signals. Append what other tests need.
-const APT_PACKAGES: [&str; 7] = [
+const APT_PACKAGES: [&str; 12] = [
     "chromium",
     "chromium-driver",
     "libpcap0.8",
@@ -68,6 +76,15 @@ const APT_PACKAGES: [&str; 7] = [
     "nats-server",
     // The event log's tests and bench run a PostgreSQL of their own (initdb, pg_ctl).
     "postgresql",
+    // The service tests: `setpriv` (agents as another user with ambient capabilities),
+    // `systemd-analyze verify|security` on the packaged unit, `promtool` for the alert rules.
+    "util-linux",
+    "systemd",
+    "prometheus",
+    // `systemd-analyze verify` checks the unit's man: reference with `man`.
+    "man-db",
+    // The TLS test makes its certificates with `openssl req`.
+    "openssl",
 ];
 
 /// Installs what the build needs and this machine lacks: the Rust wasm targets, then the
@@ -84,7 +101,9 @@ pub fn setup() -> anyhow::Result<()> {
             .args(["target", "add"])
             .args(&missing))?;
     }
-    apt_install(&APT_PACKAGES)
+    apt_install(&APT_PACKAGES)?;
+    // `cargo xtask dist` and the package test build the .deb with it.
+    dist::install_cargo_deb(&workspace())
 }
 
 /// `apt-get install` of the packages that are not installed yet; nothing at all (not even

@@ -91,8 +91,60 @@ fn utf8(bytes: Vec<u8>) -> Result<String, ConfigErrors> {
     })
 }
 
+/// The value the package's template (`/etc/duet/duet.toml`) gives every key an operator must
+/// fill in: an agent refuses to start while any is left.
+pub const FILL_IN: &str = "FILL-IN";
+
+/// The keys whose values still hold [`FILL_IN`], each an error saying what to do.
+fn unfilled(text: &str) -> Result<(), ConfigErrors> {
+    fn walk(value: &toml::Value, path: String, found: &mut Vec<String>) {
+        match value {
+            toml::Value::String(s) if s.contains(FILL_IN) => found.push(path),
+            toml::Value::Table(table) => {
+                for (key, v) in table {
+                    let at = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(v, at, found);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, format!("{path}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Syntax errors are reported by the parse that follows.
+    let Ok(value) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let mut found = Vec::new();
+    walk(&toml::Value::Table(value), String::new(), &mut found);
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigErrors(
+        found
+            .into_iter()
+            .map(|key| {
+                ConfigError::new(
+                    key,
+                    format!(
+                        "still \"{FILL_IN}\" from the package's template: fill in the pair (this agent, its buddy, their addresses and the pair key; see the comments in the file and /usr/share/doc/duet/install.md)"
+                    ),
+                )
+            })
+            .collect(),
+    ))
+}
+
 /// Parses and validates configuration text; relative paths are taken from `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    unfilled(text)?;
     let raw: RawConfig =
         serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
             let path = e.path().to_string();
@@ -116,6 +168,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
 struct RawConfig {
     agent: RawAgent,
     buddy: RawBuddy,
+    #[serde(default)]
     api: RawApi,
     peer: RawPeer,
     sync: Option<RawSync>,
@@ -164,7 +217,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         base,
         &mut errors,
     );
-    let api = duet_api::config::validate(&raw.api, &mut errors);
+    let api = duet_api::config::validate(&raw.api, base, &mut errors);
     if kernel.peer.listen == api.listen && api.listen.port() != 0 {
         errors.error("peer.listen", "the peer port must differ from api.listen");
     }
@@ -218,6 +271,34 @@ mod tests {
         assert_eq!(c.kernel.status.buddy_timeout, Duration::from_secs(10));
         assert_eq!(c.kernel.heartbeats[0].max_failures, 3);
         assert_eq!(c.kernel.heartbeats[0].id, "hb0");
+    }
+
+    #[test]
+    fn the_api_listens_on_loopback_unless_told_and_a_broken_tls_pair_names_its_key() {
+        let without = MINIMAL.replace("[api]\n        listen = \"127.0.0.1:7101\"", "");
+        assert!(!without.contains("7101"));
+        let c = parse(&without, Path::new(".")).expect("valid without [api]");
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:7101");
+        assert!(c.api.tls.is_none());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("api.crt"), "not a certificate").expect("write");
+        let text = format!("{MINIMAL}\n[api.tls]\ncert = \"api.crt\"\nkey = \"api.key\"\n");
+        let errs = parse(&text, dir.path()).expect_err("no certificate").0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, "api.tls.cert");
+        assert!(errs[0].message.contains("api.crt"), "{errs:?}");
+    }
+
+    #[test]
+    fn the_package_template_is_refused_naming_each_key_still_to_fill_in() {
+        let text = MINIMAL
+            .replace("name = \"a\"", "name = \"FILL-IN\"")
+            .replace("127.0.0.1:7202", "FILL-IN:7201");
+        let errs = parse(&text, Path::new(".")).expect_err("template").0;
+        let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["agent.name", "heartbeat[0].target"]);
+        assert!(errs[0].message.contains("fill in the pair"), "{errs:?}");
     }
 
     #[test]

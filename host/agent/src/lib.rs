@@ -2,6 +2,8 @@
 //! knows them all (and the `duet` binary, which runs it):
 //!
 //! - [`config`]: the configuration file, each section validated by the crate that owns it.
+//! - [`notify`]: systemd's notify protocol (READY, STATUS, STOPPING, the watchdog fed by the
+//!   decision loop's pulse) when run as a `Type=notify` service.
 //! - [`run`]: builds the kernel ([`duet_kernel`]) with what the capabilities show it
 //!   ([`surroundings`]), and runs it beside the API ([`duet_api`]), the virtual IPs
 //!   ([`duet_vip`]), the probe plugins ([`duet_plugins`]), the built-in probes
@@ -18,6 +20,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod config;
+pub mod notify;
 mod surroundings;
 
 use std::sync::Arc;
@@ -45,10 +48,12 @@ pub use config::Config;
 pub use duet_base::Clock;
 /// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
 pub use duet_frame as frame;
+pub use duet_kernel::fence::bound as fence_bound;
 pub use duet_kernel::{PeerReport, Requests, TickRecord, net, state_file};
 pub use duet_plugins as plugins;
 pub use duet_runtime as runtime;
 pub use duet_runtime::CoreEvent;
+pub use duet_vip::netif::release as release_vips;
 pub use duet_vip::pcap;
 
 use surroundings::{Builtin, HostSurroundings};
@@ -118,7 +123,7 @@ pub async fn run(
     } else {
         duet_kernel::fence::pulse(&config.kernel)
     };
-    let agent = assemble(config, runtime, clock, network, (decision, pulse))?;
+    let agent = assemble(config, runtime, clock, network, (decision, pulse.clone()))?;
     if let Some(tx) = options.commands {
         let _ = tx.send(agent.kernel.commands());
     }
@@ -138,6 +143,10 @@ pub async fn run(
         tasks.spawn(duet_api::serve(listener, agent.api(), stop.clone()));
     }
     agent.spawn_capabilities(&mut tasks, options.core_events, options.no_events, &stop)?;
+    if let Some(notifier) = notify::Notifier::from_env() {
+        notify::spawn(notifier, agent.kernel.clone(), pulse, shutdown.clone())
+            .context("cannot start the thread that notifies systemd")?;
+    }
     agent
         .kernel
         .spawn(&mut tasks, peer_listener, options.ticks, shutdown)?;

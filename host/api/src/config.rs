@@ -2,6 +2,7 @@
 //! `[web]`. Raw (serde, unknown keys refused) then validated, each mistake naming its key.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use duet_base::config::Errors;
@@ -9,7 +10,10 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
+    /// Where the API listens (`api.listen`, default [`DEFAULT_LISTEN`]: loopback only).
     pub listen: SocketAddr,
+    /// HTTPS with these files (`[api.tls]`); none: plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Named tokens for state-changing calls; none configured: those calls are refused.
     pub tokens: Vec<TokenConfig>,
     /// How many connections the API serves at once, and how long a client may take.
@@ -26,6 +30,19 @@ pub struct Limits {
     /// A client must send a whole request header within this long of connecting or of its
     /// previous response (`api.header_timeout`): silent, idle and slow clients are closed.
     pub header_timeout: Duration,
+}
+
+/// `api.listen` when not set: loopback, so nothing is reachable from the network until the
+/// operator says so.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7101";
+
+/// The API's certificate chain and private key (PEM files), re-read when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// How often the files are checked for changes (`api.tls.reload_interval`).
+    pub reload_interval: Duration,
 }
 
 /// `api.max_connections` when not set: a few operators' browsers, `duet status` and a metrics
@@ -73,14 +90,23 @@ pub struct WebConfig {
     pub buddy: Option<SocketAddr>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawApi {
-    pub listen: String,
+    pub listen: Option<String>,
+    pub tls: Option<RawTls>,
     #[serde(default, rename = "token")]
     pub tokens: Vec<RawToken>,
     pub max_connections: Option<u32>,
     pub header_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    pub reload_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,11 +124,32 @@ pub struct RawWeb {
     pub buddy: Option<String>,
 }
 
-/// Validates `[api]`.
-pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
+/// Validates `[api]`; relative paths are taken from `base`. The certificate and key are
+/// loaded once here, so a broken pair is refused naming its key.
+pub fn validate(raw: &RawApi, base: &Path, errors: &mut Errors) -> ApiConfig {
     let listen = errors
-        .socket_address("api.listen", &raw.listen, "127.0.0.1:7101")
+        .socket_address(
+            "api.listen",
+            raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
+            DEFAULT_LISTEN,
+        )
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let tls = raw.tls.as_ref().map(|t| {
+        let files = TlsFiles {
+            cert: base.join(&t.cert),
+            key: base.join(&t.key),
+            reload_interval: errors.duration(
+                "api.tls.reload_interval",
+                t.reload_interval.as_deref(),
+                Duration::from_secs(5),
+                (Duration::from_millis(100), Duration::from_secs(3600)),
+            ),
+        };
+        if let Err(e) = crate::tls::load(&files) {
+            errors.error(e.key(), e.to_string());
+        }
+        files
+    });
     let mut tokens: Vec<TokenConfig> = Vec::new();
     for (i, t) in raw.tokens.iter().enumerate() {
         let at = |key: &str| format!("api.token[{i}].{key}");
@@ -146,6 +193,7 @@ pub fn validate(raw: &RawApi, errors: &mut Errors) -> ApiConfig {
     };
     ApiConfig {
         listen,
+        tls,
         tokens,
         limits,
     }

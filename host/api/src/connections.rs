@@ -14,6 +14,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
 
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends or `stop`.
+async fn serve_one<I>(
+    io: I,
+    service: TowerToHyperService<axum::Router>,
+    limits: Limits,
+    stop: &CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "API connection ended");
+    }
+}
+
 /// How long the API waits for its open connections to finish after shutdown before it drops
 /// them.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -33,6 +61,9 @@ pub struct ConnectionStats {
     pub refused: AtomicU64,
     /// Accepts that failed (out of file descriptors and the like).
     pub accept_errors: AtomicU64,
+    /// Connections to the HTTPS port that did not complete a TLS handshake (plain HTTP among
+    /// them).
+    pub tls_refused: AtomicU64,
 }
 
 /// How many connections the API serves at once: `api.max_connections`, and never more than a
@@ -49,6 +80,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stats: Arc<ConnectionStats>,
     shutdown: CancellationToken,
 ) {
@@ -98,25 +130,25 @@ pub(crate) async fn serve(
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
-        let (stats, stop) = (stats.clone(), shutdown.clone());
+        let (stats, stop, tls) = (stats.clone(), shutdown.clone(), tls.clone());
         stats.open.fetch_add(1, Ordering::Relaxed);
         connections.spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
-            let conn = http
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match tls {
+                None => serve_one(stream, service, limits, &stop).await,
+                // The handshake is part of the header's time: a silent client is closed.
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => serve_one(stream, service, limits, &stop).await,
+                        Ok(Err(e)) => {
+                            stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, "API: TLS handshake failed");
+                        }
+                        Err(_) => {
+                            stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "API connection ended");
             }
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);

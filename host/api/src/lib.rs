@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 mod events;
+pub mod tls;
 pub use events::EventPage;
 mod metrics;
 mod web;
@@ -113,14 +114,40 @@ pub async fn serve(
             crate::web::allow_buddy,
         ))
         .with_state(api.clone());
+    let addr = listener.local_addr().ok();
+    // The certificate watcher ends with the API.
+    let watch_stop = shutdown.child_token();
+    let mut watcher = None;
+    let tls = match &api.config.tls {
+        None => {
+            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                tracing::warn!(
+                    api = %addr,
+                    "the API listens beyond loopback without TLS: tokens and the pair's status cross the network in clear; set [api.tls]"
+                );
+            }
+            None
+        }
+        Some(files) => {
+            let reloading = tls::Reloading::new(files.clone())?;
+            let acceptor = reloading.acceptor()?;
+            watcher = Some(tokio::spawn(reloading.watch(watch_stop.clone())));
+            Some(acceptor)
+        }
+    };
     connections::serve(
         listener,
         app,
         api.config.limits,
+        tls,
         api.connections.clone(),
         shutdown,
     )
     .await;
+    watch_stop.cancel();
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
     Ok(())
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn render(kernel: &Kernel, connections: &ConnectionStats) -> String {
     out
 }
 
-/// The API's connections: open now, refused for want of a slot, failed accepts.
+/// The API's connections: open now, refused for want of a slot, failed accepts and handshakes.
 fn api(out: &mut String, agent: &str, connections: &ConnectionStats) {
     for (name, kind, help, value) in [
         (
@@ -47,6 +47,12 @@ fn api(out: &mut String, agent: &str, connections: &ConnectionStats) {
             "counter",
             "API accepts that failed (out of file descriptors and the like), each backed off.",
             &connections.accept_errors,
+        ),
+        (
+            "duet_api_tls_handshake_failures_total",
+            "counter",
+            "Connections to the HTTPS API that did not complete a TLS handshake (plain HTTP among them).",
+            &connections.tls_refused,
         ),
     ] {
         family(out, name, kind, help);

@@ -8,11 +8,13 @@
 //!   virtual IPs, the API and the fence.
 //! - [`fds`]: the file descriptor limit, raised to the hard limit at start, and the
 //!   descriptors the decision path keeps in reserve.
+//! - [`caps`]: the process's Linux capabilities (CAP_NET_ADMIN, CAP_NET_RAW), read from /proc.
 //! - [`text`]: outside text made safe to print (control characters escaped, long values cut).
 //! - [`lock`], [`millis`], [`snake`]: small helpers with one spelling each.
 
 #![warn(clippy::too_many_lines)]
 
+pub mod caps;
 pub mod config;
 pub mod fds;
 pub mod pulse;

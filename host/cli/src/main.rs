@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "A failover pair manager: one agent Online, its buddy an Offline backup."
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Cmd,
 }
@@ -32,6 +32,10 @@ enum Cmd {
     Token(commands::token::Args),
     #[command(subcommand)]
     Plugin(commands::plugin::Args),
+    ReleaseVip(commands::release_vip::Args),
+    Completions(commands::completions::Args),
+    #[command(hide = true)]
+    Man(commands::completions::ManArgs),
 }
 
 impl Cmd {
@@ -44,6 +48,9 @@ impl Cmd {
             Cmd::Events(args) => args.execute().await,
             Cmd::Token(args) => args.execute().await,
             Cmd::Plugin(args) => args.execute().await,
+            Cmd::ReleaseVip(args) => args.execute().await,
+            Cmd::Completions(args) => args.execute().await,
+            Cmd::Man(args) => args.execute().await,
         }
     }
 }

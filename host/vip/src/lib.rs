@@ -86,6 +86,8 @@ pub struct Vips {
     fenced: AtomicBool,
     /// The ARP check run while the buddy is in doubt, ahead of a takeover.
     ahead: ahead::Ahead,
+    /// The capabilities virtual IP mode needs and this process lacks, as the rows say it.
+    missing_caps: Option<String>,
 }
 
 /// How the ARP check went.
@@ -136,7 +138,12 @@ impl Vips {
         {
             tracing::error!(error = %e, "virtual IP mode cannot change addresses");
         }
+        let missing_caps = (n > 0).then(missing_capabilities).flatten();
+        if let Some(why) = &missing_caps {
+            tracing::error!(problem = %why, "virtual IP mode lacks a capability");
+        }
         Arc::new(Vips {
+            missing_caps,
             specs,
             rows: Mutex::new(vec![RowState::default(); n]),
             result: Mutex::new(None),
@@ -288,6 +295,7 @@ impl Vips {
                 let why = r
                     .subnet
                     .clone()
+                    .or(self.missing_caps.clone())
                     .or(r.conflict.clone())
                     .or(r.error.clone())
                     .or(no_pcap);
@@ -671,6 +679,32 @@ const AFTER_FIRST_ANSWER: Duration = Duration::from_millis(10);
 /// The same for the check ahead of a takeover, which must end within detection: answers to
 /// one probe come within a millisecond on a LAN.
 const SWEEP_AFTER: Duration = Duration::from_millis(2);
+/// What the VIP rows say when this process lacks CAP_NET_ADMIN (the address) or CAP_NET_RAW
+/// (ARP): a fault of the agent's setup, named, never taken for a problem of the network.
+fn missing_capabilities() -> Option<String> {
+    use duet_base::caps::{Capability, missing, names};
+    let lacking = missing(&[Capability::NetAdmin, Capability::NetRaw]);
+    if lacking.is_empty() {
+        return None;
+    }
+    let what: Vec<&str> = lacking
+        .iter()
+        .map(|c| match c {
+            Capability::NetAdmin => "the address cannot be added or removed",
+            Capability::NetRaw => "no ARP check and no gratuitous ARP",
+        })
+        .collect();
+    Some(format!(
+        "missing {} {}: {} (run duet as root or with AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW)",
+        if lacking.len() == 1 {
+            "capability"
+        } else {
+            "capabilities"
+        },
+        names(&lacking),
+        what.join("; ")
+    ))
+}
 
 /// Reads frames for `wait`: the MACs other than `ours` that claim `vip`.
 fn collect(

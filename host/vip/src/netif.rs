@@ -27,6 +27,31 @@ pub fn remove(nl: &mut Netlink, vip: &VipConfig) -> Result<(), String> {
     nl.remove(address(vip)?)
 }
 
+/// Removes every configured VIP that is on its NIC, outside a running agent (the service's
+/// `ExecStopPost`, after the agent exited however it did): per VIP its address and whether it
+/// was removed (`Ok(false)`: it was not there).
+pub fn release(specs: &[VipConfig]) -> Vec<(String, Result<bool, String>)> {
+    let mut nl = match Netlink::open() {
+        Ok(nl) => nl,
+        Err(e) => {
+            let why = format!("cannot open an rtnetlink socket: {e}");
+            return specs.iter().map(|v| (v.cidr(), Err(why.clone()))).collect();
+        }
+    };
+    specs
+        .iter()
+        .map(|vip| {
+            let result = holds(&mut nl, vip).and_then(|held| {
+                if held {
+                    remove(&mut nl, vip)?;
+                }
+                Ok(held)
+            });
+            (format!("{} on {}", vip.cidr(), vip.nic), result)
+        })
+        .collect()
+}
+
 /// The NIC's IPv4 addresses with their prefixes.
 pub fn addresses(nl: &mut Netlink, nic: &str) -> Result<Vec<(Ipv4Addr, u8)>, String> {
     nl.addresses(index(nic)?)

@@ -1,7 +1,6 @@
 //! `duet events`: the event log in the terminal (a page of `GET /api/v1/events`), as a table
 //! or `--json`. Exit 0, 2 when the agent does not answer or refuses.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use duet_api::EventPage;
@@ -43,7 +42,7 @@ pub struct Args {
 
 impl Args {
     pub async fn execute(self) -> anyhow::Result<u8> {
-        let api = self.target.address()?;
+        let api = self.target.endpoint()?;
         let filter = Filter {
             limit: self.limit,
             offset: self.offset,
@@ -72,15 +71,11 @@ pub struct Filter {
     pub json: bool,
 }
 
-pub async fn run(api: SocketAddr, filter: Filter) -> i32 {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()
-    {
+pub async fn run(api: super::Endpoint, filter: Filter) -> i32 {
+    let client = match api.client(Duration::from_secs(10)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("duet events: failed to build an HTTP client: {e}");
+            eprintln!("duet events: {e:#}");
             return 2;
         }
     };
@@ -103,14 +98,17 @@ pub async fn run(api: SocketAddr, filter: Filter) -> i32 {
         }
     }
     let response = match client
-        .get(format!("http://{api}/api/v1/events"))
+        .get(api.url("/api/v1/events"))
         .query(&query)
         .send()
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("duet events: agent at {api} is unreachable: {e}");
+            eprintln!(
+                "duet events: agent at {api} is unreachable: {}",
+                super::causes(&e)
+            );
             return 2;
         }
     };

@@ -3,14 +3,13 @@
 //! agent's API does not answer, or its buddy is "Agent Status: Unreachable").
 
 use std::io::{IsTerminal as _, Write as _};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use duet_base::text::printable;
 use duet_core::api::{Overview, Status, duration_words};
 use duet_core::{Led, Report};
 
-use super::Target;
+use super::{Endpoint, Target};
 
 /// Show the Status window of an agent (exit 0 all green, 1 a problem, 2 unreachable).
 #[derive(clap::Args)]
@@ -27,7 +26,7 @@ pub struct Args {
 
 impl Args {
     pub async fn execute(self) -> anyhow::Result<u8> {
-        let api = self.target.address()?;
+        let api = self.target.endpoint()?;
         let options = Options {
             json: self.json,
             watch: self.watch.map(|s| Duration::from_secs(s.max(1))),
@@ -61,20 +60,16 @@ impl Options {
 }
 
 /// Fetches, prints and returns the exit code; with `watch`, repeats until interrupted.
-pub async fn run(api: SocketAddr, options: Options) -> i32 {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-    {
+pub async fn run(api: Endpoint, options: Options) -> i32 {
+    let client = match api.client(Duration::from_secs(5)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("duet status: failed to build an HTTP client: {e}");
+            eprintln!("duet status: {e:#}");
             return EXIT_UNREACHABLE;
         }
     };
     loop {
-        let code = once(&client, api, options).await;
+        let code = once(&client, &api, options).await;
         let Some(every) = options.watch else {
             return code;
         };
@@ -85,8 +80,8 @@ pub async fn run(api: SocketAddr, options: Options) -> i32 {
     }
 }
 
-async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i32 {
-    let url = format!("http://{api}/api/v1/status");
+async fn once(client: &reqwest::Client, api: &Endpoint, options: Options) -> i32 {
+    let url = api.url("/api/v1/status");
     let fetched = match client
         .get(&url)
         .send()
@@ -97,7 +92,10 @@ async fn once(client: &reqwest::Client, api: SocketAddr, options: Options) -> i3
             .json::<Overview>()
             .await
             .map_err(|e| format!("{url} sent an unreadable status: {e}")),
-        Err(e) => Err(format!("agent at {api} is unreachable: {e}")),
+        Err(e) => Err(format!(
+            "agent at {api} is unreachable: {}",
+            super::causes(&e)
+        )),
     };
     if options.watch.is_some() && options.colour {
         print!("\x1b[2J\x1b[H"); // clear the screen for the next frame

@@ -16,13 +16,10 @@ pub struct Args {
 
 impl Args {
     pub async fn execute(self) -> anyhow::Result<u8> {
-        let api = self.target.address()?;
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(5))
-            .no_proxy()
-            .build()?;
+        let api = self.target.endpoint()?;
+        let client = api.client(std::time::Duration::from_secs(5))?;
         let response = client
-            .post(format!("http://{api}/api/v1/commands/switch"))
+            .post(api.url("/api/v1/commands/switch"))
             .bearer_auth(self.token)
             .send()
             .await
@@ -30,7 +27,7 @@ impl Args {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if status.is_success() {
-            println!("switch queued at {api}; follow it with `duet status --api {api} --watch`");
+            println!("switch queued at {api}; follow it with `duet status --watch`");
             Ok(0)
         } else {
             eprintln!(
