@@ -10,7 +10,9 @@
 #![warn(clippy::too_many_lines)]
 
 mod bindings;
+mod budget;
 pub mod config;
+mod guard;
 mod loader;
 pub mod sandbox;
 
