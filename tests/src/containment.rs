@@ -360,7 +360,8 @@ fn busy_plugins_and_hogs(priority: u8) {
     calm(&t, &watch, Duration::from_secs(30), with(p));
     assert_eq!(t.states()[q], OFFLINE);
     let busy = first_plugin_row(&t, p);
-    assert_eq!(busy.value, "busy 900 ms", "the plugins ran: {busy:?}");
+    // The plugins ran (slowed by the plugins' CPU budget, which the row says).
+    assert!(busy.value.starts_with("busy 900 ms"), "{busy:?}");
 }
 
 #[test]

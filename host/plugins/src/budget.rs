@@ -177,7 +177,9 @@ where
                     // A blocking read still stuck is abandoned, not waited for.
                     rt.shutdown_background();
                 }
-                Err(e) => tracing::error!(error = %e, plugin = %thread, "cannot start a plugin's runtime"),
+                Err(e) => {
+                    tracing::error!(error = %e, plugin = %thread, "cannot start a plugin's runtime")
+                }
             }
             let _ = done.send(());
         })?;
@@ -207,12 +209,15 @@ mod tests {
             "{s:?}, expected {expected} s"
         );
         assert!(
-            s.slowed.as_deref().is_some_and(|w| w.contains("needs 90% of a core")),
+            s.slowed
+                .as_deref()
+                .is_some_and(|w| w.contains("needs 90% of a core")),
             "{s:?}"
         );
         // The canary is never slowed by them.
         assert_eq!(
-            b.schedule("canary", Duration::from_millis(5), every).interval,
+            b.schedule("canary", Duration::from_millis(5), every)
+                .interval,
             every
         );
         // One gone: the other gets its share back.

@@ -14,9 +14,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
     DescriptorFlags, DescriptorType, ErrorCode as FsErrorCode, HostDescriptor as _, OpenFlags,
     PathFlags,
 };
-use wasmtime_wasi::p2::bindings::sockets::network::{
-    ErrorCode as NetErrorCode, IpAddressFamily,
-};
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode as NetErrorCode, IpAddressFamily};
 use wasmtime_wasi::p2::bindings::sockets::{
     tcp_create_socket::Host as _, udp_create_socket::Host as _,
 };
@@ -151,10 +149,7 @@ pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
 
 /// Whether the instance may create one more socket: `Some(error)` refuses it (no address is
 /// granted); an `Err` stops the plugin (over its cap).
-fn socket_allowed(
-    state: &mut PluginState,
-    kind: &str,
-) -> wasmtime::Result<Option<NetErrorCode>> {
+fn socket_allowed(state: &mut PluginState, kind: &str) -> wasmtime::Result<Option<NetErrorCode>> {
     if state.grants.connect.is_empty() {
         let plugin = state.refusals.plugin.clone();
         state.refusals.refuse(format!(
@@ -173,7 +168,13 @@ fn socket_allowed(
     Ok(None)
 }
 
-type OpenAt = (Resource<Descriptor>, PathFlags, String, OpenFlags, DescriptorFlags);
+type OpenAt = (
+    Resource<Descriptor>,
+    PathFlags,
+    String,
+    OpenFlags,
+    DescriptorFlags,
+);
 
 /// `open-at`, refusing what is neither a regular file nor a directory before it is opened, and
 /// capping the files held open.

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{PluginSettings, PluginsConfig, valid_name};
 use super::sandbox::{Compiled, Fault, Instance, MAX_FILE_BYTES, PluginEngine};
-use crate::budget::{CpuBudget, thread_cpu};
 use crate::bindings::probe::duet::probe::types;
+use crate::budget::{CpuBudget, thread_cpu};
 use duet_base::lock;
 
 /// The first wait before re-instantiating a faulted plugin; doubled up to [`MAX_BACKOFF`].
@@ -43,7 +43,18 @@ pub struct PluginStatus {
     pub counts_toward_led: bool,
     pub switch_trigger: bool,
     pub trigger_after: u32,
+    /// The metrics of the last good check (valid names only, at most [`MAX_METRICS`]).
+    pub metrics: Vec<(String, f64)>,
+    /// CPU time its checks used, on its thread.
+    pub cpu: Duration,
+    /// Its interval is stretched by the CPU budget.
+    pub slowed: bool,
 }
+
+/// The most metrics of one plugin shown in `/metrics`; a plugin's further ones are dropped.
+pub const MAX_METRICS: usize = 16;
+/// The most plugin-reported series in `/metrics`, all plugins together.
+pub const MAX_SERIES: usize = 1024;
 
 /// The rows of all plugins, shared by the loader, the runners and the tick loop.
 #[derive(Clone, Default)]
@@ -83,6 +94,69 @@ impl PluginTable {
             .filter(|p| p.switch_trigger && p.failures >= p.trigger_after)
             .map(|p| format!("plugin:{}", p.name))
             .collect()
+    }
+
+    /// The plugins' part of `/metrics` (Prometheus text), labelled with `agent` and each plugin.
+    pub fn metrics(&self, agent: &str) -> String {
+        use std::fmt::Write as _;
+        let rows = self.snapshot();
+        let agent = escape(agent);
+        let mut out = String::new();
+        type Read = fn(&PluginStatus) -> f64;
+        let families: [(&str, &str, &str, Read); 4] = [
+            (
+                "duet_plugin_checks_total",
+                "counter",
+                "Checks run since the plugin's file was loaded.",
+                |p| p.checks as f64,
+            ),
+            (
+                "duet_plugin_cpu_seconds_total",
+                "counter",
+                "CPU time the plugin's checks used, on its own thread.",
+                |p| p.cpu.as_secs_f64(),
+            ),
+            (
+                "duet_plugin_slowed",
+                "gauge",
+                "1 while the plugin's interval is stretched by the plugins' CPU budget.",
+                |p| f64::from(u8::from(p.slowed)),
+            ),
+            (
+                "duet_plugin_fault",
+                "gauge",
+                "1 while the plugin is in runtime error.",
+                |p| f64::from(u8::from(p.fault.is_some())),
+            ),
+        ];
+        for (name, kind, help, read) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for p in &rows {
+                let _ = writeln!(
+                    out,
+                    "{name}{{agent=\"{agent}\",plugin=\"{}\"}} {}",
+                    p.name,
+                    read(p)
+                );
+            }
+        }
+        let name = "duet_plugin_metric";
+        let _ = writeln!(
+            out,
+            "# HELP {name} A number a plugin measured (label metric: its name; at most {MAX_METRICS} per plugin).\n# TYPE {name} gauge"
+        );
+        for (p, (metric, value)) in rows
+            .iter()
+            .flat_map(|p| p.metrics.iter().map(move |m| (p, m)))
+            .take(MAX_SERIES)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{agent=\"{agent}\",plugin=\"{}\",metric=\"{metric}\"}} {value}",
+                p.name
+            );
+        }
+        out
     }
 
     /// A copy of every plugin's status.
@@ -166,7 +240,11 @@ pub async fn run(
         };
         folder.drop_removed(&found, &keep).await;
         for (name, entry) in found {
-            if folder.running.get(&name).is_some_and(|r| r.stamp == entry.stamp) {
+            if folder
+                .running
+                .get(&name)
+                .is_some_and(|r| r.stamp == entry.stamp)
+            {
                 continue;
             }
             folder.load(name, entry).await;
@@ -256,15 +334,18 @@ impl Folder {
             budget: self.budget.clone(),
             stop: stop.clone(),
         };
-        let task = crate::budget::spawn(&name, self.config.io_threads, self.config.nice, move || {
-            runner.run()
-        });
+        let task =
+            crate::budget::spawn(&name, self.config.io_threads, self.config.nice, move || {
+                runner.run()
+            });
         let task = match task {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::error!(plugin = %name, error = %e, "cannot start the plugin's thread");
                 self.table.update(&name, |row| {
-                    row.check = Check::Failing(format!("cannot start its thread: {e}; retried when the file changes"));
+                    row.check = Check::Failing(format!(
+                        "cannot start its thread: {e}; retried when the file changes"
+                    ));
                     row.value = "Failing".into();
                 });
                 None
@@ -354,7 +435,10 @@ async fn scan(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Strin
         let (meta, link) = if meta.file_type().is_symlink() {
             let target = tokio::fs::read_link(&path).await.unwrap_or_default();
             // The target's stamp, so that a changed target is a changed plugin.
-            (tokio::fs::metadata(&path).await.unwrap_or(meta), Some(target))
+            (
+                tokio::fs::metadata(&path).await.unwrap_or(meta),
+                Some(target),
+            )
         } else {
             (meta, None)
         };
@@ -453,6 +537,34 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// A label value for Prometheus.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A plugin's metrics as shown: valid names (`[a-z0-9_]`, 1 to 64), finite values, at most
+/// [`MAX_METRICS`], first come first kept.
+fn shown_metrics(metrics: Vec<types::Metric>) -> Vec<(String, f64)> {
+    let mut shown: Vec<(String, f64)> = Vec::new();
+    for m in metrics {
+        let valid = !m.name.is_empty()
+            && m.name.len() <= 64
+            && m.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid && m.value.is_finite() && !shown.iter().any(|(n, _)| *n == m.name) {
+            shown.push((m.name, m.value));
+        }
+        if shown.len() == MAX_METRICS {
+            break;
+        }
+    }
+    shown
+}
+
 fn fresh_row(compiled: &Compiled, settings: &PluginSettings) -> PluginStatus {
     PluginStatus {
         name: compiled.name.clone(),
@@ -469,6 +581,9 @@ fn fresh_row(compiled: &Compiled, settings: &PluginSettings) -> PluginStatus {
         counts_toward_led: settings.counts_toward_led,
         switch_trigger: settings.switch_trigger,
         trigger_after: settings.trigger_after,
+        metrics: Vec::new(),
+        cpu: Duration::ZERO,
+        slowed: false,
     }
 }
 
@@ -488,6 +603,9 @@ fn rejected_row(name: &str, path: &Path, why: &str, settings: &PluginSettings) -
         counts_toward_led: settings.counts_toward_led,
         switch_trigger: false,
         trigger_after: settings.trigger_after,
+        metrics: Vec::new(),
+        cpu: Duration::ZERO,
+        slowed: false,
     }
 }
 
@@ -516,7 +634,8 @@ impl Runner {
         let every = settings.interval.unwrap_or(Duration::from_millis(u64::from(
             compiled.description.default_interval_ms,
         )));
-        let effective = super::sandbox::Grants::effective(&compiled.description.capabilities, settings);
+        let effective =
+            super::sandbox::Grants::effective(&compiled.description.capabilities, settings);
         if !effective.unused.is_empty() {
             tracing::warn!(plugin = %name, unused = ?effective.unused, "granted but not declared by the plugin: not given");
         }
@@ -547,7 +666,9 @@ impl Runner {
                 was_slowed = share.slowed.is_some();
                 match &share.slowed {
                     Some(why) => tracing::warn!(plugin = %name, "{why}"),
-                    None => tracing::info!(plugin = %name, "back to its own interval: within its share of the CPU budget"),
+                    None => {
+                        tracing::info!(plugin = %name, "back to its own interval: within its share of the CPU budget")
+                    }
                 }
             }
             next = started + share.interval;
@@ -557,6 +678,8 @@ impl Runner {
                     backoff = Duration::ZERO;
                     self.table.update(name, |row| {
                         record(row, answer, &denied, now);
+                        row.cpu += cpu;
+                        row.slowed = share.slowed.is_some();
                         if let Some(why) = &share.slowed {
                             row.value = format!("{} ({why})", row.value);
                         }
@@ -568,7 +691,11 @@ impl Runner {
                     backoff = (backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
                     next = next.max(tokio::time::Instant::now() + backoff);
                     tracing::error!(plugin = %name, fault = %fault, retry_in = ?backoff, "plugin stopped");
-                    self.table.update(name, |row| faulted(row, &fault, backoff))
+                    self.table.update(name, |row| {
+                        faulted(row, &fault, backoff);
+                        row.cpu += cpu;
+                        row.slowed = share.slowed.is_some();
+                    })
                 }
             };
             if shown {
@@ -606,6 +733,7 @@ fn record(
     match answer {
         Ok(o) => {
             row.value = o.value;
+            row.metrics = shown_metrics(o.metrics);
             match o.status {
                 types::Status::Ok => {
                     row.check = Check::Ok;

@@ -436,7 +436,9 @@ pub enum Fault {
     #[error("grew past its memory limit of {} MiB (asked for {} MiB in all)", .limit >> 20, .desired.div_ceil(1 << 20))]
     Memory { limit: usize, desired: usize },
     /// The plugin tried to hold more sockets or files open than its cap.
-    #[error("tried to hold more than {limit} {what} open at once (plugins.plugin.<name>.max_{what})")]
+    #[error(
+        "tried to hold more than {limit} {what} open at once (plugins.plugin.<name>.max_{what})"
+    )]
     Handles { what: &'static str, limit: usize },
     /// The answer was larger than allowed.
     #[error("returned {bytes} bytes, more than its output limit of {} KiB", .limit >> 10)]
@@ -603,7 +605,9 @@ impl host::Host for PluginState {
         // an ungranted path gets one answer whether it exists or not.
         let refused = || format!("{path} is not in a granted directory (read_dirs)");
         let Some(lexical) = normalize(Path::new(&path)) else {
-            self.refusals.refuse(format!("disk_space_of {path}: not an absolute path in a granted directory"));
+            self.refusals.refuse(format!(
+                "disk_space_of {path}: not an absolute path in a granted directory"
+            ));
             return Err(refused());
         };
         let dirs: Vec<PathBuf> = self.grants.read_dirs.clone();
