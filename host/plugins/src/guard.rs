@@ -203,15 +203,17 @@ async fn open_at(
             DescriptorType::RegularFile
             | DescriptorType::Directory
             | DescriptorType::SymbolicLink => None,
-            DescriptorType::Fifo => Some("a FIFO"),
             DescriptorType::CharacterDevice => Some("a character device"),
             DescriptorType::BlockDevice => Some("a block device"),
-            DescriptorType::Socket => Some("a socket"),
-            DescriptorType::Unknown => Some("of an unknown type"),
+            // wasmtime-wasi reports FIFOs and sockets as of unknown type.
+            DescriptorType::Fifo | DescriptorType::Socket | DescriptorType::Unknown => {
+                Some("a FIFO, a socket or another special file")
+            }
         };
         if let Some(kind) = kind {
+            // The path as the plugin gave it, relative to the directory it opens it in.
             state.refusals.refuse(format!(
-                "open {path}: {kind}, not a regular file (only regular files and directories are opened)"
+                "open {path} (in a granted directory): {kind}, not a regular file: refused before opening"
             ));
             return Ok((Err(FsErrorCode::Access),));
         }
