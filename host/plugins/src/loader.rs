@@ -214,6 +214,7 @@ pub async fn run(
         changed,
         shutdown,
         running: BTreeMap::new(),
+        pending: BTreeMap::new(),
     };
     let mut missing_dir_logged = false;
     let mut interval = tokio::time::interval(folder.interval);
@@ -240,20 +241,32 @@ pub async fn run(
         };
         folder.drop_removed(&found, &keep).await;
         for (name, entry) in found {
-            if folder
-                .running
-                .get(&name)
-                .is_some_and(|r| r.stamp == entry.stamp)
+            let current = |stamp: &Stamp| *stamp == entry.stamp;
+            if folder.running.get(&name).is_some_and(|r| current(&r.stamp))
+                || folder
+                    .pending
+                    .get(&name)
+                    .is_some_and(|p| current(&p.entry.stamp))
             {
                 continue;
             }
-            folder.load(name, entry).await;
+            folder.start_load(name, entry);
         }
+        folder.finish_loads().await;
+    }
+    for (_, p) in std::mem::take(&mut folder.pending) {
+        p.task.abort();
     }
     for (_, r) in std::mem::take(&mut folder.running) {
         stop(r).await;
     }
     Ok(())
+}
+
+/// A file being read and compiled, off the folder's loop: a slow one delays no other.
+struct Pending {
+    entry: Entry,
+    task: tokio::task::JoinHandle<Result<Compiled, String>>,
 }
 
 /// The plugins folder's watcher: what runs, and what it needs to start more.
@@ -267,9 +280,41 @@ struct Folder {
     changed: OnChange,
     shutdown: CancellationToken,
     running: BTreeMap<String, Running>,
+    pending: BTreeMap<String, Pending>,
 }
 
 impl Folder {
+    /// Starts reading and compiling a new or changed file (in place of an older such start).
+    fn start_load(&mut self, name: String, entry: Entry) {
+        let engine = self.engine.clone();
+        let settings = self.config.settings(&name);
+        let (n, path) = (name.clone(), entry.path.clone());
+        let task = tokio::spawn(async move { load_file(&engine, &n, &path, &settings).await });
+        if let Some(old) = self.pending.insert(name, Pending { entry, task }) {
+            old.task.abort();
+        }
+    }
+
+    /// Takes the loads that finished into service.
+    async fn finish_loads(&mut self) {
+        let done: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.task.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in done {
+            let Some(p) = self.pending.remove(&name) else {
+                continue;
+            };
+            let loaded = p
+                .task
+                .await
+                .unwrap_or_else(|e| Err(format!("the load task failed: {e}")));
+            self.load(name, p.entry, loaded).await;
+        }
+    }
+
     /// Removed files: stop their task, drop their row.
     async fn drop_removed(&mut self, found: &BTreeMap<String, Entry>, keep: &[String]) {
         let gone: Vec<String> = self
@@ -278,6 +323,13 @@ impl Folder {
             .filter(|n| !found.contains_key(*n) && !keep.contains(n))
             .cloned()
             .collect();
+        self.pending.retain(|n, p| {
+            let kept = found.contains_key(n) || keep.contains(n);
+            if !kept {
+                p.task.abort();
+            }
+            kept
+        });
         for name in gone {
             if let Some(r) = self.running.remove(&name) {
                 stop(r).await;
@@ -288,12 +340,11 @@ impl Folder {
         }
     }
 
-    /// A new or changed file: load it and run it in place of the old version; a broken one
-    /// leaves the old version running (or shows a rejected row).
-    async fn load(&mut self, name: String, entry: Entry) {
+    /// A new or changed file, loaded: run it in place of the old version; a broken one leaves
+    /// the old version running (or shows a rejected row).
+    async fn load(&mut self, name: String, entry: Entry, loaded: Result<Compiled, String>) {
         let Entry { path, stamp, link } = entry;
         let settings = self.config.settings(&name);
-        let loaded = load_file(&self.engine, &name, &path, &settings).await;
         let compiled = match (loaded, &link) {
             (Ok(compiled), _) => compiled,
             (Err(why), Some(target)) => {
@@ -814,6 +865,50 @@ mod tests {
             reason: Some(reason.into()),
             metrics: Vec::new(),
         })
+    }
+
+    #[test]
+    fn only_regular_files_within_the_size_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo.wasm");
+        let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = read_regular(&fifo, 1 << 20).expect_err("a FIFO");
+        assert!(
+            err.ends_with("is a FIFO, not a regular file: refused"),
+            "{err}"
+        );
+        let zero = dir.path().join("zero.wasm");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        let err = read_regular(&zero, 1 << 20).expect_err("a device");
+        assert!(err.contains("is a character device"), "{err}");
+        let big = dir.path().join("big.wasm");
+        std::fs::write(&big, vec![0u8; 2 << 20]).expect("write");
+        let err = read_regular(&big, 1 << 20).expect_err("too large");
+        assert!(err.contains("larger than the 1 MiB"), "{err}");
+        std::fs::write(&big, b"\0asm").expect("write");
+        assert_eq!(read_regular(&big, 1 << 20).expect("a small file"), b"\0asm");
+    }
+
+    #[test]
+    fn plugin_metrics_keep_valid_names_and_are_bounded() {
+        let m = |name: &str, value: f64| types::Metric {
+            name: name.into(),
+            value,
+        };
+        let mut all = vec![
+            m("ok_1", 1.0),
+            m("Bad", 2.0),
+            m("x\"}", 3.0),
+            m("nan", f64::NAN),
+            m("ok_1", 4.0),
+        ];
+        all.extend((0..40).map(|i| m(&format!("m{i}"), 0.0)));
+        let shown = shown_metrics(all);
+        assert_eq!(shown.len(), MAX_METRICS);
+        assert_eq!(shown[0], ("ok_1".to_string(), 1.0));
+        assert!(shown.iter().all(|(n, _)| n == "ok_1" || n.starts_with('m')));
     }
 
     #[test]

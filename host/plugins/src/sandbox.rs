@@ -25,8 +25,17 @@ pub const PROBE_EXPORT: &str = "duet:probe/probe@0.1.0";
 /// executor thread for longer than about this.
 const YIELD_TICKS: u64 = 5;
 
-/// The largest plugin file read.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// The largest plugin file read: plugins are a few hundred KiB, and compiling costs about
+/// 20 times a file's size in memory and a second per MiB (measured: 56 MB took 67 s, 1.26 GB).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The longest a plugin's compilation is waited for; past it the file is refused (the compile
+/// thread's result is dropped when it ends).
+pub const COMPILE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Compilations at once, over all plugins: a burst of new files cannot take every core and
+/// the memory of many compilations.
+const COMPILES: usize = 2;
 
 /// The engine and linker every plugin shares.
 pub struct PluginEngine {
@@ -36,6 +45,9 @@ pub struct PluginEngine {
     /// Compiled components by the sha256 of their file: a file copied under several names, or
     /// touched without change, is compiled once.
     compiled: Mutex<std::collections::HashMap<String, Component>>,
+    /// Turns to compile: held by the compile thread itself, so that a compilation given up at
+    /// its deadline still counts until it ends.
+    compiles: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most compiled components kept in memory by hash.
@@ -55,6 +67,7 @@ impl PluginEngine {
             linker,
             cache_dir,
             compiled: Mutex::new(std::collections::HashMap::new()),
+            compiles: Arc::new(tokio::sync::Semaphore::new(COMPILES)),
         })
     }
 
@@ -83,11 +96,26 @@ impl PluginEngine {
             None => {
                 let (engine, cache) = (self.engine.clone(), self.cache_dir.clone());
                 let (bytes, sha) = (bytes.to_vec(), sha256.clone());
-                let c = tokio::task::spawn_blocking(move || {
-                    compile(&engine, cache.as_deref(), &bytes, &sha)
-                })
-                .await
-                .map_err(|e| format!("the compile task failed: {e}"))??;
+                let turn = self
+                    .compiles
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| format!("cannot compile: {e}"))?;
+                let compiling = tokio::task::spawn_blocking(move || {
+                    let compiled = compile(&engine, cache.as_deref(), &bytes, &sha);
+                    drop(turn);
+                    compiled
+                });
+                let c = tokio::time::timeout(COMPILE_DEADLINE, compiling)
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "compiling took longer than {}: refused",
+                            humantime::format_duration(COMPILE_DEADLINE)
+                        )
+                    })?
+                    .map_err(|e| format!("the compile task failed: {e}"))??;
                 let mut memo = lock(&self.compiled);
                 if memo.len() >= MEMO {
                     memo.clear();
@@ -767,6 +795,40 @@ mod tests {
         assert!(outbound_matches("127.0.0.1:8080", a));
         assert!(!outbound_matches("127.0.0.1:8081", a));
         assert!(!outbound_matches("10.0.0.1:*", a));
+    }
+
+    #[test]
+    fn one_memory_limit_covers_every_memory_and_table_together() {
+        let mut l = MemoryLimiter {
+            limit: 16 << 20,
+            held: 0,
+            exceeded: None,
+        };
+        // Fifteen memories of 1 MiB, each created from 0: all fit.
+        for _ in 0..15 {
+            assert!(l.memory_growing(0, 1 << 20, None).expect("fits"));
+        }
+        // One growth of an existing memory counts only what it adds.
+        assert!(
+            l.memory_growing(1 << 20, (1 << 20) + 4096, None)
+                .expect("fits")
+        );
+        // A table's elements count too: this one tips it over.
+        assert!(l.table_growing(0, 1 << 17, None).is_err());
+        assert_eq!(l.exceeded, Some(15 * (1 << 20) + 4096 + (1 << 20)));
+    }
+
+    #[test]
+    fn paths_are_normalized_without_asking_the_host() {
+        assert_eq!(
+            normalize(Path::new("/srv/a/../b/./c")),
+            Some(PathBuf::from("/srv/b/c"))
+        );
+        assert_eq!(
+            normalize(Path::new("/../../etc")),
+            Some(PathBuf::from("/etc"))
+        );
+        assert_eq!(normalize(Path::new("etc/passwd")), None);
     }
 
     #[test]
