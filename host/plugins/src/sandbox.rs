@@ -102,6 +102,12 @@ impl PluginEngine {
                     .acquire_owned()
                     .await
                     .map_err(|e| format!("cannot compile: {e}"))?;
+                // Copies of one file loaded at once: compiled by the first to get a turn.
+                let memo = lock(&self.compiled).get(&sha256).cloned();
+                if let Some(c) = memo {
+                    drop(turn);
+                    return self.validate(name, file, sha256, c, settings).await;
+                }
                 let compiling = tokio::task::spawn_blocking(move || {
                     let compiled = compile(&engine, cache.as_deref(), &bytes, &sha);
                     drop(turn);
@@ -124,6 +130,18 @@ impl PluginEngine {
                 c
             }
         };
+        self.validate(name, file, sha256, component, settings).await
+    }
+
+    /// Checks a compiled component's exports and imports, then asks it to describe itself.
+    async fn validate(
+        &self,
+        name: &str,
+        file: &Path,
+        sha256: String,
+        component: Component,
+        settings: &PluginSettings,
+    ) -> Result<Compiled, String> {
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
