@@ -388,7 +388,7 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
         |rows| {
             (0..FIFOS)
                 .all(|k| {
-                    reason(rows, &format!("plugin:fifo{k}")).is_some_and(|r| r.contains(&refused))
+                    reason(rows, &format!("plugin:fifo{k}")).is_some_and(|r| r.contains(refused))
                 })
                 .then_some(())
         },
