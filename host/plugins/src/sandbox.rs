@@ -26,7 +26,8 @@ pub const PROBE_EXPORT: &str = "duet:probe/probe@0.1.0";
 const YIELD_TICKS: u64 = 5;
 
 /// The largest plugin file read: plugins are a few hundred KiB, and compiling costs about
-/// 20 times a file's size in memory and a second per MiB (measured: 56 MB took 67 s, 1.26 GB).
+/// 20 times a file's size in memory and a second per MiB (issue 19 found 56 MB taking 67 s and
+/// 1.26 GB).
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// The longest a plugin's compilation is waited for; past it the file is refused (the compile
