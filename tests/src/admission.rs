@@ -170,7 +170,7 @@ fn metric(port: u16, name: &str) -> Option<f64> {
 
 /// `GET <path>` of an agent's API without an async runtime (the tests here drive threads and
 /// processes); the response when it is a 200.
-fn http_get(port: u16, path: &str) -> Option<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -184,7 +184,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     out.starts_with("HTTP/1.1 200").then_some(out)
 }
 
-fn open_fds(pid: u32) -> usize {
+pub(crate) fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
 }
 

@@ -360,7 +360,8 @@ fn busy_plugins_and_hogs(priority: u8) {
     calm(&t, &watch, Duration::from_secs(30), with(p));
     assert_eq!(t.states()[q], OFFLINE);
     let busy = first_plugin_row(&t, p);
-    assert_eq!(busy.value, "busy 900 ms", "the plugins ran: {busy:?}");
+    // The plugins ran (slowed by the plugins' CPU budget, which the row says).
+    assert!(busy.value.starts_with("busy 900 ms"), "{busy:?}");
 }
 
 #[test]
@@ -402,11 +403,12 @@ fn plugins_blocked_on_a_fifo_leave_the_loop_and_sigterm_alone() {
     let (p, q) = t.start_pair();
     let watch = ArpWatch::start(&client);
     eventually(TAKEOVER, "the VIP answers", || watch.answering());
-    // Long enough for every plugin to block (the shared pool filled in 15 s before).
+    // Long enough for every plugin to have tried (they once filled a shared pool in 15 s; the
+    // open is now refused before it can block).
     calm(&t, &watch, Duration::from_secs(15), with(p));
     let stuck = first_plugin_row(&t, p);
-    eprintln!("a blocked plugin's row: {stuck:?}");
-    assert!(stuck.reason.is_some(), "the read is blocked: {stuck:?}");
+    eprintln!("a FIFO reader's row: {stuck:?}");
+    assert!(stuck.reason.is_some(), "the read is refused: {stuck:?}");
     let asked = Instant::now();
     t.signal(p, "-TERM");
     let exited = asked.elapsed();

@@ -55,6 +55,8 @@ mod api;
 #[cfg(test)]
 mod cli;
 #[cfg(test)]
+mod compartment;
+#[cfg(test)]
 mod containment;
 #[cfg(test)]
 mod core_runtime;

@@ -16,7 +16,7 @@ use crate::support::{
 };
 
 /// Writes a single agent's configuration (its buddy never answers) with `plugins` appended.
-fn agent_config(dir: &Path, port: u16, plugins: &str) -> std::path::PathBuf {
+pub(crate) fn agent_config(dir: &Path, port: u16, plugins: &str) -> std::path::PathBuf {
     let text = format!(
         r#"
         [agent]
@@ -45,7 +45,7 @@ fn agent_config(dir: &Path, port: u16, plugins: &str) -> std::path::PathBuf {
 }
 
 /// The agent's own rows by key, `None` while it does not answer.
-fn rows(port: u16) -> Option<BTreeMap<String, Row>> {
+pub(crate) fn rows(port: u16) -> Option<BTreeMap<String, Row>> {
     let status = status_json(port)?;
     let pair = status.pair?;
     Some(
@@ -177,14 +177,17 @@ fn hostile_plugins_are_stopped_with_their_reason_while_a_canary_keeps_running() 
         "every hostile plugin's reason",
         || {
             let rows = rows(port)?;
-            expected
+            // The files load side by side: the two good plugins are there too.
+            let loaded = ["plugin:canary", "plugin:granted-port"]
                 .iter()
-                .all(|(key, why)| {
+                .all(|k| rows.contains_key(*k));
+            (loaded
+                && expected.iter().all(|(key, why)| {
                     rows.get(key)
                         .and_then(|r| r.reason.as_deref())
                         .is_some_and(|r| r.contains(why.as_str()))
-                })
-                .then_some(rows)
+                }))
+            .then_some(rows)
         },
     );
     for (key, _) in &expected {
@@ -226,6 +229,14 @@ fn hostile_plugins_are_stopped_with_their_reason_while_a_canary_keeps_running() 
         "the canary never missed more than 3 s: gaps {gaps:?} ms"
     );
     assert!(granted_ok, "the granted loopback connect succeeded");
+    // A plugin's own metrics are in /metrics, labelled by plugin.
+    let metrics = crate::admission::http_get(port, "/metrics").expect("/metrics");
+    assert!(
+        metrics.contains(
+            "duet_plugin_metric{agent=\"a\",plugin=\"granted-port\",metric=\"connect_ms\"} "
+        ),
+        "{metrics}"
+    );
     assert_eq!(
         rte_values.into_iter().collect::<Vec<_>>(),
         ["4"],
@@ -371,6 +382,29 @@ fn plugin_check_validates_a_file_and_runs_it_once() {
         out.contains("invalid: not a duet probe plugin: it does not export duet:probe/probe@0.1.0"),
         "{out}"
     );
+
+    // What is not a regular file is refused before it is opened: a FIFO nobody writes to, and
+    // a symbolic link to an endless device, end at once with the reason.
+    let fifo = dir.path().join("fifo.wasm");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let zero = dir.path().join("zero.wasm");
+    std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+    for (file, kind) in [(&fifo, "a FIFO"), (&zero, "a character device")] {
+        let started = Instant::now();
+        let (code, out) = run(&[file.to_str().expect("utf-8 path")]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!("is {kind}, not a regular file: refused")),
+            "{out}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{file:?} took {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]

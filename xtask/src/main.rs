@@ -158,15 +158,17 @@ fn test(root: &Path) -> anyhow::Result<()> {
         run(cargo(root).args(["build", "--locked", "--bins"]))
     })?;
     phase("tests", &mut || run(cargo(root).args(["test", "--locked"])))?;
-    // The containment tests load the machine on purpose (CPU hogs, stalls): alone, one by one.
+    // The containment and compartment tests load the machine on purpose (CPU hogs, stalls,
+    // busy plugins): alone, one by one.
     phase("serial tests", &mut || {
         // The same package selection as the tests above (no `-p`): nothing is built again.
         run(cargo(root).args([
             "test",
             "--locked",
             "--lib",
-            "containment::",
             "--",
+            "containment::",
+            "compartment::",
             "--ignored",
             "--skip",
             "load_bench",

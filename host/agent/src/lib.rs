@@ -299,6 +299,11 @@ impl Agent {
             config: Arc::new(self.config.api.clone()),
             web: self.config.web,
             connections: Arc::default(),
+            more_metrics: vec![{
+                let (plugins, agent) =
+                    (self.plugins.clone(), self.config.kernel.agent.name.clone());
+                Arc::new(move || plugins.metrics(&agent))
+            }],
         }
     }
 

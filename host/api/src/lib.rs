@@ -60,6 +60,9 @@ pub struct Api {
     pub web: WebConfig,
     /// The API's connection counters (`/metrics`).
     pub connections: Arc<connections::ConnectionStats>,
+    /// More of `/metrics` from capabilities beside the kernel (the plugins'), in Prometheus
+    /// text format, already labelled with the agent.
+    pub more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl FromRef<Api> for Arc<Kernel> {
@@ -337,7 +340,8 @@ async fn metrics(State(api): State<Api>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&api.kernel, &api.connections),
+        crate::metrics::render(&api.kernel, &api.connections)
+            + &api.more_metrics.iter().map(|m| m()).collect::<String>(),
     )
         .into_response()
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use duet_base::config::Errors;
 
 /// The validated `[plugins]` section.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PluginsConfig {
     /// The folder scanned for `*.wasm` plugins; `None`: plugins are off.
     pub dir: Option<PathBuf>,
@@ -22,6 +22,33 @@ pub struct PluginsConfig {
     pub cache_dir: Option<PathBuf>,
     /// Settings per plugin, keyed by the plugin file's stem.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// The CPU all plugins together may use, in percent of one core.
+    pub cpu_budget_percent: u32,
+    /// Blocking I/O threads per plugin (file reads, `disk_space_of`).
+    pub io_threads: usize,
+    /// The nice value of the plugins' threads (0: the agent's own; up to 19: the lowest).
+    pub nice: i32,
+}
+
+/// `plugins.cpu_budget_percent` when not set: half a core for all plugins together.
+pub const DEFAULT_CPU_BUDGET_PERCENT: u32 = 50;
+/// `plugins.io_threads` when not set.
+pub const DEFAULT_IO_THREADS: usize = 2;
+/// `plugins.nice` when not set.
+pub const DEFAULT_NICE: i32 = 10;
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            scan_interval: Duration::from_secs(1),
+            cache_dir: None,
+            plugins: BTreeMap::new(),
+            cpu_budget_percent: DEFAULT_CPU_BUDGET_PERCENT,
+            io_threads: DEFAULT_IO_THREADS,
+            nice: DEFAULT_NICE,
+        }
+    }
 }
 
 impl PluginsConfig {
@@ -38,8 +65,12 @@ pub struct PluginSettings {
     pub interval: Option<Duration>,
     /// The deadline of one call (check, describe or instantiation).
     pub timeout: Duration,
-    /// The largest linear memory the plugin may grow to.
+    /// The most memory one instance may hold, all its linear memories and tables together.
     pub memory_limit_bytes: usize,
+    /// The most sockets the plugin may hold open at once.
+    pub max_sockets: usize,
+    /// The most files and directories the plugin may hold open at once.
+    pub max_files: usize,
     /// The largest outcome (value, reason, metrics) a check may return.
     pub max_output_bytes: usize,
     /// A failing row turns the LED red.
@@ -64,6 +95,8 @@ impl Default for PluginSettings {
             interval: None,
             timeout: Duration::from_secs(1),
             memory_limit_bytes: 16 << 20,
+            max_sockets: 16,
+            max_files: 16,
             max_output_bytes: 64 << 10,
             counts_toward_led: true,
             switch_trigger: false,
@@ -82,6 +115,9 @@ pub struct RawPlugins {
     dir: Option<PathBuf>,
     scan_interval: Option<String>,
     cache_dir: Option<PathBuf>,
+    cpu_budget_percent: Option<u32>,
+    io_threads: Option<u32>,
+    nice: Option<u32>,
     #[serde(default)]
     plugin: BTreeMap<String, RawPlugin>,
 }
@@ -92,6 +128,8 @@ struct RawPlugin {
     interval: Option<String>,
     timeout: Option<String>,
     memory_limit_mib: Option<u32>,
+    max_sockets: Option<u32>,
+    max_files: Option<u32>,
     max_output_kib: Option<u32>,
     counts_toward_led: Option<bool>,
     switch_trigger: Option<bool>,
@@ -123,11 +161,27 @@ pub fn validate(raw: RawPlugins, base: &Path, errors: &mut Errors) -> PluginsCon
             (name, settings)
         })
         .collect();
+    let cpu_budget_percent = errors.range(
+        "plugins.cpu_budget_percent",
+        raw.cpu_budget_percent,
+        DEFAULT_CPU_BUDGET_PERCENT,
+        1..=6400,
+    );
+    let io_threads = errors.range(
+        "plugins.io_threads",
+        raw.io_threads,
+        DEFAULT_IO_THREADS as u32,
+        1..=16,
+    );
+    let nice = errors.range("plugins.nice", raw.nice, DEFAULT_NICE as u32, 0..=19);
     PluginsConfig {
         dir: raw.dir.map(rel),
         scan_interval,
         cache_dir: raw.cache_dir.map(rel),
         plugins,
+        cpu_budget_percent,
+        io_threads: io_threads as usize,
+        nice: nice as i32,
     }
 }
 
@@ -172,6 +226,8 @@ fn validate_plugin(name: &str, p: RawPlugin, base: &Path, errors: &mut Errors) -
     }
     let memory_mib = errors.range(&at("memory_limit_mib"), p.memory_limit_mib, 16, 1..=1024);
     let output_kib = errors.range(&at("max_output_kib"), p.max_output_kib, 64, 1..=16 * 1024);
+    let max_sockets = errors.range(&at("max_sockets"), p.max_sockets, 16, 0..=1024);
+    let max_files = errors.range(&at("max_files"), p.max_files, 16, 0..=1024);
     let trigger_after = errors.range(
         &at("trigger_after"),
         p.trigger_after,
@@ -190,6 +246,8 @@ fn validate_plugin(name: &str, p: RawPlugin, base: &Path, errors: &mut Errors) -
         interval,
         timeout,
         memory_limit_bytes: (memory_mib as usize) << 20,
+        max_sockets: max_sockets as usize,
+        max_files: max_files as usize,
         max_output_bytes: (output_kib as usize) << 10,
         counts_toward_led: p.counts_toward_led.unwrap_or(d.counts_toward_led),
         switch_trigger: p.switch_trigger.unwrap_or(d.switch_trigger),

@@ -4,13 +4,21 @@
 //! call) on its own interval. Each plugin is a row of the Status window.
 //!
 //! - [`config`]: the `[plugins]` section.
-//! - [`sandbox`]: compiling (cached), validating and calling one plugin under its limits.
-//! - [`run`]: the folder watcher and the per-plugin tasks, writing a [`PluginTable`].
+//! - [`sandbox`]: compiling (cached, bounded), validating and calling one plugin under its
+//!   limits (deadline, one memory limit over all memories and tables, output).
+//! - `guard`: what WASI may touch — regular files only, sockets and files capped, refusals
+//!   named and logged at a bounded rate.
+//! - `budget`: the compartment — a thread and a few I/O threads per plugin at lower priority,
+//!   one CPU budget for all plugins.
+//! - [`run`]: the folder watcher and the per-plugin threads, writing a [`PluginTable`] (also
+//!   rendered for `/metrics`).
 
 #![warn(clippy::too_many_lines)]
 
 mod bindings;
+mod budget;
 pub mod config;
+mod guard;
 mod loader;
 pub mod sandbox;
 

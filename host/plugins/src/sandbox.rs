@@ -16,6 +16,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::config::PluginSettings;
 use crate::bindings::probe::duet::probe::{host, types};
 use crate::bindings::probe::{ProbePlugin, ProbePluginPre};
+use crate::guard::Refusals;
 
 /// The export a probe plugin must have, with the WIT version this host speaks.
 pub const PROBE_EXPORT: &str = "duet:probe/probe@0.1.0";
@@ -24,8 +25,18 @@ pub const PROBE_EXPORT: &str = "duet:probe/probe@0.1.0";
 /// executor thread for longer than about this.
 const YIELD_TICKS: u64 = 5;
 
-/// The largest plugin file read.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// The largest plugin file read: plugins are a few hundred KiB, and compiling costs about
+/// 20 times a file's size in memory and a second per MiB (issue 19 found 56 MB taking 67 s and
+/// 1.26 GB).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The longest a plugin's compilation is waited for; past it the file is refused (the compile
+/// thread's result is dropped when it ends).
+pub const COMPILE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Compilations at once, over all plugins: a burst of new files cannot take every core and
+/// the memory of many compilations.
+const COMPILES: usize = 2;
 
 /// The engine and linker every plugin shares.
 pub struct PluginEngine {
@@ -35,6 +46,9 @@ pub struct PluginEngine {
     /// Compiled components by the sha256 of their file: a file copied under several names, or
     /// touched without change, is compiled once.
     compiled: Mutex<std::collections::HashMap<String, Component>>,
+    /// Turns to compile: held by the compile thread itself, so that a compilation given up at
+    /// its deadline still counts until it ends.
+    compiles: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most compiled components kept in memory by hash.
@@ -46,6 +60,7 @@ impl PluginEngine {
     pub fn on(engine: &Engine, cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        crate::guard::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         ProbePlugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)?;
         Ok(PluginEngine {
@@ -53,6 +68,7 @@ impl PluginEngine {
             linker,
             cache_dir,
             compiled: Mutex::new(std::collections::HashMap::new()),
+            compiles: Arc::new(tokio::sync::Semaphore::new(COMPILES)),
         })
     }
 
@@ -81,11 +97,32 @@ impl PluginEngine {
             None => {
                 let (engine, cache) = (self.engine.clone(), self.cache_dir.clone());
                 let (bytes, sha) = (bytes.to_vec(), sha256.clone());
-                let c = tokio::task::spawn_blocking(move || {
-                    compile(&engine, cache.as_deref(), &bytes, &sha)
-                })
-                .await
-                .map_err(|e| format!("the compile task failed: {e}"))??;
+                let turn = self
+                    .compiles
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| format!("cannot compile: {e}"))?;
+                // Copies of one file loaded at once: compiled by the first to get a turn.
+                let memo = lock(&self.compiled).get(&sha256).cloned();
+                if let Some(c) = memo {
+                    drop(turn);
+                    return self.validate(name, file, sha256, c, settings).await;
+                }
+                let compiling = tokio::task::spawn_blocking(move || {
+                    let compiled = compile(&engine, cache.as_deref(), &bytes, &sha);
+                    drop(turn);
+                    compiled
+                });
+                let c = tokio::time::timeout(COMPILE_DEADLINE, compiling)
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "compiling took longer than {}: refused",
+                            humantime::format_duration(COMPILE_DEADLINE)
+                        )
+                    })?
+                    .map_err(|e| format!("the compile task failed: {e}"))??;
                 let mut memo = lock(&self.compiled);
                 if memo.len() >= MEMO {
                     memo.clear();
@@ -94,6 +131,18 @@ impl PluginEngine {
                 c
             }
         };
+        self.validate(name, file, sha256, component, settings).await
+    }
+
+    /// Checks a compiled component's exports and imports, then asks it to describe itself.
+    async fn validate(
+        &self,
+        name: &str,
+        file: &Path,
+        sha256: String,
+        component: Component,
+        settings: &PluginSettings,
+    ) -> Result<Compiled, String> {
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -126,6 +175,7 @@ impl PluginEngine {
             file: file.to_path_buf(),
             sha256,
             pre,
+            refusal_log: Arc::default(),
             description: types::Description {
                 name: String::new(),
                 version: String::new(),
@@ -239,6 +289,8 @@ pub struct Compiled {
     /// What the plugin said about itself.
     pub description: types::Description,
     pre: ProbePluginPre<PluginState>,
+    /// The log lines of the sandbox's refusals, rate-limited over the plugin's instances.
+    refusal_log: Arc<Mutex<crate::guard::RefusalLog>>,
 }
 
 impl Compiled {
@@ -259,9 +311,13 @@ impl Compiled {
         limits: &PluginSettings,
     ) -> Result<Instance, Fault> {
         let effective = Grants::effective(&self.description.capabilities, grants);
-        let denials = Arc::new(Mutex::new(Vec::new()));
+        let refusals = Refusals {
+            plugin: self.name.clone(),
+            this_call: Arc::new(Mutex::new(Vec::new())),
+            log: self.refusal_log.clone(),
+        };
         let wasi = effective
-            .wasi(&self.name, denials.clone())
+            .wasi(&self.name, refusals.clone())
             .map_err(Fault::Grant)?;
         let mut store = Store::new(
             &engine.engine,
@@ -270,10 +326,12 @@ impl Compiled {
                 table: ResourceTable::new(),
                 limiter: MemoryLimiter {
                     limit: limits.memory_limit_bytes,
+                    held: 0,
                     exceeded: None,
                 },
+                handles: crate::guard::Handles::new(limits.max_sockets, limits.max_files),
                 grants: effective,
-                denials,
+                refusals,
                 deadline: Instant::now() + limits.timeout,
             },
         );
@@ -300,6 +358,7 @@ impl Compiled {
 fn arm(store: &mut Store<PluginState>, limits: &PluginSettings) -> Duration {
     store.data_mut().deadline = Instant::now() + limits.timeout;
     store.data_mut().limiter.exceeded = None;
+    store.data_mut().handles.exceeded = None;
     store.set_epoch_deadline(YIELD_TICKS);
     limits.timeout + Duration::from_millis(50)
 }
@@ -319,6 +378,9 @@ fn classify<T>(
                     limit: limits.memory_limit_bytes,
                     desired,
                 });
+            }
+            if let Some((what, limit)) = store.data().handles.exceeded {
+                return Err(Fault::Handles { what, limit });
             }
             match e.downcast_ref::<wasmtime::Trap>() {
                 Some(wasmtime::Trap::Interrupt) => Err(Fault::Deadline(limits.timeout)),
@@ -379,7 +441,7 @@ impl Instance {
         &mut self,
         settings: &PluginSettings,
     ) -> Result<(Result<types::Outcome, String>, Vec<String>), Fault> {
-        lock(&self.store.data().denials).clear();
+        lock(&self.store.data().refusals.this_call).clear();
         let wait = arm(&mut self.store, settings);
         let call = self
             .plugin
@@ -402,7 +464,7 @@ impl Instance {
                 limit: settings.max_output_bytes,
             });
         }
-        let denied = std::mem::take(&mut *lock(&self.store.data().denials));
+        let denied = std::mem::take(&mut *lock(&self.store.data().refusals.this_call));
         Ok((answer, denied))
     }
 }
@@ -417,9 +479,14 @@ pub enum Fault {
     /// A call ran past its deadline (a loop, or a call stuck waiting).
     #[error("exceeded its deadline of {}", humantime::format_duration(*.0))]
     Deadline(Duration),
-    /// The plugin tried to grow its memory past the limit.
-    #[error("grew past its memory limit of {} MiB (asked for {} MiB)", .limit >> 20, .desired.div_ceil(1 << 20))]
+    /// The plugin tried to grow its memories and tables, all together, past the limit.
+    #[error("grew past its memory limit of {} MiB (asked for {} MiB in all)", .limit >> 20, .desired.div_ceil(1 << 20))]
     Memory { limit: usize, desired: usize },
+    /// The plugin tried to hold more sockets or files open than its cap.
+    #[error(
+        "tried to hold more than {limit} {what} open at once (plugins.plugin.<name>.max_{what})"
+    )]
+    Handles { what: &'static str, limit: usize },
     /// The answer was larger than allowed.
     #[error("returned {bytes} bytes, more than its output limit of {} KiB", .limit >> 10)]
     Output { bytes: usize, limit: usize },
@@ -487,7 +554,7 @@ impl Grants {
         g
     }
 
-    fn wasi(&self, name: &str, denials: Arc<Mutex<Vec<String>>>) -> Result<WasiCtx, String> {
+    fn wasi(&self, name: &str, refusals: Refusals) -> Result<WasiCtx, String> {
         let mut b = WasiCtxBuilder::new();
         for key in &self.env {
             if let Ok(value) = std::env::var(key) {
@@ -506,8 +573,9 @@ impl Grants {
         }
         let allowed = self.connect.clone();
         let name = name.to_string();
-        b.allow_tcp(true)
-            .allow_udp(true)
+        // No address granted: no socket can even be created (each try is refused by name).
+        b.allow_tcp(!allowed.is_empty())
+            .allow_udp(!allowed.is_empty())
             .allow_ip_name_lookup(false)
             .socket_addr_check(move |addr, usage| {
                 let ok = match usage {
@@ -530,13 +598,9 @@ impl Grants {
                         SocketAddrUse::UdpReceive => "receive from",
                         SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => "listen on",
                     };
-                    tracing::warn!(plugin = %name, %addr, ?usage, "sandbox refused a socket use");
-                    let mut d = duet_base::lock(&denials);
-                    if d.len() < 16 {
-                        d.push(format!(
-                            "{what} {addr} is not granted (plugins.plugin.{name}.connect)"
-                        ));
-                    }
+                    refusals.refuse(format!(
+                        "{what} {addr} is not granted (plugins.plugin.{name}.connect)"
+                    ));
                 }
                 Box::pin(async move { ok })
             });
@@ -561,10 +625,12 @@ fn outbound_matches(pattern: &str, addr: SocketAddr) -> bool {
 /// State of one plugin's store.
 pub struct PluginState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     limiter: MemoryLimiter,
-    grants: Grants,
-    denials: Arc<Mutex<Vec<String>>>,
+    /// The sockets and files the instance holds, against its caps.
+    pub(crate) handles: crate::guard::Handles,
+    pub(crate) grants: Grants,
+    pub(crate) refusals: Refusals,
     /// When the running call must stop.
     deadline: Instant,
 }
@@ -582,21 +648,64 @@ impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
     async fn disk_space_of(&mut self, path: String) -> Result<host::DiskSpace, String> {
-        // The grant first: the path, resolved, must lie in a granted directory.
-        let resolved = std::fs::canonicalize(&path).map_err(|e| format!("{path}: {e}"))?;
-        let granted = self
-            .grants
-            .read_dirs
+        // The grant first, on the path as written, before anything on the host is touched:
+        // an ungranted path gets one answer whether it exists or not.
+        let refused = || format!("{path} is not in a granted directory (read_dirs)");
+        let Some(lexical) = normalize(Path::new(&path)) else {
+            self.refusals.refuse(format!(
+                "disk_space_of {path}: not an absolute path in a granted directory"
+            ));
+            return Err(refused());
+        };
+        let dirs: Vec<PathBuf> = self.grants.read_dirs.clone();
+        if !dirs
             .iter()
-            .any(|d| std::fs::canonicalize(d).is_ok_and(|d| resolved.starts_with(d)));
-        if !granted {
-            return Err(format!("{path} is not in a granted directory (read_dirs)"));
+            .any(|d| normalize(d).is_some_and(|d| lexical.starts_with(d)))
+        {
+            self.refusals.refuse(format!(
+                "disk_space_of {path} is not granted (plugins.plugin.{}.read_dirs)",
+                self.refusals.plugin
+            ));
+            return Err(refused());
         }
-        tokio::task::spawn_blocking(move || statvfs(&resolved))
-            .await
-            .map_err(|e| format!("{path}: {e}"))?
-            .map_err(|e| format!("{path}: {e}"))
+        // Inside a granted directory: resolved (symbolic links), it must still lie in one.
+        let answer = tokio::task::spawn_blocking(move || {
+            let resolved = std::fs::canonicalize(&lexical).map_err(Some)?;
+            let inside = dirs
+                .iter()
+                .any(|d| std::fs::canonicalize(d).is_ok_and(|d| resolved.starts_with(d)));
+            if !inside {
+                return Err(None);
+            }
+            statvfs(&resolved).map_err(Some)
+        })
+        .await
+        .map_err(|e| format!("{path}: {e}"))?;
+        answer.map_err(|e| match e {
+            Some(e) => format!("{path}: {e}"),
+            None => refused(),
+        })
     }
+}
+
+/// An absolute path with `.` and `..` taken away lexically (nothing on the host is asked);
+/// `None` for a relative path.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
 }
 
 // The field types differ between targets (u32 or u64): `From` keeps this portable.
@@ -622,38 +731,75 @@ fn statvfs(path: &Path) -> std::io::Result<host::DiskSpace> {
     })
 }
 
-/// Caps linear memory and remembers a refused growth, so the fault can say so.
+/// Caps what one instance holds — all its linear memories and tables together, one limit —
+/// and remembers a refused growth, so the fault can say so.
 struct MemoryLimiter {
     limit: usize,
+    /// Bytes held by every memory and table of the instance.
+    held: usize,
     exceeded: Option<usize>,
 }
 
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = Some(desired);
+/// Bytes counted per table element (a reference).
+const TABLE_ELEMENT_BYTES: usize = size_of::<usize>();
+
+impl MemoryLimiter {
+    /// A memory or table grows from `current` to `desired` bytes (also called at creation,
+    /// from 0).
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = (self.held - current.min(self.held)).saturating_add(desired);
+        if total > self.limit {
+            self.exceeded = Some(total);
             return Err(wasmtime::format_err!(
                 "memory limit of {} bytes exceeded",
                 self.limit
             ));
         }
+        self.held = total;
         Ok(true)
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    // Counts, besides the bytes: each memory reserves address space even when empty.
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
+
+/// The most core instances, memories and tables one plugin instance may create.
+const MAX_INSTANCES: usize = 256;
+const MAX_MEMORIES: usize = 32;
+const MAX_TABLES: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -668,6 +814,40 @@ mod tests {
         assert!(outbound_matches("127.0.0.1:8080", a));
         assert!(!outbound_matches("127.0.0.1:8081", a));
         assert!(!outbound_matches("10.0.0.1:*", a));
+    }
+
+    #[test]
+    fn one_memory_limit_covers_every_memory_and_table_together() {
+        let mut l = MemoryLimiter {
+            limit: 16 << 20,
+            held: 0,
+            exceeded: None,
+        };
+        // Fifteen memories of 1 MiB, each created from 0: all fit.
+        for _ in 0..15 {
+            assert!(l.memory_growing(0, 1 << 20, None).expect("fits"));
+        }
+        // One growth of an existing memory counts only what it adds.
+        assert!(
+            l.memory_growing(1 << 20, (1 << 20) + 4096, None)
+                .expect("fits")
+        );
+        // A table's elements count too: this one tips it over.
+        assert!(l.table_growing(0, 1 << 17, None).is_err());
+        assert_eq!(l.exceeded, Some(15 * (1 << 20) + 4096 + (1 << 20)));
+    }
+
+    #[test]
+    fn paths_are_normalized_without_asking_the_host() {
+        assert_eq!(
+            normalize(Path::new("/srv/a/../b/./c")),
+            Some(PathBuf::from("/srv/b/c"))
+        );
+        assert_eq!(
+            normalize(Path::new("/../../etc")),
+            Some(PathBuf::from("/etc"))
+        );
+        assert_eq!(normalize(Path::new("etc/passwd")), None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! grant stands between it and the machine, and misbehaves as `config.mode` says:
 //! `loop` (never returns), `busy` (spins `config.busy_ms`, default 900, then answers: busy but
 //! legal), `bomb` (allocates without bound), `trap` (panics), `flood` (returns a 1 MiB value),
-//! `connect` (TCP to `config.target`), `read` (reads `config.path`).
+//! `connect` (TCP to `config.target`), `read` (reads `config.path`), `sockets` (keeps opening
+//! TCP connections to `config.target`, holding them), `disk` (asks `disk_space_of(config.path)`).
 
 use std::io::Read as _;
 
@@ -67,6 +68,28 @@ impl Probe for Hostile {
                 match std::fs::read_to_string(path) {
                     Ok(text) => Ok(Outcome::ok(format!("read {} bytes of {path}", text.len()))),
                     Err(e) => Ok(Outcome::failing("Unreadable", format!("read {path}: {e}"))),
+                }
+            }
+            "sockets" => {
+                let target = config.required_str("target")?;
+                let mut held = Vec::new();
+                loop {
+                    match std::net::TcpStream::connect(target) {
+                        Ok(s) => held.push(s),
+                        Err(e) => {
+                            return Ok(Outcome::failing(
+                                "Refused",
+                                format!("socket {} to {target}: {e}", held.len() + 1),
+                            ));
+                        }
+                    }
+                }
+            }
+            "disk" => {
+                let path = config.required_str("path")?;
+                match duet_probe_sdk::host::disk_space_of(path) {
+                    Ok(d) => Ok(Outcome::ok(format!("{} bytes free", d.free_bytes))),
+                    Err(e) => Ok(Outcome::failing("Refused", e)),
                 }
             }
             other => Err(format!("config.mode: unknown mode {other:?}")),
