@@ -1,7 +1,7 @@
 //! Virtual IP mode in the namespace topology: a small UDP service on each agent answers with
 //! the agent's name; a client namespace on the LAN asks the VIP. kill -9, power-off (process
 //! killed and links cut) and restart of the Online agent; libpcap hidden from one agent. The
-//! failover-time bench (`cargo xtask bench`) is the ignored `failover_time_bench`.
+//! failover-time bench beside keepalived is `keepalived::takeover_bench`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -518,37 +518,6 @@ pub(crate) fn failover_series(t: &mut Topology, runs: usize) -> Vec<f64> {
     times
 }
 
-/// SIGSTOPs of the Online agent for `pause`: how many made the backup take over.
-fn false_takeovers(t: &mut Topology, rounds: usize, pause: Duration) -> usize {
-    let mut taken = 0;
-    for _ in 0..rounds {
-        t.until(Duration::from_secs(30), "one Online", one_online);
-        std::thread::sleep(Duration::from_millis(1_500));
-        let states = t.states();
-        let p = usize::from(states[1] == ONLINE);
-        let pid = t.pid(p).expect("runs") as i32;
-        // SAFETY: kill(2) on our child's pid.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        std::thread::sleep(pause);
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGCONT) };
-        // Watch for a takeover for as long as detection could still fire.
-        let start = Instant::now();
-        let mut took = false;
-        while start.elapsed() < Duration::from_secs(3) {
-            if t.states()[1 - p] != OFFLINE {
-                took = true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if took {
-            taken += 1;
-            eprintln!("false takeover after a {pause:?} stop\n{}", t.logs());
-        }
-    }
-    taken
-}
-
 pub(crate) fn stats(times: &mut [f64]) -> serde_json::Value {
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| {
@@ -562,72 +531,6 @@ pub(crate) fn stats(times: &mut [f64]) -> serde_json::Value {
         "min_ms": times[0],
         "max_ms": times[times.len() - 1],
     })
-}
-
-/// The failover-time bench (`cargo xtask bench`): 20 kill -9 failovers at the default settings
-/// and 20 with a tuned configuration, plus 10 SIGSTOPs of 500 ms at the defaults; writes
-/// `target/vip-bench/failover.json`.
-#[test]
-#[ignore = "a bench: cargo xtask bench runs it"]
-fn failover_time_bench() {
-    let runs: usize = std::env::var("DUET_VIP_BENCH_RUNS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(20);
-    let Some(mut t) = pair_with_vip(
-        Timing {
-            interval_ms: 0,
-            max_failures: 0,
-        },
-        "",
-    ) else {
-        panic!("the failover-time bench needs root");
-    };
-    t.add_host("cl", "10.77.0.50");
-    let _services = [
-        Service::start(&t.agent_ns(0), AGENTS[0]),
-        Service::start(&t.agent_ns(1), AGENTS[1]),
-    ];
-    let mut defaults = failover_series(&mut t, runs);
-    let stops = 10;
-    let false_default = false_takeovers(&mut t, stops, Duration::from_millis(500));
-    drop(t);
-
-    let tuned_extra = "[core]\ntick = \"50ms\"\n";
-    let Some(mut t) = pair_with_vip(
-        Timing {
-            interval_ms: 50,
-            max_failures: 3,
-        },
-        "arp_wait = \"30ms\"",
-    ) else {
-        unreachable!()
-    };
-    t.extra = [
-        format!("{}{tuned_extra}", t.extra[0]),
-        format!("{}{tuned_extra}", t.extra[1]),
-    ];
-    t.configure(Timing {
-        interval_ms: 50,
-        max_failures: 3,
-    });
-    t.add_host("cl", "10.77.0.50");
-    let _services = [
-        Service::start(&t.agent_ns(0), AGENTS[0]),
-        Service::start(&t.agent_ns(1), AGENTS[1]),
-    ];
-    let mut tuned = failover_series(&mut t, runs);
-    let out = serde_json::json!({
-        "default": stats(&mut defaults),
-        "tuned": stats(&mut tuned),
-        "sigstop_ms": 500,
-        "sigstop_rounds": stops,
-        "false_takeovers_default": false_default,
-    });
-    let dir = crate::support::workspace().join("target/vip-bench");
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    std::fs::write(dir.join("failover.json"), out.to_string()).expect("write");
-    eprintln!("{out}");
 }
 
 #[test]

@@ -108,7 +108,7 @@ pub fn setup() -> anyhow::Result<()> {
 
 /// `apt-get install` of the packages that are not installed yet; nothing at all (not even
 /// `apt-get update`) when they all are. Needs root, as in CI; elsewhere it says what to install.
-fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
