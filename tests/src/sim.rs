@@ -54,6 +54,8 @@ struct NetState {
     /// Percent of connection attempts and writes lost (a lost write stalls its connection).
     loss: u64,
     rng: Rng,
+    /// Connection attempts refused (no agent listens): when, by whom, over which link.
+    refused: Vec<(tokio::time::Instant, usize, Link)>,
 }
 
 /// The simulated network of one seed.
@@ -68,6 +70,7 @@ impl SimNet {
             gateway: [true, true],
             loss: 0,
             rng: Rng::new(seed.rotate_left(29)),
+            refused: Vec::new(),
         })))
     }
 
@@ -101,6 +104,7 @@ impl Host {
             return None;
         }
         let Some(listener) = s.listeners[other].as_ref().filter(|l| !l.is_closed()) else {
+            s.refused.push((tokio::time::Instant::now(), self.id, link));
             return Some(Err(std::io::ErrorKind::ConnectionRefused.into()));
         };
         let (a, b) = tokio::io::duplex(64 * 1024);
@@ -269,8 +273,15 @@ impl AsyncWrite for SimStream {
 }
 
 /// The configuration of agent `i`: the model check's timings, on the simulated addresses.
-fn config(i: usize, priority: u32, dir: &std::path::Path) -> duet_host::config::Config {
+/// Agent i's configuration; its paths attempt every `interval_ms` (the tick is 250 ms).
+fn config(
+    i: usize,
+    priority: u32,
+    dir: &std::path::Path,
+    interval_ms: u64,
+) -> duet_host::config::Config {
     let j = 1 - i;
+    let timeout_ms = interval_ms * 4 / 5;
     let text = format!(
         r#"
         [agent]
@@ -286,8 +297,8 @@ fn config(i: usize, priority: u32, dir: &std::path::Path) -> duet_host::config::
         [sync]
         target = "{sync_buddy}:{PEER_PORT}"
         source = "{sync_own}"
-        interval = "500ms"
-        timeout = "400ms"
+        interval = "{interval_ms}ms"
+        timeout = "{timeout_ms}ms"
         max_failures = 2
         [core]
         tick = "250ms"
@@ -306,14 +317,14 @@ fn config(i: usize, priority: u32, dir: &std::path::Path) -> duet_host::config::
         kind = "agent"
         target = "{lan_buddy}:{PEER_PORT}"
         source = "{lan_own}"
-        interval = "500ms"
-        timeout = "400ms"
+        interval = "{interval_ms}ms"
+        timeout = "{timeout_ms}ms"
         max_failures = 2
         [[heartbeat]]
         kind = "inverted"
         target = "{GATEWAY}"
-        interval = "500ms"
-        timeout = "400ms"
+        interval = "{interval_ms}ms"
+        timeout = "{timeout_ms}ms"
         max_failures = 2
         "#,
         name = NAMES[i],
@@ -343,6 +354,9 @@ impl Running {
 
 type States = Arc<Mutex<[Option<MachineState>; 2]>>;
 
+/// Each agent's state changes: when (virtual time), whose, to what.
+type Moves = Arc<Mutex<Vec<(tokio::time::Instant, usize, FailoverState)>>>;
+
 /// One core runtime per simulation thread: the two threads do not queue on one core instance.
 fn core_runtime() -> Arc<duet_host::runtime::CoreRuntime> {
     thread_local! {
@@ -368,6 +382,7 @@ async fn start(
     clock: Clock,
     states: &States,
     trace: &Arc<Mutex<String>>,
+    moves: &Moves,
 ) -> Running {
     let (ticks, mut tick_rx) = mpsc::unbounded_channel();
     let (commands, commands_rx) = tokio::sync::oneshot::channel();
@@ -392,10 +407,14 @@ async fn start(
         clock.now(),
     ));
     let task = tokio::spawn(duet_host::run(config, options, CancellationToken::new()));
-    let (states, trace) = (states.clone(), trace.clone());
+    let (states, trace, moves) = (states.clone(), trace.clone(), moves.clone());
     let observer = tokio::spawn(async move {
         let mut last = None;
         while let Some(t) = tick_rx.recv().await {
+            let before = lock(&states)[i].map(|m| m.state);
+            if before != Some(t.decision.state.state) {
+                lock(&moves).push((tokio::time::Instant::now(), i, t.decision.state.state));
+            }
             lock(&states)[i] = Some(t.decision.state);
             let reason = format!("{:?}", t.decision.reason.code);
             if last.as_ref() != Some(&reason) {
@@ -427,7 +446,7 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = SimNet::new(seed, plan.link, plan.sync);
     let clock = Clock::starting_at(0);
-    let configs = [0, 1].map(|i| config(i, plan.priorities[i], dir.path()));
+    let configs = [0, 1].map(|i| config(i, plan.priorities[i], dir.path(), 500));
     for (config, file) in configs.iter().zip(plan.files) {
         if let Some(state) = file {
             let remembered = duet_host::state_file::Remembered { state, at: 0 };
@@ -437,6 +456,7 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
     }
     let states: States = Arc::new(Mutex::new([None, None]));
     let trace = Arc::new(Mutex::new(String::new()));
+    let moves: Moves = Arc::default();
     let mut agents: [Option<Running>; 2] = [None, None];
     let timeline = plan.timeline();
     let mut invariants = Invariants::new(&timeline);
@@ -484,7 +504,8 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
                 Fault::Restart(i) => {
                     if agents[i].is_none() {
                         let config = configs[i].clone();
-                        agents[i] = Some(start(i, config, &net, clock, &states, &trace).await);
+                        agents[i] =
+                            Some(start(i, config, &net, clock, &states, &trace, &moves).await);
                     }
                 }
                 Fault::Switch(i) => switch(&agents[i], "model"),
@@ -582,8 +603,98 @@ pub fn check(seeds: std::ops::Range<u64>, threads: u64) -> Result<u64, Violation
     })
 }
 
+/// The takeover is driven by events: kill -9 of the Online agent, then the virtual time from
+/// the refused attempt that declares the last path dead (the third failure in a row on each
+/// path: `max_failures = 2`) to the survivor's claim (Preparing, then Online: no VIP here).
+/// Returns the gap; panics when the claim came before the last path died.
+pub async fn takeover_gap() -> Duration {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = SimNet::new(7, true, true);
+    let clock = Clock::starting_at(0);
+    let states: States = Arc::new(Mutex::new([None, None]));
+    let trace = Arc::new(Mutex::new(String::new()));
+    let moves: Moves = Arc::default();
+    let mut agents = Vec::new();
+    for (i, priority) in [(0, 200), (1, 100)] {
+        // Out of step with the tick (250 ms): a failure waiting for the next tick would show.
+        let config = config(i, priority, dir.path(), 370);
+        agents.push(Some(
+            start(i, config, &net, clock, &states, &trace, &moves).await,
+        ));
+    }
+    let online = loop {
+        let now = *lock(&states);
+        if let Some(i) = (0..2).find(|i| now[*i].is_some_and(|m| m.state == FailoverState::Online))
+        {
+            break i;
+        }
+        assert!(clock.now() < 30_000, "nobody Online\n{}", lock(&trace));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Settled: a few intervals of both paths working.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let survivor = 1 - online;
+    let killed = tokio::time::Instant::now();
+    if let Some(a) = agents[online].take() {
+        a.kill();
+    }
+    let claimed = loop {
+        let claim = lock(&moves).iter().find_map(|(at, i, state)| {
+            (*at >= killed && *i == survivor && *state == FailoverState::Online).then_some(*at)
+        });
+        if let Some(at) = claim {
+            break at;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "no takeover\n{}",
+            lock(&trace)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let dead = [Link::Lan, Link::Sync].map(|link| {
+        let refused: Vec<_> = net
+            .state()
+            .refused
+            .iter()
+            .filter(|(at, by, l)| *at >= killed && *by == survivor && *l == link)
+            .map(|(at, _, _)| *at)
+            .collect();
+        *refused
+            .get(2)
+            .unwrap_or_else(|| panic!("fewer than 3 refused attempts on {link:?}: {refused:?}"))
+    });
+    let last_dead = dead.into_iter().max().expect("two links");
+    for a in agents.into_iter().flatten() {
+        a.kill();
+    }
+    assert!(
+        claimed >= last_dead,
+        "claimed before the last path was declared dead\n{}",
+        lock(&trace)
+    );
+    claimed - last_dead
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_claim_starts_the_moment_the_last_path_is_declared_dead() {
+        let gap = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+            .block_on(super::takeover_gap());
+        // Virtual time: no tick period (250 ms here) in between, only the steps themselves.
+        assert!(
+            gap <= Duration::from_millis(1),
+            "the claim came {gap:?} after the last path was declared dead"
+        );
+    }
+
     /// Seeds per test run.
     const SEEDS: u64 = 1_000;
 
