@@ -336,6 +336,7 @@ impl Agent {
             vip,
             nics: Vec::new(),
             fenced: None,
+            witness: None,
         };
         let decision = step(&self.machine, &input, now);
         for action in &decision.actions {

@@ -19,6 +19,7 @@
 
 pub mod config;
 mod surroundings;
+mod witness;
 
 use std::sync::Arc;
 
@@ -90,6 +91,8 @@ struct Agent {
     builtin: Builtin,
     plugins: PluginTable,
     wake: Wake,
+    /// The witness client and the decision path's runtime it runs on.
+    witness: Option<(Arc<duet_witness::client::Client>, tokio::runtime::Handle)>,
 }
 
 /// Runs an agent until `shutdown` is cancelled: on shutdown while Online it hands over first.
@@ -226,13 +229,25 @@ fn assemble(
         nats: Arc::new(NatsState::default()),
     };
     let plugins = PluginTable::default();
-    let surroundings = Arc::new(HostSurroundings {
+    let surroundings = HostSurroundings {
+        witness: None,
         plugins: plugins.clone(),
         nics: builtin.nics.clone(),
         nats: config.nats.is_some().then(|| builtin.nats.clone()),
         vips: vips.clone(),
         events: events.clone(),
         vip_nics: config.vip_nics().into_iter().map(str::to_string).collect(),
+    };
+    let witness = config
+        .witness
+        .clone()
+        .map(|w| duet_witness::client::Client::new(w, name.clone()));
+    if let Some(w) = &witness {
+        w.notify(changed.clone());
+    }
+    let surroundings = Arc::new(HostSurroundings {
+        witness: witness.clone(),
+        ..surroundings
     });
     let kernel = Kernel::new(Parts {
         config: config.kernel.clone(),
@@ -247,10 +262,14 @@ fn assemble(
         inbox: events.clone(),
         vips: vips.clone(),
         hooks: Hooks::start(config.hooks.clone(), name.clone()),
-        decision,
+        decision: decision.clone(),
         pulse,
+        witness: witness
+            .clone()
+            .map(|w| Arc::new(witness::Gate(w)) as Arc<dyn duet_kernel::witness::Witness>),
     })?;
     Ok(Agent {
+        witness: witness.map(|w| (w, decision)),
         config,
         kernel,
         events,
@@ -327,6 +346,19 @@ impl Agent {
         }
         self.builtin
             .spawn(config, &self.events, &self.wake, tasks, stop);
+        if let Some((client, decision)) = &self.witness {
+            // On the decision path's threads, over its own connection: the lease is part of
+            // every decision to be or become Online.
+            let run = decision.spawn(client.clone().run(stop.clone()));
+            tasks.spawn(async move { run.await.context("witness task failed") });
+            tasks.spawn({
+                let (client, events, stop) = (client.clone(), self.events.clone(), stop.clone());
+                async move {
+                    witness::events(client, events, stop).await;
+                    Ok(())
+                }
+            });
+        }
         if no_events {
             self.events.disable();
         } else {

@@ -30,6 +30,7 @@ mod report;
 mod requests;
 pub mod state_file;
 mod tick;
+pub mod witness;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -118,6 +119,8 @@ pub struct Parts {
     pub decision: tokio::runtime::Handle,
     /// The decision loop's pulse ([`fence::pulse`]; never late in the simulation).
     pub pulse: Arc<Pulse>,
+    /// The pair's witness ([`witness`]); none when `[witness]` is not configured.
+    pub witness: Option<Arc<dyn witness::Witness>>,
 }
 
 /// How many decisions the history keeps.
@@ -172,6 +175,7 @@ pub struct Kernel {
     pulse: Arc<Pulse>,
     /// Fenced, and the stall that fenced it: until the loop decided Offline.
     fenced: Mutex<Option<u64>>,
+    witness: Option<Arc<dyn witness::Witness>>,
 }
 
 impl Kernel {
@@ -228,6 +232,7 @@ impl Kernel {
             decision: parts.decision,
             pulse: parts.pulse,
             fenced: Mutex::new(None),
+            witness: parts.witness,
             watchdog_config: parts.watchdog_config,
             config,
         }))

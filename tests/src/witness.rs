@@ -1,0 +1,274 @@
+//! The witness lease against a real three-node nats-server cluster with JetStream
+//! (`crate::cluster`), and through the witness client the agents run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use duet_witness::client::{Availability, Client};
+use duet_witness::config::WitnessConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{BUCKET, Cluster, PAIRS};
+
+fn config(cluster: &Cluster, pair: usize, key: &str) -> WitnessConfig {
+    let dir = cluster.dir.path();
+    let password = dir.join(format!("{}.password", PAIRS[pair].user));
+    std::fs::write(&password, PAIRS[pair].password).expect("password file");
+    WitnessConfig {
+        servers: cluster.servers(),
+        user: Some(PAIRS[pair].user.into()),
+        password_file: Some(password),
+        bucket: BUCKET.into(),
+        key: key.into(),
+        lease: duet_witness::config::LEASE,
+        renew: duet_witness::config::RENEW,
+        margin: duet_witness::config::MARGIN,
+        timeout: duet_witness::config::TIMEOUT,
+    }
+}
+
+/// Polls `f` every 50 ms until it answers, or fails naming `what` after `within`.
+async fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start(client: &Arc<Client>, stop: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(client.clone().run(stop.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_racing_for_one_lease_have_exactly_one_winner_in_each_of_1000_rounds() {
+    let cluster = Cluster::start();
+    cluster.bucket().await;
+    let user = &PAIRS[0];
+    // Each agent on its own node: the writes race through different servers to the leader.
+    let connect = |i: usize| {
+        let servers = [cluster.servers()[i].clone()];
+        async move {
+            let client = async_nats::ConnectOptions::new()
+                .user_and_password(user.user.into(), user.password.into())
+                .request_timeout(Some(Duration::from_secs(5)))
+                .connect(servers.as_slice())
+                .await
+                .expect("connect");
+            async_nats::jetstream::new(client)
+                .get_key_value(BUCKET)
+                .await
+                .expect("the bucket")
+        }
+    };
+    let (a, b) = (connect(0).await, connect(2).await);
+    let mut revision = a
+        .create(user.key, "{\"holder\":null}".into())
+        .await
+        .expect("create the key");
+    let (mut wins_a, mut wins_b) = (0, 0);
+    for round in 0..1000 {
+        let (ra, rb) = tokio::join!(
+            a.update(user.key, "{\"holder\":\"a\"}".into(), revision),
+            b.update(user.key, "{\"holder\":\"b\"}".into(), revision),
+        );
+        let lost = |r: &Result<u64, kv::UpdateError>| matches!(r, Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision || duet_witness::client::refused(e));
+        revision = match (&ra, &rb) {
+            (Ok(r), _) if lost(&rb) => {
+                wins_a += 1;
+                *r
+            }
+            (_, Ok(r)) if lost(&ra) => {
+                wins_b += 1;
+                *r
+            }
+            _ => panic!("round {round}: not exactly one winner: {ra:?} {rb:?}"),
+        };
+    }
+    assert_eq!(wins_a + wins_b, 1000);
+    println!("1000 rounds: a won {wins_a}, b won {wins_b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_survives_its_stream_leader_killed_and_the_whole_cluster_down_is_not_available() {
+    let mut cluster = Cluster::start();
+    cluster.bucket().await;
+    let stop = CancellationToken::new();
+    let a = Client::new(config(&cluster, 0, PAIRS[0].key), "agent-a".into());
+    let b = Client::new(config(&cluster, 0, PAIRS[0].key), "agent-b".into());
+    let tasks = [start(&a, &stop), start(&b, &stop)];
+    a.want(true);
+    until(Duration::from_secs(20), "agent-a holds the lease", || {
+        a.view().held.then_some(())
+    })
+    .await;
+    until(
+        Duration::from_secs(10),
+        "agent-b sees agent-a hold it",
+        || (b.view().holder.as_deref() == Some("agent-a")).then_some(()),
+    )
+    .await;
+    // Kill the node that leads the bucket's stream: after the election agent-a renews again,
+    // and agent-b never holds the lease nor sees another holder.
+    let leader = cluster.stream_leader().await;
+    let before = a.row().revision.expect("a revision");
+    cluster.kill(cluster.index(&leader));
+    let renewed = until(
+        Duration::from_secs(30),
+        "a renewal after the election",
+        || {
+            assert!(!b.view().held, "agent-b took the lease");
+            let holder = b.view().holder;
+            assert!(
+                holder.as_deref().is_none_or(|h| h == "agent-a"),
+                "holder {holder:?}"
+            );
+            let row = a.row();
+            (a.view().held && row.revision.is_some_and(|r| r > before + 1)).then_some(row)
+        },
+    )
+    .await;
+    assert_eq!(renewed.availability, Availability::Available);
+    // The whole witness down: the row says Not Available, the lease runs out on agent-a's
+    // own clock, and agent-b sees nothing free to take.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    let row = until(
+        Duration::from_secs(15),
+        "the row says Not Available",
+        || {
+            let row = a.row();
+            matches!(row.availability, Availability::NotAvailable(_)).then_some(row)
+        },
+    )
+    .await;
+    assert!(row.server_version.is_some());
+    until(
+        Duration::from_secs(10),
+        "agent-a's lease past its deadline",
+        || (!a.view().held).then_some(()),
+    )
+    .await;
+    let seen = b.view();
+    assert!(!seen.free && !seen.held && !seen.reachable, "{seen:?}");
+    stop.cancel();
+    for t in tasks {
+        t.await.expect("client task");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pairs_user_cannot_read_or_write_another_pairs_lease() {
+    let cluster = Cluster::start();
+    let admin = cluster.bucket().await;
+    let (a, b) = (&PAIRS[0], &PAIRS[1]);
+    let revision = admin
+        .create(a.key, "{\"holder\":\"agent-a\"}".into())
+        .await
+        .expect("pair A's key");
+    let js = async_nats::jetstream::new(cluster.connect(b.user, b.password).await);
+    let store = js
+        .get_key_value(BUCKET)
+        .await
+        .expect("pair B sees the bucket");
+    // Its own key: created, updated, read.
+    let own = store
+        .create(b.key, "{\"holder\":\"agent-c\"}".into())
+        .await
+        .expect("pair B writes its own key");
+    store
+        .update(b.key, "{\"holder\":null}".into(), own)
+        .await
+        .expect("pair B updates its own key");
+    assert!(store.entry(b.key).await.expect("read").is_some());
+    // Pair A's key: neither written (at the right revision, or blindly) nor read.
+    assert!(
+        store
+            .update(a.key, "{\"holder\":\"agent-c\"}".into(), revision)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .put(a.key, "{\"holder\":\"agent-c\"}".into())
+            .await
+            .is_err()
+    );
+    assert!(store.entry(a.key).await.is_err());
+    let entry = admin
+        .entry(a.key)
+        .await
+        .expect("admin read")
+        .expect("pair A's key");
+    assert_eq!(entry.revision, revision, "pair A's lease was touched");
+    // The witness client with pair B's user on pair A's key says why in its row.
+    let stop = CancellationToken::new();
+    let c = Client::new(config(&cluster, 1, a.key), "agent-c".into());
+    let task = start(&c, &stop);
+    c.want(true);
+    let row = until(Duration::from_secs(15), "the row says Invalid", || {
+        let row = c.row();
+        matches!(row.availability, Availability::Invalid(_)).then_some(row)
+    })
+    .await;
+    let Availability::Invalid(why) = row.availability else {
+        unreachable!()
+    };
+    assert!(why.contains("Permissions Violation"), "{why}");
+    assert!(!c.view().held && !c.view().free);
+    stop.cancel();
+    task.await.expect("client task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_server_older_than_the_cas_fixes_makes_the_witness_invalid() {
+    // Debian's nats-server 2.9.10 (nats-server #4320: two concurrent writes could both win).
+    let port = crate::support::free_port();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = std::process::Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nats-server (Debian package nats-server; cargo xtask test installs it)");
+    let stop = CancellationToken::new();
+    let client = Client::new(
+        WitnessConfig {
+            servers: vec![format!("nats://127.0.0.1:{port}")],
+            user: None,
+            password_file: None,
+            bucket: BUCKET.into(),
+            key: "pair-a".into(),
+            lease: duet_witness::config::LEASE,
+            renew: duet_witness::config::RENEW,
+            margin: duet_witness::config::MARGIN,
+            timeout: duet_witness::config::TIMEOUT,
+        },
+        "agent-a".into(),
+    );
+    let task = start(&client, &stop);
+    client.want(true);
+    let row = until(Duration::from_secs(15), "the row says Invalid", || {
+        let row = client.row();
+        matches!(row.availability, Availability::Invalid(_)).then_some(row)
+    })
+    .await;
+    assert!(
+        format!("{:?}", row.availability).contains("2.9.10 is too old"),
+        "{row:?}"
+    );
+    assert!(!client.view().held);
+    stop.cancel();
+    task.await.expect("client task");
+    let _ = server.kill();
+    let _ = server.wait();
+}
