@@ -424,6 +424,24 @@ impl Step<'_> {
             return self.stay(ReasonCode::PingPongGuard, text);
         }
         if let Some(w) = &self.input.witness
+            && w.free
+            && !w.held
+            && w.holder.as_ref().is_some_and(|h| *h != self.input.agent)
+            && let Some(heard) = self.last_heard()
+            && self.now.saturating_sub(heard) < w.lease_ms
+        {
+            // Rule: a lapsed lease of the buddy is taken only once the buddy has been silent
+            // for a whole lease: an Online buddy that could not renew stays Online on its
+            // buddy's word alone, and if it froze (stopped, paused) just after the cut it could
+            // not step down; its virtual IP's kernel lease, shorter than the witness lease, is
+            // gone by then.
+            let text = format!(
+                "every path to the buddy fails and its witness lease lapsed; waiting until it has been silent for a whole lease ({} ms)",
+                w.lease_ms
+            );
+            return self.stay(ReasonCode::Witness, &text);
+        }
+        if let Some(w) = &self.input.witness
             && !(w.free || w.held)
         {
             // Rule: with a witness, a buddy that looks dead is taken over only once its lease
@@ -937,6 +955,16 @@ impl Step<'_> {
             }
             _ => format!("{lease} and the buddy cannot confirm that it stays Offline"),
         })
+    }
+
+    /// When a path to the buddy (an agent heartbeat or the sync connection) last worked.
+    fn last_heard(&self) -> Option<TimestampMs> {
+        self.input
+            .heartbeats
+            .iter()
+            .filter(|h| h.kind == HeartbeatKind::Agent)
+            .filter_map(|h| h.last_success)
+            .max()
     }
 
     /// This agent switched (started going online or offline) within `min_switch_interval`.

@@ -206,6 +206,9 @@ model! {
         pub free: bool,
         /// Who holds the lease by the last read, if anyone.
         pub holder: Option<String>,
+        /// The lease's length (`witness.lease`).
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub lease_ms: u64,
     }
 
     /// Everything `failover::step` takes besides the state.

@@ -47,7 +47,7 @@ macro_rules! wit_conversions {
             $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding, outside_ok_at });
             $crate::__wit_record!(wit::OperatorCommand { by, command });
             $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip, nics, fenced, witness });
-            $crate::__wit_record!(wit::Witness { reachable, held, free, holder });
+            $crate::__wit_record!(wit::Witness { reachable, held, free, holder, lease_ms });
             $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch, met_buddy, isolated_since, forced, evidence_failures });
             $crate::__wit_record!(wit::Event { severity, code, message });
             $crate::__wit_record!(wit::Reason { code, text });

@@ -143,6 +143,7 @@ impl Gen {
                 held: g.flip(),
                 free: g.flip(),
                 holder: g.maybe(|g| g.pick(&["a", "b"]).to_string()),
+                lease_ms: g.below(10_000),
             }),
         }
     }

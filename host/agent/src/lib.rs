@@ -46,6 +46,7 @@ pub use config::Config;
 pub use duet_base::Clock;
 /// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
 pub use duet_frame as frame;
+pub use duet_kernel::witness::wants as witness_wants;
 pub use duet_kernel::{PeerReport, Requests, TickRecord, net, state_file};
 pub use duet_plugins as plugins;
 pub use duet_runtime as runtime;

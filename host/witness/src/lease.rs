@@ -201,6 +201,7 @@ impl Lease {
             held: self.deadline().is_some_and(|d| now < d),
             free: reachable && self.seen.as_ref().is_some_and(|s| self.may_take(s, now)),
             holder: self.seen.as_ref().and_then(|s| s.holder.clone()),
+            lease_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
