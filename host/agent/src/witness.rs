@@ -58,7 +58,8 @@ pub(crate) fn row(client: &Client) -> Probe {
 /// renew it (the witness unavailable or invalid) and when that ends.
 pub(crate) async fn events(client: Arc<Client>, events: Arc<EventLog>, stop: CancellationToken) {
     let mut holder = None;
-    let mut trouble = false;
+    // Still connecting at start is no news: only a change after the first answer is.
+    let mut trouble = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -76,8 +77,14 @@ pub(crate) async fn events(client: Arc<Client>, events: Arc<EventLog>, stop: Can
             holder = row.holder.clone();
         }
         let now = !matches!(row.availability, Availability::Available);
-        if now != trouble {
-            trouble = now;
+        if trouble.is_none()
+            && row.revision.is_none()
+            && matches!(row.availability, Availability::NotAvailable(_))
+        {
+            continue;
+        }
+        if trouble != Some(now) && (trouble.is_some() || now) {
+            trouble = Some(now);
             let (severity, code, message) = match &row.availability {
                 Availability::Available => (
                     Severity::Info,
@@ -92,5 +99,6 @@ pub(crate) async fn events(client: Arc<Client>, events: Arc<EventLog>, stop: Can
             };
             events.raise(severity, code, message);
         }
+        trouble.get_or_insert(now);
     }
 }
