@@ -333,7 +333,7 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
         return;
     }
     let mut t = Topology::new();
-    let _cluster = pair_with_witness(&mut t);
+    let mut cluster = pair_with_witness(&mut t);
     t.configure(FAST);
     let (p, q) = t.start_pair();
     let holder = crate::support::eventually(Duration::from_secs(20), "the lease held", || {
@@ -362,6 +362,32 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
         });
         t.steady(Duration::from_secs(1), "healed: no switch", with(p));
     }
+
+    // The whole witness down while the agents see each other: no switch for longer than a
+    // lease, and the row says Not Available.
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    t.steady(Duration::from_secs(5), "witness down: no switch", with(p));
+    let row = witness_row(&t, p).expect("the Witness row");
+    assert!(row.value.starts_with("Not Available"), "{row:?}");
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    crate::support::eventually(Duration::from_secs(30), "the lease renewed", || {
+        witness_row(&t, p)
+            .filter(|r| r.value.starts_with("Available; held by") && r.value.contains("renewed"))
+    });
+
+    // kill -9 of the Online agent: its buddy is Online within detection + a lease (+ the
+    // claim and a loaded machine's slack).
+    t.signal(p, "-KILL");
+    let took = t.until(
+        Duration::from_secs(15),
+        "kill -9 with a witness: the buddy Online",
+        |s| s[q] == ONLINE,
+    );
+    println!("kill -9 with a witness: the buddy Online after {took:?}");
     drop(t);
 
     // The same cut without the witness: two Online.
