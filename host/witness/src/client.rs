@@ -157,10 +157,16 @@ impl Client {
                 }
                 Err(problem) => {
                     tracing::warn!(?problem, "witness unusable");
+                    // An outage is retried at the renewal pace; a configuration fault (a server
+                    // too old, a bucket not replicated) rarely heals by itself.
+                    let pause = match problem {
+                        Availability::Invalid(_) => self.config.renew * 10,
+                        _ => self.config.renew,
+                    };
                     *lock(&self.problem) = Some(problem);
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        () = tokio::time::sleep(self.config.renew) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
             }
