@@ -11,6 +11,8 @@
 //! - [`configuration`]: the Configuration row (the pair's shared settings compared).
 //! - [`decision`]: the decision path's own threads, at raised priority; [`fence`]: the agent
 //!   whose loop stalls past what its buddy tolerates fences itself.
+//! - [`witness`]: the witness gate — the pair's lease as a client outside the kernel sees it
+//!   (handed to the core each tick), and whether the agent wants it.
 //!
 //! The kernel depends on no plugin, event-log, API, NATS or web crate: what those show it
 //! comes through [`Surroundings`], what it raises goes to [`Alarms`], and the buddy's event
