@@ -29,6 +29,9 @@ pub struct Safeguards {
     /// The tie-break puts an agent that was Online before its restart first; off, it starts
     /// from the priority.
     pub remembered_first: bool,
+    /// With a witness, an Online agent whose lease deadline passed steps down unless its buddy
+    /// confirms over the peer link that it stays Offline; off, it stays Online regardless.
+    pub renew_before_deadline: bool,
 }
 
 impl Default for Safeguards {
@@ -38,6 +41,7 @@ impl Default for Safeguards {
             ping_pong_guard: true,
             fresh_evidence: true,
             remembered_first: true,
+            renew_before_deadline: true,
         }
     }
 }
@@ -419,6 +423,41 @@ impl Step<'_> {
             let text = "all heartbeat paths are failing, but this agent switched too recently. Preventing ping-pong.";
             return self.stay(ReasonCode::PingPongGuard, text);
         }
+        if let Some(w) = &self.input.witness
+            && w.free
+            && !w.held
+            && w.holder.as_ref().is_some_and(|h| *h != self.input.agent)
+            && let Some(heard) = self.last_heard()
+            && self.now.saturating_sub(heard) < w.lease_ms
+        {
+            // Rule: a lapsed lease of the buddy is taken only once the buddy has been silent
+            // for a whole lease: an Online buddy that could not renew stays Online on its
+            // buddy's word alone, and if it froze (stopped, paused) just after the cut it could
+            // not step down; its virtual IP's kernel lease, shorter than the witness lease, is
+            // gone by then.
+            let text = format!(
+                "every path to the buddy fails and its witness lease lapsed; waiting until it has been silent for a whole lease ({} ms)",
+                w.lease_ms
+            );
+            return self.stay(ReasonCode::Witness, &text);
+        }
+        if let Some(w) = &self.input.witness
+            && !(w.free || w.held)
+        {
+            // Rule: with a witness, a buddy that looks dead is taken over only once its lease
+            // is free: a lease still renewed means the buddy is alive and only the link between
+            // the agents is cut; an unreachable witness proves nothing either way.
+            let text = match &w.holder {
+                _ if !w.reachable => {
+                    "every path to the buddy fails, but the witness cannot be reached: no takeover without its lease".to_string()
+                }
+                Some(holder) => format!(
+                    "every path to the buddy fails, but {holder} keeps renewing the witness lease: the link between the agents is cut"
+                ),
+                None => "every path to the buddy fails; waiting for the witness lease".to_string(),
+            };
+            return self.stay(ReasonCode::Witness, &text);
+        }
         self.prepare(
             RequestReason::Takeover,
             ReasonCode::BuddyDead,
@@ -507,6 +546,9 @@ impl Step<'_> {
     }
 
     fn going_online(mut self) -> Decision {
+        if let Some(text) = self.witness_lost() {
+            return self.fault(text, ReasonCode::Witness);
+        }
         if self.input.offline_request.is_some() {
             // Rule: every request gets an answer; we are past the point of yielding.
             let why = format!("{} is acquiring the virtual IP", self.input.agent);
@@ -542,6 +584,15 @@ impl Step<'_> {
     }
 
     fn online(mut self) -> Decision {
+        if let Some(text) = self.witness_lost() {
+            // Rule: with a witness, the Online agent past its lease deadline steps down (the
+            // virtual IP released) unless its buddy confirms over the peer link that it stays
+            // Offline; a cut link counts one attempt sooner than the buddy declares it dead.
+            if self.input.offline_request.is_some() {
+                self.actions.push(Action::AnswerBuddy(Answer::Accepted));
+            }
+            return self.step_down(ReasonCode::Witness, text);
+        }
         let healthy_buddy = self.view.buddy.clone().filter(|b| !b.isolated);
         if let Some(reason) = self.input.offline_request {
             // Rule: we are isolated — the buddy is better placed: accept.
@@ -789,7 +840,24 @@ impl Step<'_> {
     }
 
     /// Going online: through Going online when a VIP is managed, else straight to Online.
+    ///
+    /// Rule: with a witness, only the lease's holder claims; until the host's client holds it
+    /// the agent stays preparing (bounded by `prepare_timeout`).
     fn claim(mut self, code: ReasonCode, text: &str) -> Decision {
+        if let Some(w) = &self.input.witness
+            && !w.held
+        {
+            let text = match (&w.holder, w.reachable) {
+                (_, false) => {
+                    format!("{text}; waiting for the witness lease (the witness cannot be reached)")
+                }
+                (Some(holder), true) => {
+                    format!("{text}; waiting for the witness lease (held by {holder})")
+                }
+                (None, true) => format!("{text}; waiting for the witness lease"),
+            };
+            return self.stay(ReasonCode::Witness, &text);
+        }
         if self.input.config.vip_enabled {
             self.actions.push(Action::AcquireVip);
             self.go(FailoverState::GoingOnline, code, text.into())
@@ -866,6 +934,44 @@ impl Step<'_> {
         let mut all = self.input.triggers.clone();
         all.extend(nic_triggers(&self.input.nics));
         all
+    }
+
+    /// With a witness: the lease is not held (its deadline passed, or it was never taken) and
+    /// the buddy does not confirm over the peer link that it stays Offline (every path to it
+    /// reached its allowed failures, no fresh report, or a report of another state). The
+    /// sentence that says so; none while the agent may stay.
+    fn witness_lost(&self) -> Option<String> {
+        let w = self.input.witness.as_ref()?;
+        if w.held || !self.safeguards.renew_before_deadline {
+            return None;
+        }
+        let buddy = self.view.buddy.as_ref();
+        let confirmed =
+            !self.view.cut_off && buddy.is_some_and(|b| b.state == FailoverState::Offline);
+        if confirmed {
+            return None;
+        }
+        let lease = if w.reachable {
+            "the witness lease is not held"
+        } else {
+            "the witness lease could not be renewed"
+        };
+        Some(match buddy {
+            Some(b) if !self.view.cut_off => {
+                format!("{lease} and {} is {}", b.name, b.state.label())
+            }
+            _ => format!("{lease} and the buddy cannot confirm that it stays Offline"),
+        })
+    }
+
+    /// When a path to the buddy (an agent heartbeat or the sync connection) last worked.
+    fn last_heard(&self) -> Option<TimestampMs> {
+        self.input
+            .heartbeats
+            .iter()
+            .filter(|h| h.kind == HeartbeatKind::Agent)
+            .filter_map(|h| h.last_success)
+            .max()
     }
 
     /// This agent switched (started going online or offline) within `min_switch_interval`.

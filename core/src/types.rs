@@ -193,6 +193,24 @@ model! {
     /// Result of the host's attempt at the virtual IP.
     pub enum VipResult { Acquired, Failed(String), Released }
 
+    /// The pair's witness lease as this agent's witness client sees it (a snapshot).
+    pub struct Witness {
+        /// The last operation on the witness (read or write) succeeded within a renewal period.
+        pub reachable: bool,
+        /// This agent holds the lease and the deadline of its last acknowledged renewal is
+        /// still ahead, on its own monotonic clock.
+        pub held: bool,
+        /// The lease may be taken by this agent now: nobody holds it, it is this agent's own
+        /// (from before a restart), or its revision stayed unchanged for a whole lease on this
+        /// agent's clock (the holder lapsed); only a compare-and-swap at that revision takes it.
+        pub free: bool,
+        /// Who holds the lease by the last read, if anyone.
+        pub holder: Option<String>,
+        /// The lease's length (`witness.lease`).
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub lease_ms: u64,
+    }
+
     /// Everything `failover::step` takes besides the state.
     pub struct Input {
         pub agent: String,
@@ -213,6 +231,10 @@ model! {
         pub nics: Vec<Nic>,
         #[cfg_attr(feature = "serde", serde(default))]
         pub fenced: Option<u64>,
+        /// The pair's witness; none when no witness is configured (the rules are then those
+        /// without one).
+        #[cfg_attr(feature = "serde", serde(default))]
+        pub witness: Option<Witness>,
     }
 
     /// The failover machine's remembered state.
@@ -282,6 +304,7 @@ model! {
         ManualMode,
         StartingUp,
         Fenced,
+        Witness,
     }
 
     /// A reason: its code and a sentence.
@@ -424,6 +447,7 @@ impl Input {
             vip: None,
             nics: Vec::new(),
             fenced: None,
+            witness: None,
         }
     }
 }

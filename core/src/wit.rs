@@ -46,7 +46,8 @@ macro_rules! wit_conversions {
             $crate::__wit_record!(wit::FailoverConfig { priority, vip_enabled, prepare_timeout_ms, going_online_timeout_ms, going_offline_timeout_ms, min_switch_interval_ms, startup_wait_ms });
             $crate::__wit_record!(wit::BuddyView { name, priority, state, isolated, received_at, was_online, yielding, outside_ok_at });
             $crate::__wit_record!(wit::OperatorCommand { by, command });
-            $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip, nics, fenced });
+            $crate::__wit_record!(wit::Input { agent, started_at, config, heartbeats, sync_up, buddy, command, offline_request, remembered, answer, triggers, vip, nics, fenced, witness });
+            $crate::__wit_record!(wit::Witness { reachable, held, free, holder, lease_ms });
             $crate::__wit_record!(wit::MachineState { state, mode, since, last_switch, met_buddy, isolated_since, forced, evidence_failures });
             $crate::__wit_record!(wit::Event { severity, code, message });
             $crate::__wit_record!(wit::Reason { code, text });
@@ -57,7 +58,7 @@ macro_rules! wit_conversions {
             $crate::__wit_cases!(wit::HeartbeatKind { Agent, Ping, Inverted });
             $crate::__wit_cases!(wit::Severity { Info, Warning, Error, Critical });
             $crate::__wit_cases!(wit::Hook { Online, Offline, Fault, VipAcquired, VipReleased });
-            $crate::__wit_cases!(wit::ReasonCode { Steady, StartupTieBreak, LostTieBreak, BuddyDead, Isolated, BuddyAlive, Operator, SwitchTrigger, BuddyRequest, BuddyAnswer, Vip, Timeout, PingPongGuard, ManualMode, StartingUp, Fenced });
+            $crate::__wit_cases!(wit::ReasonCode { Steady, StartupTieBreak, LostTieBreak, BuddyDead, Isolated, BuddyAlive, Operator, SwitchTrigger, BuddyRequest, BuddyAnswer, Vip, Timeout, PingPongGuard, ManualMode, StartingUp, Fenced, Witness });
             $crate::__wit_cases!(wit::Check { NotConfigured, Ok, Failing(x) });
             $crate::__wit_cases!(wit::BuddyColumn { AsSent, Made(x) });
             $crate::__wit_cases!(wit::Command { Switch, ForceOnline, SetMode(x) });

@@ -336,3 +336,39 @@ async fn outside_text_is_escaped_in_duet_status_and_duet_events_and_far_times_ar
         "{events:?}"
     );
 }
+
+#[test]
+fn check_config_accepts_a_witness_and_names_its_bad_timings() {
+    let dir = tempfile::tempdir().expect("dir");
+    let witness = |timings: &str| {
+        format!(
+            "{}\n[witness]\nservers = [\"nats://10.0.0.11:4222\", \"nats://10.0.0.12:4222\", \"nats://10.0.0.13:4222\"]\nkey = \"pair-a\"\n{timings}\n",
+            example()
+        )
+    };
+    let check = |text: String| {
+        let file = dir.path().join("witness.toml");
+        std::fs::write(&file, text).expect("write config");
+        let out = Command::new(duet_bin())
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .expect("run duet");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = check(witness(""));
+    assert!(ok, "{err}");
+    let (ok, err) = check(witness("lease = \"2s\"\nrenew = \"1s\"\nkey2 = 1"));
+    assert!(!ok);
+    assert!(err.contains("witness.key2: unknown field"), "{err}");
+    let (ok, err) = check(witness("lease = \"2s\"\nrenew = \"1s\""));
+    assert!(!ok);
+    assert!(
+        err.contains("witness.renew: 1s is too long for witness.lease 2s"),
+        "{err}"
+    );
+    assert!(err.contains("witness.margin"), "{err}");
+}

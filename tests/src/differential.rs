@@ -138,6 +138,13 @@ impl Gen {
             }),
             nics: self.nics(),
             fenced: self.maybe(|g| g.below(5_000)),
+            witness: self.maybe(|g| duet_core::Witness {
+                reachable: g.flip(),
+                held: g.flip(),
+                free: g.flip(),
+                holder: g.maybe(|g| g.pick(&["a", "b"]).to_string()),
+                lease_ms: g.below(10_000),
+            }),
         }
     }
     fn observations(&mut self, now: u64) -> Observations {

@@ -64,6 +64,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("duet-events", &["duet-base", "duet-kernel", "sqlx"]),
     ("duet-probes", &["duet-base", "async-nats"]),
+    ("duet-witness", &["duet-base", "async-nats"]),
     (
         "duet-api",
         &[

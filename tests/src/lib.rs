@@ -42,7 +42,12 @@
 //! - `web_view`: the operator's view in Chromium: a killed Online agent leaves the survivor's
 //!   page at once (MutationObserver), state without colour, title and favicon, the Status
 //!   window's keyboard and narrow layout.
+//! - `witness`: the witness lease against a real three-node JetStream cluster (`cluster`):
+//!   1,000 rounds of concurrent compare-and-swap, the stream leader killed, the whole cluster
+//!   down, per-pair permissions, a too-old server; and a pair in namespaces whose link is cut
+//!   while both reach the witness.
 
+pub mod cluster;
 pub mod model;
 pub mod pg;
 pub mod sim;
@@ -94,3 +99,5 @@ mod vip;
 mod web_ui;
 #[cfg(test)]
 mod web_view;
+#[cfg(test)]
+mod witness;

@@ -31,6 +31,8 @@ use duet_core::{
 };
 use duet_host::{PeerReport, Requests};
 
+pub mod witness;
+
 /// Simulated time step.
 pub const DT: u64 = 50;
 /// Each agent's decision tick.
@@ -336,6 +338,7 @@ impl Agent {
             vip,
             nics: Vec::new(),
             fenced: None,
+            witness: None,
         };
         let decision = step(&self.machine, &input, now);
         for action in &decision.actions {

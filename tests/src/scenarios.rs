@@ -65,6 +65,8 @@ struct StepSpec {
     nics: Vec<duet_core::Nic>,
     #[serde(default)]
     fenced: Option<u64>,
+    #[serde(default)]
+    witness: Option<duet_core::Witness>,
 }
 
 /// A heartbeat with defaults: ok when it has no failures, 3 allowed failures.
@@ -177,6 +179,7 @@ impl StepSpec {
             vip: self.vip.clone(),
             nics: self.nics.clone(),
             fenced: self.fenced,
+            witness: self.witness.clone(),
         }
     }
 }

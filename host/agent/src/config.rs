@@ -9,6 +9,7 @@
 //! | `[api]` `[web]` | [`duet_api::config`] |
 //! | `[plugins]` | [`duet_plugins::config`] |
 //! | `[nats]` | [`duet_probes::nats`] |
+//! | `[witness]` | [`duet_witness::config`] |
 //! | `[watchdog]` | [`duet_base::watchdog`] |
 //! | `[[vip]]` `[hooks]` | [`duet_vip::config`] |
 //! | `[database]` | [`duet_events::config`] |
@@ -26,6 +27,7 @@ use duet_kernel::config::{
 use duet_plugins::config::{PluginsConfig, RawPlugins};
 use duet_probes::nats::{NatsConfig, RawNats};
 use duet_vip::config::{HooksConfig, RawHooks, RawVip, VipConfig};
+use duet_witness::config::{RawWitness, WitnessConfig};
 use serde::Deserialize;
 
 /// A validated configuration: each crate's section.
@@ -46,6 +48,8 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// The event log's store and its forwarding.
     pub database: DatabaseConfig,
+    /// The pair's witness lease: none when `[witness]` is absent.
+    pub witness: Option<WitnessConfig>,
 }
 
 impl Config {
@@ -197,6 +201,7 @@ struct RawConfig {
     hooks: RawHooks,
     #[serde(default)]
     database: RawDatabase,
+    witness: Option<RawWitness>,
 }
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
@@ -222,14 +227,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         errors.error("peer.listen", "the peer port must differ from api.listen");
     }
     let state_dir = kernel.state.file.parent().unwrap_or(base).to_path_buf();
+    let vips = duet_vip::config::validate_vips(raw.vips, &mut errors);
+    // The witness lease must outlast the longest VIP kernel lease plus a renewal.
+    let vip_lease = vips.iter().map(|v| v.lease + v.renew).max();
     let config = Config {
+        witness: raw
+            .witness
+            .map(|w| duet_witness::config::validate(w, base, vip_lease, &mut errors)),
         web: duet_api::config::validate_web(&raw.web, &mut errors),
         plugins: duet_plugins::config::validate(raw.plugins, base, &mut errors),
         nats: raw
             .nats
             .map(|n| duet_probes::nats::validate(n, base, &mut errors)),
         watchdog: duet_base::watchdog::validate(raw.watchdog, &mut errors),
-        vips: duet_vip::config::validate_vips(raw.vips, &mut errors),
+        vips,
         hooks: duet_vip::config::validate_hooks(raw.hooks, base, &mut errors),
         database: duet_events::config::validate(
             raw.database,

@@ -22,6 +22,7 @@
 pub mod config;
 pub mod notify;
 mod surroundings;
+mod witness;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub use duet_base::Clock;
 /// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
 pub use duet_frame as frame;
 pub use duet_kernel::fence::bound as fence_bound;
+pub use duet_kernel::witness::wants as witness_wants;
 pub use duet_kernel::{PeerReport, Requests, TickRecord, net, state_file};
 pub use duet_plugins as plugins;
 pub use duet_runtime as runtime;
@@ -95,6 +97,8 @@ struct Agent {
     builtin: Builtin,
     plugins: PluginTable,
     wake: Wake,
+    /// The witness client and the decision path's runtime it runs on.
+    witness: Option<(Arc<duet_witness::client::Client>, tokio::runtime::Handle)>,
 }
 
 /// Runs an agent until `shutdown` is cancelled: on shutdown while Online it hands over first.
@@ -235,13 +239,25 @@ fn assemble(
         nats: Arc::new(NatsState::default()),
     };
     let plugins = PluginTable::default();
-    let surroundings = Arc::new(HostSurroundings {
+    let surroundings = HostSurroundings {
+        witness: None,
         plugins: plugins.clone(),
         nics: builtin.nics.clone(),
         nats: config.nats.is_some().then(|| builtin.nats.clone()),
         vips: vips.clone(),
         events: events.clone(),
         vip_nics: config.vip_nics().into_iter().map(str::to_string).collect(),
+    };
+    let witness = config
+        .witness
+        .clone()
+        .map(|w| duet_witness::client::Client::new(w, name.clone()));
+    if let Some(w) = &witness {
+        w.notify(changed.clone());
+    }
+    let surroundings = Arc::new(HostSurroundings {
+        witness: witness.clone(),
+        ..surroundings
     });
     let kernel = Kernel::new(Parts {
         config: config.kernel.clone(),
@@ -256,10 +272,14 @@ fn assemble(
         inbox: events.clone(),
         vips: vips.clone(),
         hooks: Hooks::start(config.hooks.clone(), name.clone()),
-        decision,
+        decision: decision.clone(),
         pulse,
+        witness: witness
+            .clone()
+            .map(|w| Arc::new(witness::Gate(w)) as Arc<dyn duet_kernel::witness::Witness>),
     })?;
     Ok(Agent {
+        witness: witness.map(|w| (w, decision)),
         config,
         kernel,
         events,
@@ -341,6 +361,19 @@ impl Agent {
         }
         self.builtin
             .spawn(config, &self.events, &self.wake, tasks, stop);
+        if let Some((client, decision)) = &self.witness {
+            // On the decision path's threads, over its own connection: the lease is part of
+            // every decision to be or become Online.
+            let run = decision.spawn(client.clone().run(stop.clone()));
+            tasks.spawn(async move { run.await.context("witness task failed") });
+            tasks.spawn({
+                let (client, events, stop) = (client.clone(), self.events.clone(), stop.clone());
+                async move {
+                    witness::events(client, events, stop).await;
+                    Ok(())
+                }
+            });
+        }
         if no_events {
             self.events.disable();
         } else {

@@ -29,6 +29,8 @@ pub(crate) struct HostSurroundings {
     pub events: Arc<EventLog>,
     /// The NICs that carry a virtual IP.
     pub vip_nics: BTreeSet<String>,
+    /// The witness client: none when `[witness]` is not configured.
+    pub witness: Option<Arc<duet_witness::client::Client>>,
 }
 
 impl Surroundings for HostSurroundings {
@@ -60,6 +62,7 @@ impl Surroundings for HostSurroundings {
 
     fn rows(&self, online: bool) -> Vec<Probe> {
         let mut rows = [self.plugins.probes(), self.vips.probes()].concat();
+        rows.extend(self.witness.as_deref().map(crate::witness::row));
         // Rule (reference §4): DB Sync and DB Sync Stack are shown on the Online agent.
         if online {
             rows.extend(self.events.rows());

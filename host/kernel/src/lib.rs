@@ -11,6 +11,8 @@
 //! - [`configuration`]: the Configuration row (the pair's shared settings compared).
 //! - [`decision`]: the decision path's own threads, at raised priority; [`fence`]: the agent
 //!   whose loop stalls past what its buddy tolerates fences itself.
+//! - [`witness`]: the witness gate — the pair's lease as a client outside the kernel sees it
+//!   (handed to the core each tick), and whether the agent wants it.
 //!
 //! The kernel depends on no plugin, event-log, API, NATS or web crate: what those show it
 //! comes through [`Surroundings`], what it raises goes to [`Alarms`], and the buddy's event
@@ -30,6 +32,7 @@ mod report;
 mod requests;
 pub mod state_file;
 mod tick;
+pub mod witness;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -118,6 +121,8 @@ pub struct Parts {
     pub decision: tokio::runtime::Handle,
     /// The decision loop's pulse ([`fence::pulse`]; never late in the simulation).
     pub pulse: Arc<Pulse>,
+    /// The pair's witness ([`witness`]); none when `[witness]` is not configured.
+    pub witness: Option<Arc<dyn witness::Witness>>,
 }
 
 /// How many decisions the history keeps.
@@ -174,6 +179,7 @@ pub struct Kernel {
     pulse: Arc<Pulse>,
     /// Fenced, and the stall that fenced it: until the loop decided Offline.
     fenced: Mutex<Option<u64>>,
+    witness: Option<Arc<dyn witness::Witness>>,
 }
 
 impl Kernel {
@@ -230,6 +236,7 @@ impl Kernel {
             decision: parts.decision,
             pulse: parts.pulse,
             fenced: Mutex::new(None),
+            witness: parts.witness,
             watchdog_config: parts.watchdog_config,
             config,
         }))

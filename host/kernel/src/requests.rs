@@ -51,8 +51,9 @@ impl Requests {
                 _ => {}
             }
         }
-        // A request lives while we prepare and until its answer is used.
-        if exchange.answer.is_some() || decision.state.state != FailoverState::PreparingToGoOnline {
+        // A request lives while we prepare: an accepted answer is used once the agent claims,
+        // which with a witness waits for the lease while still preparing.
+        if decision.state.state != FailoverState::PreparingToGoOnline {
             self.outgoing = None;
         }
     }

@@ -74,6 +74,8 @@ struct Sighting {
     exchange: Exchange,
     /// The agent fenced itself, after a stall of this many ms.
     fenced: Option<u64>,
+    /// The witness lease as its client sees it; none without a witness.
+    witness: Option<duet_core::Witness>,
 }
 
 impl Sighting {
@@ -232,6 +234,7 @@ impl Loop {
             buddy,
             exchange,
             fenced,
+            witness: kernel.witness.as_ref().map(|w| w.view()),
         };
         kernel.vips.set_buddy(
             seen.last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
@@ -386,6 +389,9 @@ impl Loop {
             self.kernel.changed.notify_one();
         }
         self.machine = decision.state;
+        if let Some(witness) = &self.kernel.witness {
+            witness.want(crate::witness::wants(self.machine.state));
+        }
     }
 
     /// What this agent shows in its own Status column.
@@ -613,6 +619,7 @@ fn core_input(config: &KernelConfig, seen: &Sighting, vip_enabled: bool, extra: 
         vip: extra.vip,
         nics: extra.nics,
         fenced: seen.fenced,
+        witness: seen.witness.clone(),
     }
 }
 
@@ -746,6 +753,7 @@ mod tests {
                 answer: None,
             },
             fenced: None,
+            witness: None,
         }
     }
 
