@@ -13,6 +13,9 @@ pub struct Pulse {
     /// Milliseconds from `origin` to the end of the last tick (0: none yet, counted from
     /// `origin`).
     last: AtomicU64,
+    /// Milliseconds from `origin` to the last sign of life: a completed tick, or the loop
+    /// waiting idle for its next one ([`Pulse::alive`]). Silence counts from here.
+    alive: AtomicU64,
     /// The last gap between two completed ticks, and the largest since start (ms).
     gap: AtomicU64,
     max_gap: AtomicU64,
@@ -27,6 +30,7 @@ impl Pulse {
         Pulse {
             origin: Instant::now(),
             last: AtomicU64::new(0),
+            alive: AtomicU64::new(0),
             gap: AtomicU64::new(0),
             max_gap: AtomicU64::new(0),
             bound: bound.map_or(u64::MAX, crate::millis),
@@ -41,16 +45,31 @@ impl Pulse {
     pub fn beat(&self) {
         let now = self.elapsed();
         let gap = now.saturating_sub(self.last.swap(now, Ordering::AcqRel));
+        self.alive.fetch_max(now, Ordering::AcqRel);
         self.gap.store(gap, Ordering::Relaxed);
         self.max_gap.fetch_max(gap, Ordering::Relaxed);
     }
 
-    /// How long since the last tick completed (since start, before the first).
+    /// The loop is waiting, idle, for its next tick or change: alive, though no tick completed.
+    /// Without it a stop's silence would include the idle part of the tick it fell in (up to a
+    /// whole tick), and a stop well short of detection could fence the agent.
+    pub fn alive(&self) {
+        self.alive.fetch_max(self.elapsed(), Ordering::AcqRel);
+    }
+
+    /// How long since the last sign of life (since start, before the first).
     pub fn silence(&self) -> Duration {
         Duration::from_millis(
             self.elapsed()
-                .saturating_sub(self.last.load(Ordering::Acquire)),
+                .saturating_sub(self.alive.load(Ordering::Acquire)),
         )
+    }
+
+    /// How often an idle loop says it is alive: a tenth of the bound (a stop's silence is then
+    /// at most its length plus a tenth), at least every millisecond, at most every `tick`;
+    /// `None` with fencing off.
+    pub fn idle_period(&self, tick: Duration) -> Option<Duration> {
+        (self.bound != u64::MAX).then(|| Duration::from_millis((self.bound / 10).max(1)).min(tick))
     }
 
     /// Silent past the bound.
@@ -94,6 +113,31 @@ mod tests {
         assert!(
             pulse.max_gap() >= Duration::from_millis(50),
             "the largest stays"
+        );
+    }
+
+    #[test]
+    fn an_idle_loop_alive_is_not_late_and_keeps_its_tick_gap() {
+        let pulse = Pulse::new(Some(Duration::from_millis(30)));
+        pulse.beat();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(10));
+            pulse.alive();
+        }
+        assert!(!pulse.late(), "50 ms without a tick, but alive every 10 ms");
+        assert!(pulse.silence() < Duration::from_millis(30));
+        pulse.beat();
+        assert!(
+            pulse.gap() >= Duration::from_millis(50),
+            "the tick gap counts ticks only"
+        );
+        assert_eq!(
+            pulse.idle_period(Duration::from_millis(250)),
+            Some(Duration::from_millis(3))
+        );
+        assert_eq!(
+            Pulse::new(None).idle_period(Duration::from_millis(250)),
+            None
         );
     }
 

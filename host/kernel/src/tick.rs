@@ -178,25 +178,38 @@ impl Loop {
         log: &mut FailoverLog,
     ) -> Wake {
         let kernel = &self.kernel;
-        tokio::select! {
-            () = shutdown.cancelled(), if self.handover.is_none() => {
-                if self.machine.state != FailoverState::Online {
-                    return Wake::Stop;
+        // While idle the loop says it is alive (only it can: a stuck loop does not), so a
+        // stop's silence counts from when the stop began, not from the last tick.
+        let period = kernel.pulse.idle_period(kernel.config.core.tick);
+        let mut idle = tokio::time::interval(period.unwrap_or(kernel.config.core.tick));
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled(), if self.handover.is_none() => {
+                    if self.machine.state != FailoverState::Online {
+                        return Wake::Stop;
+                    }
+                    let config = &kernel.config;
+                    let f = &config.failover;
+                    let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
+                    let now = kernel.clock.now();
+                    self.handover = Some(now + millis(limit));
+                    log.write(now, Severity::Info, &format!("Shutting down: handing over to {} ...", config.buddy.name));
                 }
-                let config = &kernel.config;
-                let f = &config.failover;
-                let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
-                let now = kernel.clock.now();
-                self.handover = Some(now + millis(limit));
-                log.write(now, Severity::Info, &format!("Shutting down: handing over to {} ...", config.buddy.name));
+                _ = interval.tick() => {}
+                () = kernel.changed.notified() => {}
+                // A failed task stopped the agent: stop deciding on frozen inputs, so the process
+                // exits and its supervisor restarts it.
+                () = kernel.stop.cancelled() => return Wake::Stop,
+                _ = idle.tick(), if period.is_some() => {
+                    // A stop (SIGSTOP, a VM pause) just ended is judged before saying alive.
+                    crate::fence::check(kernel);
+                    kernel.pulse.alive();
+                    continue;
+                }
             }
-            _ = interval.tick() => {}
-            () = kernel.changed.notified() => {}
-            // A failed task stopped the agent: stop deciding on frozen inputs, so the process
-            // exits and its supervisor restarts it.
-            () = kernel.stop.cancelled() => return Wake::Stop,
+            return Wake::Tick;
         }
-        Wake::Tick
     }
 
     /// Reads the paths, the buddy's report and an operator's command, once.
