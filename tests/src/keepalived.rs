@@ -26,7 +26,7 @@ use crate::containment::{Mac, arp_socket};
 use duet_core::FailoverState;
 
 use crate::netns::{AGENTS, OFFLINE, ONLINE, Timing, Topology};
-use crate::vip::{Client, Service};
+use crate::vip::{Client, Service, stats};
 
 const VIP: [u8; 4] = [10, 77, 0, 100];
 const PRIORITY: u32 = 100;
@@ -573,24 +573,6 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-fn summary(times: &mut [f64]) -> serde_json::Value {
-    if times.is_empty() {
-        return serde_json::Value::Null;
-    }
-    times.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        let i = ((times.len() as f64 - 1.0) * q).round() as usize;
-        times[i.min(times.len() - 1)]
-    };
-    serde_json::json!({
-        "runs": times.len(),
-        "median_ms": pick(0.5),
-        "p90_ms": pick(0.9),
-        "p99_ms": pick(0.99),
-        "max_ms": times[times.len() - 1],
-    })
-}
-
 /// One pair of settings: a keepalived advert interval and duet's matching profile.
 struct Pairing {
     label: &'static str,
@@ -715,8 +697,8 @@ fn takeover_bench() {
             "keepalived": {
                 "advert_ms": pairing.advert_ms,
                 "nominal_ms": Keepalived::nominal_ms(pairing.advert_ms),
-                "takeover": summary(&mut k.series.takeover),
-                "garp": summary(&mut k.series.garp),
+                "takeover": stats(&mut k.series.takeover),
+                "garp": stats(&mut k.series.garp),
                 "idle_cpu_percent": idle_figures[0].0,
                 "rss_kib": idle_figures[0].1,
             },
@@ -726,11 +708,11 @@ fn takeover_bench() {
                 "tick_ms": pairing.tick_ms,
                 "vip": pairing.vip_more,
                 "nominal_ms": nominal_duet,
-                "takeover": summary(&mut d.series.takeover),
-                "detection": summary(&mut d.series.detection),
-                "decision": summary(&mut d.series.decision),
-                "claimed": summary(&mut d.series.claimed),
-                "garp": summary(&mut d.series.garp),
+                "takeover": stats(&mut d.series.takeover),
+                "detection": stats(&mut d.series.detection),
+                "decision": stats(&mut d.series.decision),
+                "claimed": stats(&mut d.series.claimed),
+                "garp": stats(&mut d.series.garp),
                 "idle_cpu_percent": idle_figures[1].0,
                 "rss_kib": idle_figures[1].1,
                 "stalls_500ms": half_second,

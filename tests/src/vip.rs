@@ -518,7 +518,11 @@ pub(crate) fn failover_series(t: &mut Topology, runs: usize) -> Vec<f64> {
     times
 }
 
+/// Runs, median, p90, p99, min and max of a series in ms; null when it is empty.
 pub(crate) fn stats(times: &mut [f64]) -> serde_json::Value {
+    if times.is_empty() {
+        return serde_json::Value::Null;
+    }
     times.sort_by(f64::total_cmp);
     let pick = |q: f64| {
         let i = ((times.len() as f64 - 1.0) * q).round() as usize;
@@ -527,6 +531,7 @@ pub(crate) fn stats(times: &mut [f64]) -> serde_json::Value {
     serde_json::json!({
         "runs": times.len(),
         "median_ms": pick(0.5),
+        "p90_ms": pick(0.9),
         "p99_ms": pick(0.99),
         "min_ms": times[0],
         "max_ms": times[times.len() - 1],
