@@ -603,11 +603,19 @@ pub fn check(seeds: std::ops::Range<u64>, threads: u64) -> Result<u64, Violation
     })
 }
 
-/// The takeover is driven by events: kill -9 of the Online agent, then the virtual time from
-/// the refused attempt that declares the last path dead (the third failure in a row on each
-/// path: `max_failures = 2`) to the survivor's claim (Preparing, then Online: no VIP here).
-/// Returns the gap; panics when the claim came before the last path died.
-pub async fn takeover_gap() -> Duration {
+/// Virtual times of one takeover after kill -9 of the Online agent.
+#[derive(Debug)]
+pub struct Takeover {
+    /// From the kill to the survivor's claim (Preparing, then Online: no VIP here).
+    pub since_kill: Duration,
+    /// From the refused attempt that declared the last path dead (the third failure in a row
+    /// on each path: `max_failures = 2`) to the claim.
+    pub since_dead: Duration,
+}
+
+/// The takeover is driven by events: kill -9 of the Online agent, then the survivor's claim
+/// (see [`Takeover`]); panics when the claim came before the last path died.
+pub async fn takeover() -> Takeover {
     let dir = tempfile::tempdir().expect("tempdir");
     let net = SimNet::new(7, true, true);
     let clock = Clock::starting_at(0);
@@ -673,7 +681,10 @@ pub async fn takeover_gap() -> Duration {
         "claimed before the last path was declared dead\n{}",
         lock(&trace)
     );
-    claimed - last_dead
+    Takeover {
+        since_kill: claimed - killed,
+        since_dead: claimed - last_dead,
+    }
 }
 
 #[cfg(test)]
@@ -682,17 +693,35 @@ mod tests {
 
     #[test]
     fn the_claim_starts_the_moment_the_last_path_is_declared_dead() {
-        let gap = tokio::runtime::Builder::new_current_thread()
+        let takeover = takeover();
+        // Virtual time: no tick period (250 ms here) in between, only the steps themselves.
+        assert!(
+            takeover.since_dead <= Duration::from_millis(1),
+            "the claim came {:?} after the last path was declared dead",
+            takeover.since_dead
+        );
+    }
+
+    /// The killed agent's end closes the kept connections: the survivor's first failed
+    /// attempt follows at once, not at its next interval, and the claim comes `max_failures`
+    /// intervals (2 x 370 ms) after the kill, whatever the paths' phase.
+    #[test]
+    fn a_closed_connection_starts_the_count_at_once() {
+        let since_kill = takeover().since_kill;
+        let bound = Duration::from_millis(2 * 370 + 5);
+        assert!(
+            since_kill <= bound,
+            "the claim came {since_kill:?} after the kill, more than {bound:?}"
+        );
+    }
+
+    fn takeover() -> super::Takeover {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
             .expect("runtime")
-            .block_on(super::takeover_gap());
-        // Virtual time: no tick period (250 ms here) in between, only the steps themselves.
-        assert!(
-            gap <= Duration::from_millis(1),
-            "the claim came {gap:?} after the last path was declared dead"
-        );
+            .block_on(super::takeover())
     }
 
     /// Seeds per test run.

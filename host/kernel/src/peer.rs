@@ -218,6 +218,13 @@ enum PathError {
 }
 
 /// Runs one path: an attempt every `interval`, each bounded by `timeout`.
+///
+/// Between attempts the kept connection is watched: when the buddy's end closes it (its
+/// process died: its kernel closes its sockets), the next attempt is made at once instead of
+/// at the next interval, and the interval restarts from it. The failures that declare the
+/// buddy dead stay `interval` apart; only the wait for the first one goes. At most one such
+/// early attempt per interval: a buddy that closes every connection cannot make the path spin.
+/// A silent buddy (a cut, a stall, a power loss) closes nothing and is judged as before.
 pub(crate) async fn path(
     kernel: Arc<Kernel>,
     slot: Slot,
@@ -230,10 +237,17 @@ pub(crate) async fn path(
     let mut last_tick: Option<((u64, u64), tokio::time::Instant)> = None;
     let mut interval = tokio::time::interval(spec.interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut early_spent = false;
     loop {
-        tokio::select! {
+        let hung_up = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            _ = interval.tick() => {}
+            _ = interval.tick() => false,
+            () = hang_up(&mut conn), if !early_spent => true,
+        };
+        early_spent = hung_up;
+        if hung_up {
+            conn = None;
+            interval.reset();
         }
         let started = tokio::time::Instant::now();
         let exchange = async {
@@ -315,6 +329,18 @@ pub(crate) async fn path(
         };
         record_attempt(&kernel, slot, outcome, now);
     }
+}
+
+/// Resolves when the kept connection ends between attempts: closed or reset by the buddy's
+/// end, or sent bytes nobody asked for (the buddy only ever answers). Never resolves without
+/// a connection. Cancel-safe: a read that has not completed consumed nothing.
+async fn hang_up(conn: &mut Option<Conn>) {
+    let Some(Conn { stream, .. }) = conn.as_mut() else {
+        return std::future::pending().await;
+    };
+    let mut byte = [0u8; 1];
+    // Whatever the read returns, the connection is no longer one to send a report on.
+    let _ = tokio::io::AsyncReadExt::read(stream, &mut byte).await;
 }
 
 /// One exchange on a path: connect and greet if needed, send our report, read the buddy's.
