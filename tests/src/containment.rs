@@ -468,13 +468,13 @@ fn a_frozen_loop_fences_itself_before_the_buddy_takes_over() {
         None,
         "the frozen agent's MAC still answered when the buddy's did"
     );
+    // While its loop is still frozen, the fenced agent's API tells the truth: Offline.
+    eventually(
+        Duration::from_secs(2),
+        "the frozen agent's API says Offline",
+        || (t.states()[p] == OFFLINE).then_some(()),
+    );
     std::fs::remove_file(&files[p]).expect("thaw");
-    // The thawed loop first finishes the step it froze in, decided on what it saw before the
-    // freeze, and publishes that (Online) once; its next step takes the fence. Until then its
-    // status is stale, not a second holder: the VIP is gone (asserted by the capture above).
-    eventually(TAKEOVER, "the fenced agent reports Offline", || {
-        (t.states()[p] == OFFLINE).then_some(())
-    });
     t.until(TAKEOVER, "the fenced agent Offline", |s| s == with(q));
     let log = std::fs::read_to_string(t.dir.path().join(format!("{}-failover.log", AGENTS[p])))
         .unwrap_or_default();

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use duet_base::pulse::Pulse;
 use duet_base::{lock, millis};
-use duet_core::FailoverState;
+use duet_core::api::Status;
+use duet_core::{FailoverState, TimestampMs};
 
 use crate::Kernel;
 use crate::config::KernelConfig;
@@ -62,6 +63,7 @@ fn trip(kernel: &Kernel, stall: u64) {
         *fenced = Some(stall);
     }
     let errors = kernel.vips.fence();
+    kernel.show_fence(stall);
     tracing::error!(
         stall_ms = stall,
         bound_ms = kernel.pulse.bound().map_or(0, millis),
@@ -70,6 +72,30 @@ fn trip(kernel: &Kernel, stall: u64) {
     );
     for e in errors {
         tracing::error!(error = %e, "fencing could not remove a virtual IP (its lease lapses)");
+    }
+}
+
+/// A fenced agent's status, whatever the step that published it decided before the fence:
+/// Offline since `now` (in this agent's column and its last decision's state: the VIPs are
+/// gone), and its decision-loop row says why. The loop's first status after it took the fence
+/// says the same in its own words.
+pub(crate) fn overlay(status: &mut Status, stall: u64, now: TimestampMs) {
+    if let Some(decision) = status.decision.as_mut()
+        && decision.state.state != FailoverState::Offline
+    {
+        decision.state.state = FailoverState::Offline;
+        decision.state.since = now;
+    }
+    if let Some(pair) = status.pair.as_mut() {
+        pair.local.state = Some(FailoverState::Offline);
+        for row in pair
+            .local
+            .rows
+            .iter_mut()
+            .filter(|r| r.key == "decision-loop")
+        {
+            row.reason = Some(format!("stalled for {stall} ms: this agent fenced itself"));
+        }
     }
 }
 

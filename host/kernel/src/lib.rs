@@ -337,6 +337,17 @@ impl Kernel {
         Status::clone(&status)
     }
 
+    /// Shows a fence in the published status at once: the loop that would publish it is the
+    /// one that stalled, and an API that says Online while the virtual IPs are gone would
+    /// mislead the operator.
+    pub(crate) fn show_fence(&self, stall: u64) {
+        self.status.send_modify(|published| {
+            let mut status = Status::clone(published);
+            fence::overlay(&mut status, stall, self.clock.now());
+            *published = Arc::new(status);
+        });
+    }
+
     /// Every status from now on.
     pub fn subscribe(&self) -> watch::Receiver<Arc<Status>> {
         self.status.subscribe()

@@ -577,7 +577,7 @@ impl Loop {
             macs: previous.macs,
             fenced: false,
         });
-        kernel.status.send_replace(Arc::new(Status {
+        let mut status = Status {
             pair: Some(pair),
             decision: Some(DecisionSummary {
                 tick: self.tick,
@@ -586,7 +586,15 @@ impl Loop {
                 reason: decision.reason.clone(),
             }),
             core: answered.by.to_string(),
-        }));
+        };
+        // The fence tripped during this step (the loop stalled in it): what the step decided
+        // predates the fence, which the next step takes.
+        if seen.fenced.is_none()
+            && let Some(stall) = kernel.fenced()
+        {
+            crate::fence::overlay(&mut status, stall, seen.now);
+        }
+        kernel.status.send_replace(Arc::new(status));
         if let Some(tx) = &self.observer {
             let _ = tx.send(TickRecord {
                 tick: self.tick,
