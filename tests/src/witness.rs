@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{BUCKET, Cluster, PAIRS};
 
+mod bench;
+
 fn config(cluster: &Cluster, pair: usize, key: &str) -> WitnessConfig {
     let dir = cluster.dir.path();
     let password = dir.join(format!("{}.password", PAIRS[pair].user));

@@ -81,6 +81,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let web = web_ui(root)?;
     let failover = failover_time(root)?;
     let load = under_load(root)?;
+    let witness = witness(root)?;
     let commit = commit(root);
     let dirty = crate::output(
         Command::new("git")
@@ -161,6 +162,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     md.push_str(&web);
     md.push_str(&failover);
     md.push_str(&load);
+    md.push_str(&witness);
     md.push_str(&dbsync(root)?);
     let out = root.join("docs/benchmarks.md");
     std::fs::write(&out, md).with_context(|| format!("failed to write {}", out.display()))?;
@@ -328,6 +330,7 @@ pub fn section_only(root: &Path, which: &str) -> anyhow::Result<()> {
     let commit = commit(root);
     let (title, body) = match which {
         "load" => ("\n## Under load", under_load(root)?),
+        "witness" => ("\n## With a witness", witness(root)?),
         _ => ("\n## Failover time", failover_time(root)?),
     };
     let section = format!(
@@ -545,6 +548,52 @@ largest gap between two ticks {:.0} ms (tick 250 ms).
         v["quiet_seconds"],
         v["state_changes"],
         v["max_tick_gap_ms"].as_f64().unwrap_or(f64::NAN)
+    ))
+}
+
+/// Failover time and cuts with the witness (tests/src/witness/bench.rs).
+fn witness(root: &Path) -> anyhow::Result<String> {
+    let uid = crate::output(Command::new("id").arg("-u")).unwrap_or_default();
+    if uid.trim() != "0" {
+        return Ok("\n## With a witness\n\nNot measured: the bench builds network namespaces and needs root.\n".into());
+    }
+    let v = measurement(
+        root,
+        "witness::bench::witness_bench",
+        "target/witness-bench.json",
+    )?;
+    let k = &v["kill"];
+    let ms = |k: &serde_json::Value, f: &str| k[f].as_f64().unwrap_or(f64::NAN);
+    Ok(format!(
+        "
+## With a witness
+
+A pair at the defaults (200 ms × 3) with the witness at its defaults (lease {} ms, renew {} ms),
+in network namespaces, a three-node nats-server cluster with JetStream on the gateway host
+(tests/src/witness/bench.rs).
+
+kill -9 of the Online agent, time until its buddy is Online (it takes the lease once the
+revision stood still for a whole lease): {} runs, median {:.0} ms, p90 {:.0} ms, p99 {:.0} ms,
+max {:.0} ms.
+
+{} cuts between the agents (every agent path and the sync cable; both keep the gateway and the
+witness), each held {} ms (past detection and a whole lease), then healed: exactly one agent
+Online throughout in {}, two Online in {}, the Online role moved in {}; nobody Online for {} ms
+in all.
+",
+        v["lease_ms"],
+        v["renew_ms"],
+        k["runs"],
+        ms(k, "median_ms"),
+        ms(k, "p90_ms"),
+        ms(k, "p99_ms"),
+        ms(k, "max_ms"),
+        v["cuts"],
+        v["cut_hold_ms"],
+        v["one_online_throughout"],
+        v["two_online"],
+        v["moved"],
+        v["nobody_online_ms"],
     ))
 }
 

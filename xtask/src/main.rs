@@ -6,7 +6,8 @@
 //! - `cargo xtask lint`: `cargo fmt --check` and clippy (`-D warnings`) on every crate, the wasm
 //!   crates for their own targets.
 //! - `cargo xtask bench`: run the benchmarks and write `docs/benchmarks.md`; `bench failover`
-//!   (`bench load`) runs only the failover-time (under-load) bench and replaces its section.
+//!   (`bench load`, `bench witness`) runs only the failover-time (under-load, witness) bench and
+//!   replaces its section.
 //! - `cargo xtask dist [--debug] [--no-build]`: the Debian package (`target/debian/duet_*.deb`) with
 //!   cargo-deb, installed on first use; `--debug` packages the debug build (the tests do).
 //! - `cargo xtask plugin new NAME`: a new probe plugin crate in `plugins/NAME`.
@@ -43,7 +44,12 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             lint(&root)
         }
-        Some("bench") if matches!(args.get(1).map(String::as_str), Some("failover" | "load")) => {
+        Some("bench")
+            if matches!(
+                args.get(1).map(String::as_str),
+                Some("failover" | "load" | "witness")
+            ) =>
+        {
             bench::section_only(&root, &args[1])
         }
         Some("bench") => bench::run(&root),
@@ -52,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             _ => bail!("usage: cargo xtask plugin new NAME"),
         },
         _ => bail!(
-            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load] | dist [--debug] [--no-build] | plugin new NAME>"
+            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load | witness] | dist [--debug] [--no-build] | plugin new NAME>"
         ),
     }
 }
