@@ -30,6 +30,10 @@ const KERNEL_SECTIONS: &[&str] = &[
     "log",
 ];
 
+/// How long a reload waits for the tick loop to apply what it changed (a tick is 250 ms by
+/// default; the loop also wakes at once for it).
+const IN_FORCE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where an agent's configuration comes from, for reloads.
 pub struct ReloadFrom {
     /// The configuration file.
@@ -123,6 +127,11 @@ impl Reloader {
             Ok((mut config, text)) => {
                 (self.adjust)(&mut config);
                 let changes = self.kernel.reload(&config.kernel);
+                // Answered once in force, so an operator's next step (a key rotation's) can
+                // count on it; a loop that does not come round in time applies it later.
+                if !changes.applied.is_empty() && !self.kernel.reloaded(IN_FORCE_WITHIN).await {
+                    tracing::warn!(%file, "the decision loop has not applied the reloaded settings yet; it will at its next tick");
+                }
                 let mut restart = changes.restart;
                 let table: toml::Table = text.parse().unwrap_or_default();
                 restart.extend(other_sections(&self.started, &table));

@@ -339,6 +339,15 @@ impl Kernel {
         changes
     }
 
+    /// Waits, at most `within`, until the tick loop applied the newest reloaded settings (they
+    /// are then in force: the next attempt of each path uses them); whether it did.
+    pub async fn reloaded(&self, within: std::time::Duration) -> bool {
+        let newest = self.proposed.borrow().clone();
+        let mut live = self.live.subscribe();
+        let applied = live.wait_for(|c| Arc::ptr_eq(c, &newest));
+        matches!(tokio::time::timeout(within, applied).await, Ok(Ok(_)))
+    }
+
     /// The agent's clock.
     pub fn clock(&self) -> Clock {
         self.clock
