@@ -5,7 +5,7 @@
 //! does not move; the pair key rotated in three reload steps while the pair keeps talking.
 
 use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,11 +261,7 @@ fn sighup_takes_new_timings_live_refuses_a_broken_file_and_a_one_sided_shared_ch
 
     // A broken file is refused whole, naming the key; the running settings stay (still
     // 300 ms: agent-b catching up makes the pair agree again).
-    pair.edit(
-        0,
-        "interval = \"300ms\"",
-        "interval = \"fast\"",
-    );
+    pair.edit(0, "interval = \"300ms\"", "interval = \"fast\"");
     pair.sighup(0);
     let a = pair.reloaded(0, "the refusal", |r| {
         r.last.as_ref().is_some_and(|l| l.error.is_some())
@@ -307,11 +303,7 @@ fn sighup_takes_new_timings_live_refuses_a_broken_file_and_a_one_sided_shared_ch
         "{out}"
     );
     pair.edit(0, "[[heartbeat", "[core]\ntick = \"200ms\"\n[[heartbeat]]");
-    pair.edit(
-        0,
-        "interval = \"fast\"",
-        "interval = \"300ms\"",
-    );
+    pair.edit(0, "interval = \"fast\"", "interval = \"300ms\"");
     let (code, out) = pair.reload(0);
     assert_eq!(
         (code, out.as_str()),
@@ -330,13 +322,22 @@ fn sighup_takes_new_timings_live_refuses_a_broken_file_and_a_one_sided_shared_ch
 const OLD_KEY: &str = crate::support::PAIR_KEY;
 const NEW_KEY: &str = "the-next-pair-key-0123456789abcdef";
 
+/// Writes agent `i`'s key lines: `keys` in place of the `pair_key` line and any
+/// `accepted_pair_key` line of the step before.
 fn set_keys(pair: &Pair, i: usize, keys: &str) {
     let text = std::fs::read_to_string(&pair.files[i]).expect("config");
-    let start = text.find("pair_key = ").expect("a pair key");
-    let end = start + text[start..].find('\n').expect("a line");
-    let mut next = text.clone();
-    next.replace_range(start..end, keys);
-    // Any accepted key of an earlier step is in that line too.
+    let next: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("accepted_pair_key"))
+        .map(|l| {
+            if l.trim_start().starts_with("pair_key = ") {
+                format!("{keys}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(next.contains(keys), "no pair_key line in {text}");
     std::fs::write(&pair.files[i], next).expect("write config");
 }
 
@@ -362,14 +363,6 @@ fn the_pair_key_rotates_in_three_reloads_while_the_pair_keeps_talking() {
     ];
     for (keys, applied) in &steps {
         for i in 0..2 {
-            // Replace the key lines (one or two) of the step before.
-            let text = std::fs::read_to_string(&pair.files[i]).expect("config");
-            let cleaned: String = text
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("accepted_pair_key"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            std::fs::write(&pair.files[i], cleaned).expect("write config");
             set_keys(&pair, i, keys);
             let (code, out) = pair.reload(i);
             assert_eq!(code, 0, "{out}");

@@ -452,7 +452,7 @@ mod tests {
         assert_eq!(a.open(&b.seal(b"answer").unwrap()).unwrap(), b"answer");
         // Once b dropped the old key, a hello sealed with it opens no more.
         assert_eq!(
-            Hello::open_any(&[new.clone()], &hb.seal(&old)),
+            Hello::open_any(std::slice::from_ref(&new), &hb.seal(&old)),
             Err(FrameError::BadMac)
         );
         assert_eq!(

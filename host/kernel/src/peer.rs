@@ -235,12 +235,22 @@ fn keys_in_force(session: &Session, keys: &[PairKey]) -> bool {
     keys.first() == Some(ours) && keys.contains(theirs)
 }
 
-/// A path's interval and attempt timeout in force: reloaded settings apply from the next attempt.
-fn timing(kernel: &Kernel, slot: Slot) -> Option<(Duration, Duration)> {
+/// Takes a path's interval and attempt timeout in force (reloaded settings apply from the
+/// next attempt; a new interval starts its timer anew).
+fn retime(kernel: &Kernel, slot: Slot, spec: &mut PathSpec, interval: &mut tokio::time::Interval) {
     let live = kernel.live_config();
-    match slot {
+    let timing = match slot {
         Slot::Heartbeat(i) => live.heartbeats.get(i).map(|h| (h.interval, h.timeout)),
         Slot::Sync => live.sync.as_ref().map(|s| (s.interval, s.timeout)),
+    };
+    let Some((every, timeout)) = timing else {
+        return;
+    };
+    spec.timeout = timeout;
+    if every != spec.interval {
+        spec.interval = every;
+        *interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
 }
 
@@ -262,14 +272,7 @@ pub(crate) async fn path(
             () = shutdown.cancelled() => return Ok(()),
             _ = interval.tick() => {}
         }
-        if let Some((every, timeout)) = timing(&kernel, slot) {
-            spec.timeout = timeout;
-            if every != spec.interval {
-                spec.interval = every;
-                interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            }
-        }
+        retime(&kernel, slot, &mut spec, &mut interval);
         let keys = keys(&kernel);
         if conn
             .as_ref()
