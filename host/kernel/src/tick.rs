@@ -145,10 +145,10 @@ impl Loop {
                 return Ok(());
             }
             self.tick += 1;
-            self.apply_reload();
             // First thing after the wait: a loop that was stalled (or a process that was
             // stopped) past the fence bound fences the agent before deciding anything.
             let fenced = crate::fence::check(&self.kernel);
+            self.apply_reload();
             let seen = self.gather(fenced);
             self.agree_on_bound(&seen);
             let (decision, answered) = self.step(&seen, log).await?;
@@ -246,7 +246,6 @@ impl Loop {
                 .pulse
                 .set_bound(bound.min(crate::fence::bound(&config)));
         }
-        tracing::info!(tick = self.tick, "reloaded settings applied");
         kernel.live.send_replace(config.clone());
         self.config = config;
     }
