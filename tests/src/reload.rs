@@ -21,16 +21,27 @@ use crate::support::{AgentSpec, Agents, duet_bin, eventually, free_port, spawn, 
 /// The token with the right `reload` both test agents accept.
 const TOKEN: &str = "reload-token";
 
-/// `GET <path>` on 127.0.0.1:`port` (HTTP/1.0: the whole body, no chunks); `None` while the
-/// agent does not answer.
+/// `GET <path>` on 127.0.0.1:`port` with the reload token (HTTP/1.0: the whole body, no
+/// chunks); `None` while the agent does not answer 200.
 fn get(port: u16, path: &str) -> Option<String> {
+    let (code, body) = get_as(port, path, Some(TOKEN))?;
+    (code == "200").then_some(body)
+}
+
+/// `GET <path>`, with `token` if given: the status code and the body.
+fn get_as(port: u16, path: &str, token: Option<&str>) -> Option<(String, String)> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
-    (head.split(' ').nth(1) == Some("200")).then(|| body.to_string())
+    Some((head.split(' ').nth(1)?.to_string(), body.to_string()))
 }
 
 fn reloads(port: u16) -> Option<Reloads> {
@@ -314,6 +325,9 @@ fn sighup_takes_new_timings_live_refuses_a_broken_file_and_a_one_sided_shared_ch
     );
     let a = reloads(pa).expect("reloads");
     assert_eq!(a.last, a.last_applied);
+    // A refusal may quote the file: the reloads are shown only with the right.
+    let (code, _) = get_as(pa, "/api/v1/reload", None).expect("an answer");
+    assert_eq!(code, "401");
     assert!(configuration(pa).is_some_and(|r| r.reason.is_none()));
     watch.nothing_moved();
 }

@@ -110,13 +110,10 @@ impl Reloader {
             Err(e) => {
                 let error = format!("{e:#}");
                 tracing::error!(%file, %by, %error, "configuration reload refused: the running configuration is kept");
-                self.alarms.raise(
-                    Severity::Error,
-                    "config_reload_refused",
-                    format!(
-                        "Configuration reload refused, the running configuration is kept: {error}"
-                    ),
-                );
+                // The event log is readable without a token: it names the keys, never the text
+                // (a syntax error quotes its line, which may hold a secret).
+                self.alarms
+                    .raise(Severity::Error, "config_reload_refused", refusal(&error));
                 Reload {
                     at,
                     by,
@@ -174,6 +171,25 @@ impl duet_api::Reloader for Reloader {
     fn reloads(&self) -> Reloads {
         lock(&self.reloads).clone()
     }
+}
+
+/// The event log's line for a refused reload: the keys the errors name (each error line is
+/// `<key>: <message>`), not the messages.
+fn refusal(error: &str) -> String {
+    let mut keys: Vec<&str> = error
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(": ").map(|(key, _)| key.trim()))
+        .collect();
+    keys.dedup();
+    let what = if keys.is_empty() {
+        "the file could not be read".to_string()
+    } else {
+        format!("errors at {}", keys.join(", "))
+    };
+    format!(
+        "Configuration reload refused, the running configuration is kept: {what} (the messages: the agent's log, GET /api/v1/reload)"
+    )
 }
 
 /// The event log's line for a reload taken.
@@ -272,6 +288,21 @@ mod tests {
             ["api.token[0].rights", "nats", "vip[0].address"]
         );
         assert!(other_sections(&started, &started).is_empty());
+    }
+
+    #[test]
+    fn a_refusal_names_the_keys_but_not_the_lines_they_quote() {
+        let error = "invalid configuration /etc/duet/duet.toml:\n(top level): TOML parse error at line 3, column 12 | 3 | pair_key = \"s3cret | ^ unterminated string\nheartbeat[0].interval: \"fast\" is not a duration";
+        let line = refusal(error);
+        assert_eq!(
+            line,
+            "Configuration reload refused, the running configuration is kept: errors at (top level), heartbeat[0].interval (the messages: the agent's log, GET /api/v1/reload)"
+        );
+        assert!(!line.contains("s3cret"));
+        assert!(
+            refusal("failed to read duet.toml: No such file or directory")
+                .contains("the file could not be read")
+        );
     }
 
     #[test]

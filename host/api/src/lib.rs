@@ -11,8 +11,8 @@
 //! - `GET /api/v1/events`: the event log, paged and filtered; `POST /api/v1/events`: an
 //!   application posts events (token with the right `events`). See `events`.
 //! - `GET /api/v1/reload`: the last configuration reload (taken or refused) and the last one
-//!   taken; `POST /api/v1/reload`: reload the configuration file now (token with the right
-//!   `reload`), answering with the outcome.
+//!   taken; `POST /api/v1/reload`: reload the configuration file now, answering with the
+//!   outcome. Both need a token with the right `reload`.
 //! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the decision
 //!   loop keeps its pulse, 503 when it is late or fenced.
 
@@ -350,7 +350,12 @@ async fn session(State(config): State<Arc<ApiConfig>>, headers: HeaderMap) -> Re
     }
 }
 
-async fn reloads(State(api): State<Api>) -> Response {
+/// The reloads so far, for a token with the right `reload`: a refusal quotes the file (a
+/// syntax error its line, which may hold a secret).
+async fn reloads(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Err(response) = authorize(&api, &headers, Right::Reload, "reloads") {
+        return *response;
+    }
     match &api.reloader {
         Some(reloader) => Json(reloader.reloads()).into_response(),
         None => not_reloadable(),
