@@ -369,10 +369,19 @@ async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
         Ok(by) => by,
         Err(response) => return *response,
     };
-    let Some(reloader) = &api.reloader else {
+    let Some(reloader) = api.reloader.clone() else {
         return not_reloadable();
     };
-    let outcome = reloader.reload(by).await;
+    // A task of its own: a client that hangs up does not cut a reload short.
+    let outcome = match tokio::spawn(async move { reloader.reload(by).await }).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the reload failed: {e}"),
+            );
+        }
+    };
     let status = if outcome.error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
