@@ -283,6 +283,7 @@ fn sighup_takes_new_timings_live_refuses_a_broken_file_and_a_one_sided_shared_ch
         .and_then(|l| l.error.clone())
         .expect("an error");
     assert!(error.contains("heartbeat[0].interval"), "{error}");
+    assert_eq!(metric(pa, "duet_config_reload_refused", ""), 1);
     assert_eq!(
         a.last_applied.expect("the earlier reload").applied,
         ["heartbeat[0].interval"]
@@ -325,6 +326,8 @@ fn sighup_takes_new_timings_live_refuses_a_broken_file_and_a_one_sided_shared_ch
     );
     let a = reloads(pa).expect("reloads");
     assert_eq!(a.last, a.last_applied);
+    assert_eq!(metric(pa, "duet_config_reload_refused", ""), 0);
+    assert_eq!(metric(pa, "duet_config_restart_pending", ""), 1);
     // A refusal may quote the file: the reloads are shown only with the right.
     let (code, _) = get_as(pa, "/api/v1/reload", None).expect("an answer");
     assert_eq!(code, "401");

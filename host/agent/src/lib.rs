@@ -152,7 +152,7 @@ pub async fn run(
         let alarms: Arc<dyn Alarms> = agent.events.clone();
         let (reloader, requests) = reload::Reloader::new(from, agent.kernel.clone(), alarms);
         tasks.spawn(reloader.clone().serve(requests, stop.clone()));
-        reloader as Arc<dyn duet_api::Reloader>
+        reloader
     });
     if let Some(listener) = api_listener {
         tasks.spawn(duet_api::serve(listener, agent.api(reloader), stop.clone()));
@@ -322,7 +322,15 @@ async fn bind_api(
 
 impl Agent {
     /// What the API serves from.
-    fn api(&self, reloader: Option<Arc<dyn duet_api::Reloader>>) -> duet_api::Api {
+    fn api(&self, reloader: Option<Arc<reload::Reloader>>) -> duet_api::Api {
+        let agent = self.config.kernel.agent.name.clone();
+        let mut more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>> = vec![{
+            let (plugins, agent) = (self.plugins.clone(), agent.clone());
+            Arc::new(move || plugins.metrics(&agent))
+        }];
+        if let Some(reloader) = reloader.clone() {
+            more_metrics.push(Arc::new(move || reloader.metrics(&agent)));
+        }
         duet_api::Api {
             kernel: self.kernel.clone(),
             events: self.events.clone(),
@@ -330,12 +338,8 @@ impl Agent {
             config: Arc::new(self.config.api.clone()),
             web: self.config.web,
             connections: Arc::default(),
-            more_metrics: vec![{
-                let (plugins, agent) =
-                    (self.plugins.clone(), self.config.kernel.agent.name.clone());
-                Arc::new(move || plugins.metrics(&agent))
-            }],
-            reloader,
+            more_metrics,
+            reloader: reloader.map(|r| r as Arc<dyn duet_api::Reloader>),
         }
     }
 

@@ -160,6 +160,25 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// `/metrics`: whether the last reload was refused, and how many changed settings wait for
+    /// a restart (as of the last reload taken). `agent` is a validated name (no quoting needed).
+    pub(crate) fn metrics(&self, agent: &str) -> String {
+        let reloads = lock(&self.reloads);
+        let refused = reloads.last.as_ref().is_some_and(|r| r.error.is_some());
+        let pending = reloads.last_applied.as_ref().map_or(0, |r| r.restart.len());
+        format!(
+            "# HELP duet_config_reload_refused 1 when the last configuration reload was refused (the running configuration was kept).\n\
+             # TYPE duet_config_reload_refused gauge\n\
+             duet_config_reload_refused{{agent=\"{agent}\"}} {}\n\
+             # HELP duet_config_restart_pending Changed settings that wait for a restart, as of the last reload taken.\n\
+             # TYPE duet_config_restart_pending gauge\n\
+             duet_config_restart_pending{{agent=\"{agent}\"}} {pending}\n",
+            u8::from(refused)
+        )
+    }
+}
+
 impl duet_api::Reloader for Reloader {
     fn reload(
         &self,

@@ -709,7 +709,7 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream, handshake: Duration)
         return Ended::Closed(e.to_string());
     }
     let mut session = Session::with_keys(key, their_key, &ours, &theirs, false);
-    let idle = idle_timeout(&kernel.config);
+    let idle = idle_timeout(&kernel.live_config());
     // A hello can be replayed by anyone who recorded one; only a data frame proves the key.
     // Until then the connection gets as little time as before its hello.
     let mut authenticated = false;
