@@ -18,6 +18,8 @@ pub struct Args {
 
 impl Args {
     pub async fn execute(self) -> anyhow::Result<u8> {
+        // Caught from the start: SIGHUP's default action would end the agent.
+        let reloads = on_sighup()?;
         let (mut config, text) = duet_host::config::read(&self.config)?;
         let core = self.core;
         let adjust = move |config: &mut duet_host::Config| {
@@ -38,7 +40,7 @@ impl Args {
                 path: self.config,
                 text,
                 adjust: Box::new(adjust),
-                requests: on_sighup()?,
+                requests: reloads,
             }),
             ..duet_host::RunOptions::default()
         };
@@ -47,7 +49,8 @@ impl Args {
     }
 }
 
-/// A reload request on each SIGHUP (a few may wait; more in a burst are one reload).
+/// A reload request on each SIGHUP (one waits while a reload runs; more in a burst are
+/// folded into it).
 fn on_sighup() -> anyhow::Result<tokio::sync::mpsc::Receiver<String>> {
     use anyhow::Context as _;
     use tokio::signal::unix::{SignalKind, signal};
