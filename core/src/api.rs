@@ -183,6 +183,34 @@ pub struct CommandAccepted {
     pub by: String,
 }
 
+/// One reload of the configuration file (SIGHUP, `duet reload`): what it changed, or why it
+/// was refused (the running configuration is then kept, unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct Reload {
+    /// When it was asked, by this agent's clock.
+    pub at: TimestampMs,
+    /// Who asked: `SIGHUP`, or the name of the API token.
+    pub by: String,
+    /// Why the file was refused, naming the key (a syntax or validation error); none when it
+    /// was taken.
+    pub error: Option<String>,
+    /// Settings that changed and were taken, by key path (they apply at the next tick).
+    pub applied: Vec<String>,
+    /// Settings that differ from the running ones and wait for a restart, by key path.
+    pub restart: Vec<String>,
+}
+
+/// What `GET /api/v1/reload` returns: the last reload, and the last one taken.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct Reloads {
+    /// The last reload, taken or refused; none since start.
+    pub last: Option<Reload>,
+    /// The last reload taken: its `restart` keys still wait for a restart.
+    pub last_applied: Option<Reload>,
+}
+
 /// The body of every API error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]

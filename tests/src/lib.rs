@@ -33,6 +33,9 @@
 //! - `rows`: Status rows from real probes: NATS through a real nats-server (stop/start, buddy
 //!   killed, endpoints files edited, garbled, a directory), RTE Count over a hanging probe, NIC
 //!   rows from `ip link set down/up` in a namespace, Configuration Invalid naming the key.
+//! - `reload`: configuration reload in a running pair (SIGHUP, `duet reload`): heartbeat
+//!   timings taken live, a broken file refused, a one-sided shared change shown on both
+//!   without a move, the pair key rotated in three reloads while the pair keeps talking.
 //! - `cli`: the `duet` binary: `check-config`, `--version`, a two-agent pair and `duet status`.
 //! - `dbsync`: the event log forwarded between two real agents through kills and a switch
 //!   (100,000 events), the spool surviving kill -9, the DB Sync rows, the Database row
@@ -87,6 +90,8 @@ mod pcap_detect;
 mod peer_link;
 #[cfg(test)]
 mod plugins;
+#[cfg(test)]
+mod reload;
 #[cfg(test)]
 mod rows;
 #[cfg(test)]

@@ -527,6 +527,13 @@ fn the_package_ships_a_verified_hardened_unit_and_a_template_that_refuses_to_sta
             .args(["-rn", "/usr/lib/systemd/system/."])
             .arg(root.join("usr/lib/systemd/system")),
     );
+    // ExecReload's /bin/kill, from procps (a dependency of the package).
+    std::fs::create_dir_all(root.join("bin")).expect("bin");
+    crate::support::output(
+        Command::new("cp")
+            .args(["-n", "/bin/kill"])
+            .arg(root.join("bin/kill")),
+    );
     let unit_path = root.join("usr/lib/systemd/system/duet.service");
     let out = Command::new("systemd-analyze")
         .arg("verify")

@@ -117,7 +117,7 @@ pub fn run(root: &Path, check: bool) -> anyhow::Result<()> {
     }
     let first = agents[0].port;
     println!(
-        "API token \"demo\" (rights switch, force_online, mode, events): {token}\n\
+        "API token \"demo\" (rights switch, force_online, mode, events, reload): {token}\n\
          sign in with it on the web UI to try every button, or:\n  \
          DUET_TOKEN={token} {} switch --api 127.0.0.1:{first}",
         duet.display()
@@ -160,7 +160,7 @@ fn ports_free(agents: &[Agent]) -> anyhow::Result<()> {
 fn demo_token(duet: &Path) -> anyhow::Result<(String, String)> {
     let out = Command::new(duet)
         .args(["token", "new", "demo", "--rights"])
-        .arg("switch,force_online,mode,events")
+        .arg("switch,force_online,mode,events,reload")
         .output()
         .context("failed to run duet token new")?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -67,13 +67,20 @@ impl Config {
 
 /// Reads and validates a configuration file; relative paths are taken from its folder.
 pub fn load(path: &Path) -> anyhow::Result<Config> {
+    read(path).map(|(config, _)| config)
+}
+
+/// Reads and validates a configuration file, and returns its text too (a reload compares the
+/// sections it does not take live as written).
+pub fn read(path: &Path) -> anyhow::Result<(Config, String)> {
     let bytes = std::fs::read(path)
         .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
     let text = utf8(bytes)
         .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base)
-        .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))
+    let config = parse(&text, base)
+        .map_err(|e| anyhow::anyhow!("invalid configuration {}:\n{e}", path.display()))?;
+    Ok((config, text))
 }
 
 /// The file's text; a file that is not UTF-8 is refused naming the line and column of the

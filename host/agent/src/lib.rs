@@ -2,6 +2,8 @@
 //! knows them all (and the `duet` binary, which runs it):
 //!
 //! - [`config`]: the configuration file, each section validated by the crate that owns it.
+//! - [`reload`]: the configuration file reloaded into the running agent (SIGHUP, `duet
+//!   reload`): the kernel takes what it can live, the rest is named as waiting for a restart.
 //! - [`notify`]: systemd's notify protocol (READY, STATUS, STOPPING, the watchdog fed by the
 //!   decision loop's pulse) when run as a `Type=notify` service.
 //! - [`run`]: builds the kernel ([`duet_kernel`]) with what the capabilities show it
@@ -21,6 +23,7 @@
 
 pub mod config;
 pub mod notify;
+pub mod reload;
 mod surroundings;
 mod witness;
 
@@ -86,6 +89,8 @@ pub struct RunOptions {
     /// fence (the simulation: many agents on one paused runtime, where the real clock says
     /// nothing about them).
     pub shared_runtime: bool,
+    /// The configuration file to reload on request (SIGHUP, the API); none: no reloads.
+    pub reload: Option<reload::ReloadFrom>,
 }
 
 /// The capabilities of one agent, built before anything runs.
@@ -143,8 +148,14 @@ pub async fn run(
     // The API keeps serving during the handover, so the buddy sees it.
     let stop = agent.kernel.stop().clone();
     let mut tasks = JoinSet::new();
+    let reloader = options.reload.map(|from| {
+        let alarms: Arc<dyn Alarms> = agent.events.clone();
+        let (reloader, requests) = reload::Reloader::new(from, agent.kernel.clone(), alarms);
+        tasks.spawn(reloader.clone().serve(requests, stop.clone()));
+        reloader
+    });
     if let Some(listener) = api_listener {
-        tasks.spawn(duet_api::serve(listener, agent.api(), stop.clone()));
+        tasks.spawn(duet_api::serve(listener, agent.api(reloader), stop.clone()));
     }
     agent.spawn_capabilities(&mut tasks, options.core_events, options.no_events, &stop)?;
     if let Some(notifier) = notify::Notifier::from_env() {
@@ -311,7 +322,15 @@ async fn bind_api(
 
 impl Agent {
     /// What the API serves from.
-    fn api(&self) -> duet_api::Api {
+    fn api(&self, reloader: Option<Arc<reload::Reloader>>) -> duet_api::Api {
+        let agent = self.config.kernel.agent.name.clone();
+        let mut more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>> = vec![{
+            let (plugins, agent) = (self.plugins.clone(), agent.clone());
+            Arc::new(move || plugins.metrics(&agent))
+        }];
+        if let Some(reloader) = reloader.clone() {
+            more_metrics.push(Arc::new(move || reloader.metrics(&agent)));
+        }
         duet_api::Api {
             kernel: self.kernel.clone(),
             events: self.events.clone(),
@@ -319,11 +338,8 @@ impl Agent {
             config: Arc::new(self.config.api.clone()),
             web: self.config.web,
             connections: Arc::default(),
-            more_metrics: vec![{
-                let (plugins, agent) =
-                    (self.plugins.clone(), self.config.kernel.agent.name.clone());
-                Arc::new(move || plugins.metrics(&agent))
-            }],
+            more_metrics,
+            reloader: reloader.map(|r| r as Arc<dyn duet_api::Reloader>),
         }
     }
 

@@ -78,6 +78,8 @@ pub enum Right {
     Mode,
     /// `POST /api/v1/events`: post events into the event log.
     Events,
+    /// `POST /api/v1/reload`: reload the configuration file.
+    Reload,
 }
 
 /// The web UI's settings.

@@ -10,6 +10,9 @@
 //! - `GET /api/v1/session`: the name and rights of the presented token (the web UI's sign-in).
 //! - `GET /api/v1/events`: the event log, paged and filtered; `POST /api/v1/events`: an
 //!   application posts events (token with the right `events`). See `events`.
+//! - `GET /api/v1/reload`: the last configuration reload (taken or refused) and the last one
+//!   taken; `POST /api/v1/reload`: reload the configuration file now, answering with the
+//!   outcome. Both need a token with the right `reload`.
 //! - `GET /metrics`: Prometheus text format. `GET /healthz`: 200 while the decision
 //!   loop keeps its pulse, 503 when it is late or fenced.
 
@@ -35,7 +38,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use duet_core::api::{
-    AgentInfo, ApiError, CommandAccepted, History, Overview, PairInfo, Session, Status,
+    AgentInfo, ApiError, CommandAccepted, History, Overview, PairInfo, Reload, Reloads, Session,
+    Status,
 };
 use duet_core::{Command, Mode, OperatorCommand};
 use futures_util::Stream;
@@ -63,6 +67,20 @@ pub struct Api {
     /// More of `/metrics` from capabilities beside the kernel (the plugins'), in Prometheus
     /// text format, already labelled with the agent.
     pub more_metrics: Vec<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Reloads the configuration file; none when the agent was not started from one.
+    pub reloader: Option<Arc<dyn Reloader>>,
+}
+
+/// Reloads the agent's configuration file: its owner reads and validates the file, and hands
+/// what changed to the capabilities that take it live.
+pub trait Reloader: Send + Sync {
+    /// Reloads now (`by`: who asked); the outcome.
+    fn reload(
+        &self,
+        by: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reload> + Send + '_>>;
+    /// The reloads so far.
+    fn reloads(&self) -> Reloads;
 }
 
 impl FromRef<Api> for Arc<Kernel> {
@@ -102,6 +120,7 @@ pub async fn serve(
         .route("/api/v1/commands/mode", post(mode))
         .route("/api/v1/pair", get(pair))
         .route("/api/v1/session", get(session))
+        .route("/api/v1/reload", get(reloads).post(reload))
         .route(
             "/api/v1/events",
             get(crate::events::list).post(crate::events::post),
@@ -314,6 +333,7 @@ async fn session(State(config): State<Arc<ApiConfig>>, headers: HeaderMap) -> Re
                         Right::ForceOnline => "force_online",
                         Right::Mode => "mode",
                         Right::Events => "events",
+                        Right::Reload => "reload",
                     }
                     .to_string()
                 })
@@ -328,6 +348,53 @@ async fn session(State(config): State<Arc<ApiConfig>>, headers: HeaderMap) -> Re
             response
         }
     }
+}
+
+/// The reloads so far, for a token with the right `reload`: a refusal quotes the file (a
+/// syntax error its line, which may hold a secret).
+async fn reloads(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Err(response) = authorize(&api, &headers, Right::Reload, "reloads") {
+        return *response;
+    }
+    match &api.reloader {
+        Some(reloader) => Json(reloader.reloads()).into_response(),
+        None => not_reloadable(),
+    }
+}
+
+/// Reloads the configuration file: 200 with what changed, 422 with the error when the file
+/// was refused (the running configuration is kept).
+async fn reload(State(api): State<Api>, headers: HeaderMap) -> Response {
+    let by = match authorize(&api, &headers, Right::Reload, "reload") {
+        Ok(by) => by,
+        Err(response) => return *response,
+    };
+    let Some(reloader) = api.reloader.clone() else {
+        return not_reloadable();
+    };
+    // A task of its own: a client that hangs up does not cut a reload short.
+    let outcome = match tokio::spawn(async move { reloader.reload(by).await }).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the reload failed: {e}"),
+            );
+        }
+    };
+    let status = if outcome.error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(outcome)).into_response()
+}
+
+fn not_reloadable() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this agent was not started from a configuration file: nothing to reload".into(),
+    )
 }
 
 async fn openapi() -> Response {

@@ -19,8 +19,9 @@ pub struct Pulse {
     /// The last gap between two completed ticks, and the largest since start (ms).
     gap: AtomicU64,
     max_gap: AtomicU64,
-    /// Silence longer than this is late (ms); `u64::MAX`: never (fencing off).
-    bound: u64,
+    /// Silence longer than this is late (ms); `u64::MAX`: never (fencing off). Changed by a
+    /// configuration reload ([`Pulse::set_bound`]).
+    bound: AtomicU64,
 }
 
 impl Pulse {
@@ -33,8 +34,22 @@ impl Pulse {
             alive: AtomicU64::new(0),
             gap: AtomicU64::new(0),
             max_gap: AtomicU64::new(0),
-            bound: bound.map_or(u64::MAX, crate::millis),
+            bound: AtomicU64::new(bound.map_or(u64::MAX, crate::millis)),
         }
+    }
+
+    fn bound_ms(&self) -> u64 {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    /// A new bound (the heartbeats' timings were reloaded); nothing when fencing is off.
+    pub fn set_bound(&self, bound: Duration) {
+        let ms = crate::millis(bound).min(u64::MAX - 1);
+        let _ = self
+            .bound
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b != u64::MAX).then_some(ms)
+            });
     }
 
     fn elapsed(&self) -> u64 {
@@ -69,17 +84,19 @@ impl Pulse {
     /// at most its length plus a tenth), at least every millisecond, at most every `tick`;
     /// `None` with fencing off.
     pub fn idle_period(&self, tick: Duration) -> Option<Duration> {
-        (self.bound != u64::MAX).then(|| Duration::from_millis((self.bound / 10).max(1)).min(tick))
+        let bound = self.bound_ms();
+        (bound != u64::MAX).then(|| Duration::from_millis((bound / 10).max(1)).min(tick))
     }
 
     /// Silent past the bound.
     pub fn late(&self) -> bool {
-        crate::millis(self.silence()) > self.bound
+        crate::millis(self.silence()) > self.bound_ms()
     }
 
     /// The bound, if fencing is on.
     pub fn bound(&self) -> Option<Duration> {
-        (self.bound != u64::MAX).then(|| Duration::from_millis(self.bound))
+        let bound = self.bound_ms();
+        (bound != u64::MAX).then(|| Duration::from_millis(bound))
     }
 
     /// The last gap between two completed ticks.
@@ -147,5 +164,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(!pulse.late());
         assert_eq!(pulse.bound(), None);
+        pulse.set_bound(Duration::from_millis(1));
+        assert_eq!(pulse.bound(), None, "a reload does not turn fencing on");
+    }
+
+    #[test]
+    fn a_reloaded_bound_takes_effect_at_once() {
+        let pulse = Pulse::new(Some(Duration::from_secs(60)));
+        pulse.beat();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!pulse.late());
+        pulse.set_bound(Duration::from_millis(10));
+        assert_eq!(pulse.bound(), Some(Duration::from_millis(10)));
+        assert!(pulse.late(), "20 ms of silence past the new 10 ms bound");
     }
 }

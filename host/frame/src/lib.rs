@@ -50,7 +50,7 @@ pub enum FrameError {
 }
 
 /// The pair key shared by both agents' configuration.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PairKey(Vec<u8>);
 
 impl PairKey {
@@ -106,6 +106,24 @@ impl Hello {
         out
     }
 
+    /// Checks a hello frame against each of `keys` (during a key rotation an agent accepts
+    /// two), returning the hello and the key it was sealed with: the session's frames from
+    /// its sender are checked with that key.
+    pub fn open_any<'k>(
+        keys: &'k [PairKey],
+        frame: &[u8],
+    ) -> Result<(Hello, &'k PairKey), FrameError> {
+        for key in keys {
+            match Hello::open(key, frame) {
+                Ok(hello) => return Ok((hello, key)),
+                // Only a wrong key is worth another try: anything else fails the same way.
+                Err(FrameError::BadMac) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(FrameError::BadMac)
+    }
+
     /// Checks and reads a hello frame.
     pub fn open(key: &PairKey, frame: &[u8]) -> Result<Hello, FrameError> {
         let body = header(frame, KIND_HELLO)?;
@@ -134,9 +152,13 @@ impl Hello {
     }
 }
 
-/// One connection's authenticated channel, after both hellos.
+/// One connection's authenticated channel, after both hellos. Each side seals with its own
+/// signing key and checks the other's frames with the key that opened the other's hello, so
+/// the two may differ while a pair rotates its key.
 pub struct Session {
     key: PairKey,
+    /// The key the other side seals with.
+    theirs: PairKey,
     id: [u8; 32],
     /// This side's direction byte (the initiator sends 0, the responder 1).
     direction: u8,
@@ -147,6 +169,18 @@ pub struct Session {
 impl Session {
     /// The session of a connection: `initiator` is true on the side that connected.
     pub fn new(key: PairKey, ours: &Hello, theirs: &Hello, initiator: bool) -> Self {
+        Session::with_keys(key.clone(), key, ours, theirs, initiator)
+    }
+
+    /// A session sealing with `key` and checking with `their_key` (the key that opened the
+    /// other side's hello: [`Hello::open_any`]).
+    pub fn with_keys(
+        key: PairKey,
+        their_key: PairKey,
+        ours: &Hello,
+        theirs: &Hello,
+        initiator: bool,
+    ) -> Self {
         let (first, second) = if initiator {
             (ours, theirs)
         } else {
@@ -157,11 +191,17 @@ impl Session {
         id.update(second.nonce);
         Session {
             key,
+            theirs: their_key,
             id: id.finalize().into(),
             direction: u8::from(!initiator),
             next_send: 1,
             last_received: 0,
         }
+    }
+
+    /// The key this side seals with and the key the other side's frames are checked with.
+    pub fn keys(&self) -> (&PairKey, &PairKey) {
+        (&self.key, &self.theirs)
     }
 
     /// Seals a payload into the next data frame.
@@ -195,7 +235,7 @@ impl Session {
             return Err(FrameError::Malformed("length does not match"));
         }
         let signed = &frame[..frame.len() - MAC_LEN];
-        let mut mac = self.key.mac();
+        let mut mac = self.theirs.mac();
         mac.update(&self.id);
         mac.update(&[1 - self.direction]);
         mac.update(signed);
@@ -394,6 +434,32 @@ mod tests {
         );
         let (mut a, mut b) = pair(b"right", b"wrong");
         assert_eq!(b.open(&a.seal(b"x").unwrap()), Err(FrameError::BadMac));
+    }
+
+    #[test]
+    fn during_a_rotation_each_side_seals_with_its_key_and_checks_with_the_one_it_accepted() {
+        let (old, new) = (PairKey::new(b"old-key"), PairKey::new(b"new-key"));
+        let (ha, hb) = (Hello::new("a").unwrap(), Hello::new("b").unwrap());
+        // a already signs with the new key, b still with the old; both accept both.
+        let accepted = [old.clone(), new.clone()];
+        let (from_a, key_a) = Hello::open_any(&accepted, &ha.seal(&new)).unwrap();
+        let (from_b, key_b) = Hello::open_any(&accepted, &hb.seal(&old)).unwrap();
+        assert_eq!((&from_a, key_a), (&ha, &new));
+        assert_eq!((&from_b, key_b), (&hb, &old));
+        let mut a = Session::with_keys(new.clone(), key_b.clone(), &ha, &from_b, true);
+        let mut b = Session::with_keys(old.clone(), key_a.clone(), &hb, &from_a, false);
+        assert_eq!(b.open(&a.seal(b"report").unwrap()).unwrap(), b"report");
+        assert_eq!(a.open(&b.seal(b"answer").unwrap()).unwrap(), b"answer");
+        // Once b dropped the old key, a hello sealed with it opens no more.
+        assert_eq!(
+            Hello::open_any(std::slice::from_ref(&new), &hb.seal(&old)),
+            Err(FrameError::BadMac)
+        );
+        assert_eq!(
+            Hello::open_any(&accepted, b"DUET\x09\x01"),
+            Err(FrameError::Version(9)),
+            "not a key problem: no other key is tried"
+        );
     }
 
     #[test]

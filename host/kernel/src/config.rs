@@ -43,8 +43,12 @@ pub struct BuddyConfig {
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub listen: SocketAddr,
-    /// The secret both agents share; frames are authenticated with it (HMAC-SHA256).
+    /// The secret both agents share; frames are authenticated with it (HMAC-SHA256). This
+    /// agent seals with it.
     pub pair_key: Vec<u8>,
+    /// A second key accepted from the buddy but never sealed with: the new or the old key
+    /// while the pair rotates its key (docs/peer-link.md).
+    pub accepted_pair_key: Option<Vec<u8>>,
 }
 
 /// The sync connection: a dedicated path to the buddy's peer port (ideally a direct link).
@@ -258,6 +262,8 @@ pub struct RawPeer {
     pub listen: String,
     pub pair_key: Option<String>,
     pub pair_key_file: Option<PathBuf>,
+    pub accepted_pair_key: Option<String>,
+    pub accepted_pair_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -408,38 +414,59 @@ pub fn socket_address(errors: &mut Errors, path: &str, value: &str, example: &st
 }
 
 fn peer(raw: &RawPeer, base: &Path, errors: &mut Errors) -> PeerConfig {
+    let pair_key = secret(
+        errors,
+        base,
+        ("peer.pair_key", raw.pair_key.as_deref()),
+        ("peer.pair_key_file", raw.pair_key_file.as_ref()),
+    )
+    .unwrap_or_else(|| {
+        errors.error("peer", "a pair key is required: set pair_key_file (or pair_key) to the same secret on both agents, e.g. the output of `openssl rand -hex 32`");
+        Vec::new()
+    });
+    let accepted_pair_key = secret(
+        errors,
+        base,
+        ("peer.accepted_pair_key", raw.accepted_pair_key.as_deref()),
+        (
+            "peer.accepted_pair_key_file",
+            raw.accepted_pair_key_file.as_ref(),
+        ),
+    );
     PeerConfig {
         listen: socket_address(errors, "peer.listen", &raw.listen, "10.0.0.1:7201"),
-        pair_key: pair_key(raw, base, errors),
+        // The same key twice is one key: sessions and reloads compare the set.
+        accepted_pair_key: accepted_pair_key.filter(|k| *k != pair_key),
+        pair_key,
     }
 }
 
-/// The pair key: exactly one of `peer.pair_key` and `peer.pair_key_file`, 16 bytes or more.
-fn pair_key(raw: &RawPeer, base: &Path, errors: &mut Errors) -> Vec<u8> {
-    let (path, key) = match (&raw.pair_key, &raw.pair_key_file) {
-        (Some(key), None) => ("peer.pair_key", key.as_bytes().to_vec()),
+/// A key given inline or in a file (exactly one of the two), 16 bytes or more; `None` when
+/// neither is set (or it is unusable, with the error recorded).
+fn secret(
+    errors: &mut Errors,
+    base: &Path,
+    (inline, value): (&str, Option<&str>),
+    (in_file, file): (&str, Option<&PathBuf>),
+) -> Option<Vec<u8>> {
+    let (path, key) = match (value, file) {
+        (Some(key), None) => (inline, key.as_bytes().to_vec()),
         (None, Some(file)) => {
             let file = relative_to(base, file.clone());
             match std::fs::read(&file) {
                 // A trailing newline from `echo` or an editor is not part of the key.
-                Ok(bytes) => ("peer.pair_key_file", bytes.trim_ascii_end().to_vec()),
+                Ok(bytes) => (in_file, bytes.trim_ascii_end().to_vec()),
                 Err(e) => {
-                    errors.error(
-                        "peer.pair_key_file",
-                        format!("cannot read {}: {e}", file.display()),
-                    );
-                    return Vec::new();
+                    errors.error(in_file, format!("cannot read {}: {e}", file.display()));
+                    return None;
                 }
             }
         }
         (Some(_), Some(_)) => {
-            errors.error("peer.pair_key", "give pair_key or pair_key_file, not both");
-            return Vec::new();
+            errors.error(inline, format!("give {inline} or {in_file}, not both"));
+            return None;
         }
-        (None, None) => {
-            errors.error("peer", "a pair key is required: set pair_key_file (or pair_key) to the same secret on both agents, e.g. the output of `openssl rand -hex 32`");
-            return Vec::new();
-        }
+        (None, None) => return None,
     };
     if key.len() < MIN_PAIR_KEY {
         errors.error(
@@ -447,7 +474,7 @@ fn pair_key(raw: &RawPeer, base: &Path, errors: &mut Errors) -> Vec<u8> {
             format!("the pair key is {} bytes: use at least {MIN_PAIR_KEY} (e.g. `openssl rand -hex 32`)", key.len()),
         );
     }
-    key
+    Some(key)
 }
 
 fn core(raw: RawCore, base: &Path, errors: &mut Errors) -> CoreConfig {

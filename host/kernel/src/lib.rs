@@ -9,6 +9,8 @@
 //!   agents exchange [`PeerReport`]s: state, Status column, go-offline request and answer.
 //! - [`failover_log`] and [`state_file`]: the failover log and the remembered state.
 //! - [`configuration`]: the Configuration row (the pair's shared settings compared).
+//! - [`reload`]: which settings a configuration reload changes while the kernel runs
+//!   ([`Kernel::reload`]); the tick loop applies them at a tick boundary.
 //! - [`decision`]: the decision path's own threads, at raised priority; [`fence`]: the agent
 //!   whose loop stalls past what its buddy tolerates fences itself.
 //! - [`witness`]: the witness gate — the pair's lease as a client outside the kernel sees it
@@ -28,6 +30,7 @@ pub mod fence;
 pub mod net;
 mod paths;
 pub mod peer;
+pub mod reload;
 mod report;
 mod requests;
 pub mod state_file;
@@ -140,7 +143,12 @@ pub struct Counters {
 /// The kernel of one agent: its paths to the buddy, the buddy's last report, the decisions.
 /// Its state is its own; others read it through the methods below.
 pub struct Kernel {
+    /// The settings as started; those that change live are read from `live`.
     config: KernelConfig,
+    /// The settings in force: published by the tick loop when it applied a reload.
+    live: watch::Sender<Arc<KernelConfig>>,
+    /// The newest reloaded settings, for the tick loop to apply at its next tick.
+    proposed: watch::Sender<Arc<KernelConfig>>,
     watchdog_config: WatchdogConfig,
     started_at: TimestampMs,
     clock: Clock,
@@ -209,7 +217,10 @@ impl Kernel {
         }
         let first = first_report(&config, remembered, now)?;
         let (commands, command_rx) = mpsc::channel(16);
+        let live = Arc::new(config.clone());
         Ok(Arc::new(Kernel {
+            live: watch::Sender::new(live.clone()),
+            proposed: watch::Sender::new(live),
             started_at: now,
             commands,
             command_rx: Mutex::new(Some(command_rx)),
@@ -303,9 +314,38 @@ impl Kernel {
         Ok(())
     }
 
-    /// The kernel's settings.
+    /// The kernel's settings as started. Those a reload changes ([`reload`]):
+    /// [`Kernel::live_config`].
     pub fn config(&self) -> &KernelConfig {
         &self.config
+    }
+
+    /// The settings in force: as started, with what reloads changed since, once the tick loop
+    /// applied them.
+    pub fn live_config(&self) -> Arc<KernelConfig> {
+        self.live.borrow().clone()
+    }
+
+    /// Takes the live settings of a new, validated configuration ([`reload::merge`]); the tick
+    /// loop applies them at its next tick. Returns what differs from the running settings:
+    /// taken, or waiting for a restart. Never waits.
+    pub fn reload(&self, new: &KernelConfig) -> reload::Changes {
+        let running = self.proposed.borrow().clone();
+        let (merged, changes) = reload::merge(&running, new);
+        if !changes.applied.is_empty() {
+            self.proposed.send_replace(Arc::new(merged));
+            self.changed.notify_one();
+        }
+        changes
+    }
+
+    /// Waits, at most `within`, until the tick loop applied the newest reloaded settings (they
+    /// are then in force: the next attempt of each path uses them); whether it did.
+    pub async fn reloaded(&self, within: std::time::Duration) -> bool {
+        let newest = self.proposed.borrow().clone();
+        let mut live = self.live.subscribe();
+        let applied = live.wait_for(|c| Arc::ptr_eq(c, &newest));
+        matches!(tokio::time::timeout(within, applied).await, Ok(Ok(_)))
     }
 
     /// The agent's clock.

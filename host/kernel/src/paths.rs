@@ -146,7 +146,7 @@ pub(crate) fn record(kernel: &Kernel, slot: Slot, attempt: Attempt, now: Timesta
 pub(crate) async fn icmp(
     kernel: Arc<Kernel>,
     index: usize,
-    hb: HeartbeatConfig,
+    mut hb: HeartbeatConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let target: std::net::IpAddr = hb
@@ -162,6 +162,21 @@ pub(crate) async fn icmp(
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             _ = interval.tick() => {}
+        }
+        // Reloaded timings apply from the next attempt (a new timeout takes a new socket).
+        if let Some(live) = kernel.live_config().heartbeats.get(index) {
+            if live.timeout != hb.timeout {
+                hb.timeout = live.timeout;
+                icmp = None;
+            }
+            if live.interval != hb.interval {
+                hb.interval = live.interval;
+                interval = tokio::time::interval_at(
+                    tokio::time::Instant::now() + hb.interval,
+                    hb.interval,
+                );
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
         }
         let now = kernel.clock.now();
         if icmp.is_none() {

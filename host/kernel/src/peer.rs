@@ -217,7 +217,45 @@ enum PathError {
     WrongAgent(String, String),
 }
 
-/// Runs one path: an attempt every `interval`, each bounded by `timeout`.
+/// The pair keys in force: this agent seals with the first and accepts each (two while the
+/// pair rotates its key).
+fn keys(kernel: &Kernel) -> Vec<PairKey> {
+    let live = kernel.live_config();
+    std::iter::once(&live.peer.pair_key)
+        .chain(&live.peer.accepted_pair_key)
+        .map(|k| PairKey::new(k))
+        .collect()
+}
+
+/// Whether a session still uses keys in force: it seals with the signing key and checks with
+/// an accepted one. A session made before a reload changed the keys is closed (a path then
+/// opens a fresh one at once, within the same attempt).
+fn keys_in_force(session: &Session, keys: &[PairKey]) -> bool {
+    let (ours, theirs) = session.keys();
+    keys.first() == Some(ours) && keys.contains(theirs)
+}
+
+/// Takes a path's interval and attempt timeout in force (reloaded settings apply from the
+/// next attempt; a new interval starts its timer anew).
+fn retime(kernel: &Kernel, slot: Slot, spec: &mut PathSpec, interval: &mut tokio::time::Interval) {
+    let live = kernel.live_config();
+    let timing = match slot {
+        Slot::Heartbeat(i) => live.heartbeats.get(i).map(|h| (h.interval, h.timeout)),
+        Slot::Sync => live.sync.as_ref().map(|s| (s.interval, s.timeout)),
+    };
+    let Some((every, timeout)) = timing else {
+        return;
+    };
+    spec.timeout = timeout;
+    if every != spec.interval {
+        spec.interval = every;
+        *interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+}
+
+/// Runs one path: an attempt every `interval`, each bounded by `timeout` (as in force: a
+/// reload changes them from the next attempt on).
 ///
 /// Between attempts the kept connection is watched: when the buddy's end closes it (its
 /// process died: its kernel closes its sockets), the next attempt is made at once instead of
@@ -228,10 +266,9 @@ enum PathError {
 pub(crate) async fn path(
     kernel: Arc<Kernel>,
     slot: Slot,
-    spec: PathSpec,
+    mut spec: PathSpec,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let key = PairKey::new(&kernel.config.peer.pair_key);
     let mut conn: Option<Conn> = None;
     // The buddy's last (boot, tick) and when it last moved.
     let mut last_tick: Option<((u64, u64), tokio::time::Instant)> = None;
@@ -249,15 +286,24 @@ pub(crate) async fn path(
             conn = None;
             interval.reset();
         }
+        retime(&kernel, slot, &mut spec, &mut interval);
+        let keys = keys(&kernel);
+        if conn
+            .as_ref()
+            .is_some_and(|c| !keys_in_force(&c.session, &keys))
+        {
+            conn = None;
+        }
         let started = tokio::time::Instant::now();
         let exchange = async {
             let reused = conn.is_some();
-            match attempt(&kernel, &key, &spec, &mut conn).await {
+            match attempt(&kernel, &keys, &spec, &mut conn).await {
                 // A kept connection can have been closed meanwhile (the buddy's idle timeout,
-                // a firewall): once, try again on a fresh one within the same timeout.
+                // a firewall, the buddy's reloaded keys): once, try again on a fresh one
+                // within the same timeout.
                 Err(PathError::Closed(_)) if reused => {
                     conn = None;
-                    attempt(&kernel, &key, &spec, &mut conn).await
+                    attempt(&kernel, &keys, &spec, &mut conn).await
                 }
                 other => other,
             }
@@ -346,13 +392,13 @@ async fn hang_up(conn: &mut Option<Conn>) {
 /// One exchange on a path: connect and greet if needed, send our report, read the buddy's.
 async fn attempt(
     kernel: &Kernel,
-    key: &PairKey,
+    keys: &[PairKey],
     spec: &PathSpec,
     conn: &mut Option<Conn>,
 ) -> Result<Box<PeerReport>, PathError> {
     let buddy = &kernel.config.buddy.name;
     if conn.is_none() {
-        *conn = Some(connect(kernel, key, spec.source, spec.target).await?);
+        *conn = Some(connect(kernel, keys, spec.source, spec.target).await?);
     }
     let Some(Conn { stream, session }) = conn.as_mut() else {
         unreachable!("connected above");
@@ -379,10 +425,11 @@ async fn attempt(
     Ok(report)
 }
 
-/// Opens an authenticated session to the buddy's peer port (hello both ways).
+/// Opens an authenticated session to the buddy's peer port (hello both ways), sealing with
+/// the first of `keys` and accepting any.
 async fn connect(
     kernel: &Kernel,
-    key: &PairKey,
+    keys: &[PairKey],
     source: Option<IpAddr>,
     target: SocketAddr,
 ) -> Result<Conn, PathError> {
@@ -398,11 +445,14 @@ async fn connect(
         })?;
         let ours = Hello::new(&kernel.config.agent.name)
             .map_err(|e| PathError::Fault(format!("cannot make a hello: {e:#}")))?;
+        let key = keys
+            .first()
+            .ok_or_else(|| PathError::Fault("no pair key".into()))?;
         write_frame(&mut stream, &ours.seal(key))
             .await
             .map_err(|e| PathError::Failure(format!("the connection failed: {e}")))?;
         let frame = read(kernel, &mut stream).await?;
-        let theirs = match Hello::open(key, &frame) {
+        let (theirs, their_key) = match Hello::open_any(keys, &frame) {
             Ok(h) => h,
             Err(e) => {
                 kernel.link.reject(reason(&e));
@@ -442,7 +492,7 @@ async fn connect(
                 ),
             ));
         }
-        let session = Session::new(key.clone(), &ours, &theirs, true);
+        let session = Session::with_keys(key.clone(), their_key.clone(), &ours, &theirs, true);
         Ok(Conn { stream, session })
     }
 }
@@ -460,8 +510,7 @@ impl EventSession {
         source: Option<IpAddr>,
         target: SocketAddr,
     ) -> Result<Self, String> {
-        let key = PairKey::new(&kernel.config.peer.pair_key);
-        match connect(kernel, &key, source, target).await {
+        match connect(kernel, &keys(kernel), source, target).await {
             Ok(conn) => Ok(EventSession { conn }),
             Err(
                 PathError::Failure(why)
@@ -651,7 +700,10 @@ enum Ended {
 /// Serves one incoming connection, each step of its handshake within `handshake`; returns why
 /// it ended.
 async fn connection(kernel: &Kernel, mut stream: BoxStream, handshake: Duration) -> Ended {
-    let key = PairKey::new(&kernel.config.peer.pair_key);
+    let keys = keys(kernel);
+    let Some(key) = keys.first().cloned() else {
+        return Ended::Closed("no pair key".into());
+    };
     let ours = match Hello::new(&kernel.config.agent.name) {
         Ok(h) => h,
         Err(e) => return Ended::Closed(format!("{e:#}")),
@@ -668,8 +720,8 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream, handshake: Duration)
         }
         Err(refused) => return refused,
     };
-    let theirs = match Hello::open(&key, &frame) {
-        Ok(h) => h,
+    let (theirs, their_key) = match Hello::open_any(&keys, &frame) {
+        Ok((h, k)) => (h, k.clone()),
         Err(e) => {
             kernel.link.reject(reason(&e));
             return Ended::Refused(format!("hello rejected: {e}"));
@@ -682,8 +734,8 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream, handshake: Duration)
     if let Err(e) = said_hello {
         return Ended::Closed(e.to_string());
     }
-    let mut session = Session::new(key, &ours, &theirs, false);
-    let idle = idle_timeout(&kernel.config);
+    let mut session = Session::with_keys(key, their_key, &ours, &theirs, false);
+    let idle = idle_timeout(&kernel.live_config());
     // A hello can be replayed by anyone who recorded one; only a data frame proves the key.
     // Until then the connection gets as little time as before its hello.
     let mut authenticated = false;
@@ -693,6 +745,10 @@ async fn connection(kernel: &Kernel, mut stream: BoxStream, handshake: Duration)
             Ok(frame) => frame,
             Err(ended) => return ended,
         };
+        if !keys_in_force(&session, &self::keys(kernel)) {
+            // The buddy's path retries at once on a fresh connection, with the keys in force.
+            return Ended::Closed("the pair keys were reloaded".into());
+        }
         let report = match open(kernel, &mut session, &frame) {
             Ok(PeerMessage::Report(report)) => report,
             Ok(PeerMessage::Events { origin, events }) => {

@@ -53,6 +53,10 @@ struct Loop {
     /// The remembered state's writer.
     state_file: StateFile,
     tick: u64,
+    /// The settings in force ([`Kernel::live_config`]), replaced at a tick boundary when a
+    /// reload arrives on `proposed`.
+    config: Arc<KernelConfig>,
+    proposed: tokio::sync::watch::Receiver<Arc<KernelConfig>>,
     fingerprint: String,
     settings: std::collections::BTreeMap<String, String>,
     /// Set once shutdown is asked while Online: hand over, then stop by this deadline.
@@ -105,7 +109,9 @@ impl Loop {
         commands: mpsc::Receiver<OperatorCommand>,
         observer: Option<mpsc::UnboundedSender<TickRecord>>,
     ) -> Loop {
-        let config = &kernel.config;
+        let config = kernel.live_config();
+        let mut proposed = kernel.proposed.subscribe();
+        proposed.mark_unchanged();
         Loop {
             machine: MachineState::new(
                 FailoverState::Offline,
@@ -116,7 +122,9 @@ impl Loop {
             state_file: StateFile::start(config.state.file.clone()),
             tick: 0,
             fingerprint: config.fingerprint(),
-            settings: crate::configuration::shared_settings(config),
+            settings: crate::configuration::shared_settings(&config),
+            config,
+            proposed,
             handover: None,
             handover_asked: false,
             commands,
@@ -140,7 +148,9 @@ impl Loop {
             // First thing after the wait: a loop that was stalled (or a process that was
             // stopped) past the fence bound fences the agent before deciding anything.
             let fenced = crate::fence::check(&self.kernel);
+            self.apply_reload();
             let seen = self.gather(fenced);
+            self.agree_on_bound(&seen);
             let (decision, answered) = self.step(&seen, log).await?;
             self.carry_out(&decision, &seen, log);
             self.settle(&decision, &seen);
@@ -189,7 +199,7 @@ impl Loop {
                     if self.machine.state != FailoverState::Online {
                         return Wake::Stop;
                     }
-                    let config = &kernel.config;
+                    let config = &self.config;
                     let f = &config.failover;
                     let limit = f.going_offline_timeout + f.prepare_timeout + config.core.tick * 4;
                     let now = kernel.clock.now();
@@ -212,6 +222,50 @@ impl Loop {
         }
     }
 
+    /// Applies reloaded settings, if any arrived: the paths' allowed failures, the shared
+    /// settings compared with the buddy's, the fence bound; then publishes them, so the paths
+    /// take their new timings on their next attempt. A longer fence bound waits until the
+    /// buddy's settings agree ([`Loop::agree_on_bound`]): until then the buddy may still
+    /// count this agent dead on the old timings.
+    fn apply_reload(&mut self) {
+        if !self.proposed.has_changed().unwrap_or(false) {
+            return;
+        }
+        let config = self.proposed.borrow_and_update().clone();
+        let kernel = &self.kernel;
+        for (state, hb) in lock(&kernel.heartbeats).iter_mut().zip(&config.heartbeats) {
+            state.max_failures = hb.max_failures;
+        }
+        if let (Some(state), Some(sync)) = (&kernel.sync, &config.sync) {
+            lock(state).max_failures = sync.max_failures;
+        }
+        self.fingerprint = config.fingerprint();
+        self.settings = crate::configuration::shared_settings(&config);
+        if let Some(bound) = kernel.pulse.bound() {
+            kernel
+                .pulse
+                .set_bound(bound.min(crate::fence::bound(&config)));
+        }
+        kernel.live.send_replace(config.clone());
+        self.config = config;
+    }
+
+    /// The fence bound follows the settings in force once the buddy's shared settings (its
+    /// paths' timings among them) are the same as this agent's.
+    fn agree_on_bound(&self, seen: &Sighting) {
+        let pulse = &self.kernel.pulse;
+        if let Some(bound) = pulse.bound()
+            && seen
+                .buddy()
+                .is_some_and(|p| p.fingerprint == self.fingerprint)
+        {
+            let agreed = crate::fence::bound(&self.config);
+            if agreed != bound {
+                pulse.set_bound(agreed);
+            }
+        }
+    }
+
     /// Reads the paths, the buddy's report and an operator's command, once.
     fn gather(&mut self, fenced: Option<u64>) -> Sighting {
         let kernel = &self.kernel;
@@ -230,7 +284,7 @@ impl Loop {
         let heartbeats = lock(&kernel.heartbeats).clone();
         let sync = kernel.sync.as_ref().map(|s| lock(s).clone());
         let last_report = lock(&kernel.buddy).clone();
-        let fresh = millis(kernel.config.status.buddy_timeout);
+        let fresh = millis(self.config.status.buddy_timeout);
         let buddy = last_report
             .clone()
             .filter(|(_, at)| now.saturating_sub(*at) <= fresh);
@@ -276,7 +330,7 @@ impl Loop {
     ) -> anyhow::Result<(Decision, Answered<Decision>)> {
         let kernel = &self.kernel;
         let input = core_input(
-            &kernel.config,
+            &self.config,
             seen,
             kernel.vips.enabled(),
             Extra {
@@ -410,7 +464,7 @@ impl Loop {
     /// What this agent shows in its own Status column.
     fn observe(&self, seen: &Sighting) -> Observations {
         let kernel = &self.kernel;
-        let config = &kernel.config;
+        let config = &self.config;
         let online = self.machine.state == FailoverState::Online;
         let local = kernel
             .link
@@ -508,7 +562,7 @@ impl Loop {
             received_at: *at,
         });
         let rt = kernel.runtime.clone();
-        let rules = kernel.config.rules(kernel.vips.enabled());
+        let rules = self.config.rules(kernel.vips.enabled());
         let now = seen.now;
         let pair = kernel
             .watchdog
@@ -540,13 +594,13 @@ impl Loop {
         seen: &Sighting,
     ) {
         let kernel = &self.kernel;
-        let config = &kernel.config;
+        let config = &self.config;
         let machine = self.machine;
         let previous = kernel.peer.borrow().clone();
         kernel.peer.send_replace(PeerReport {
             agent: config.agent.name.clone(),
             boot: previous.boot,
-            fingerprint: previous.fingerprint,
+            fingerprint: self.fingerprint.clone(),
             priority: config.agent.priority,
             state: machine.state,
             mode: machine.mode,

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod events;
 pub mod plugin;
 pub mod release_vip;
+pub mod reload;
 pub mod run;
 pub mod status;
 pub mod switch;

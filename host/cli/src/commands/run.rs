@@ -1,4 +1,5 @@
-//! `duet run`: runs this agent until SIGTERM or Ctrl-C, then hands over if Online.
+//! `duet run`: runs this agent until SIGTERM or Ctrl-C, then hands over if Online; SIGHUP
+//! reloads the configuration file.
 
 use std::path::PathBuf;
 
@@ -17,10 +18,16 @@ pub struct Args {
 
 impl Args {
     pub async fn execute(self) -> anyhow::Result<u8> {
-        let mut config = duet_host::config::load(&self.config)?;
-        if let Some(core) = self.core {
-            config.kernel.core.path = Some(core);
-        }
+        // Caught from the start: SIGHUP's default action would end the agent.
+        let reloads = on_sighup()?;
+        let (mut config, text) = duet_host::config::read(&self.config)?;
+        let core = self.core;
+        let adjust = move |config: &mut duet_host::Config| {
+            if let Some(core) = &core {
+                config.kernel.core.path = Some(core.clone());
+            }
+        };
+        adjust(&mut config);
         let shutdown = CancellationToken::new();
         let on_signal = shutdown.clone();
         tokio::spawn(async move {
@@ -28,9 +35,38 @@ impl Args {
             tracing::info!("shutting down");
             on_signal.cancel();
         });
-        duet_host::run(config, duet_host::RunOptions::default(), shutdown).await?;
+        let options = duet_host::RunOptions {
+            reload: Some(duet_host::reload::ReloadFrom {
+                path: self.config,
+                text,
+                adjust: Box::new(adjust),
+                requests: reloads,
+            }),
+            ..duet_host::RunOptions::default()
+        };
+        duet_host::run(config, options, shutdown).await?;
         Ok(0)
     }
+}
+
+/// A reload request on each SIGHUP (one waits while a reload runs; more in a burst are
+/// folded into it).
+fn on_sighup() -> anyhow::Result<tokio::sync::mpsc::Receiver<String>> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration file");
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                tx.try_send("SIGHUP".to_string())
+            {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 async fn wait_for_signal() {

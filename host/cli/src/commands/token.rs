@@ -7,7 +7,7 @@ pub enum Args {
     New {
         /// Who the token is for: the failover log names them.
         name: String,
-        /// Rights, comma-separated: switch, force_online, mode, events.
+        /// Rights, comma-separated: switch, force_online, mode, events, reload.
         #[arg(long, default_value = "switch,force_online,mode")]
         rights: String,
     },
