@@ -306,9 +306,10 @@ lease = "3s"
 renew = "500ms"
 margin = "500ms"
 timeout = "400ms"
-"#,
+{}"#,
         crate::cluster::ADMIN.0,
-        password.display()
+        password.display(),
+        crate::api::tokens(),
     );
     t.extra = [section.clone(), section];
     cluster
@@ -323,6 +324,21 @@ fn witness_row(t: &crate::netns::Topology, i: usize) -> Option<duet_core::Row> {
         .rows
         .into_iter()
         .find(|r| r.key == "witness")
+}
+
+/// `duet force-online` (with `--without-witness`) on agent i, as alice.
+fn force_online(t: &crate::netns::Topology, i: usize, without_witness: bool) {
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", &t.agent_ns(i)])
+        .arg(crate::support::duet_bin())
+        .args(["force-online", "--api", crate::netns::API, "--token"])
+        .arg(crate::api::ALICE);
+    if without_witness {
+        command.arg("--without-witness");
+    }
+    let out = command.output().expect("duet force-online");
+    assert!(out.status.success(), "duet force-online: {out:?}");
 }
 
 #[test]
@@ -371,21 +387,89 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
     t.steady(Duration::from_secs(5), "witness down: no switch", with(p));
     let row = witness_row(&t, p).expect("the Witness row");
     assert!(row.value.starts_with("Not Available"), "{row:?}");
+
+    // The Online agent killed while the witness is down: no takeover; an operator's force
+    // online waits for the lease too; only force online *without the witness* brings the
+    // backup up, logged and raised with who gave it.
+    t.signal(p, "-KILL");
+    let alone = |s: [Option<duet_core::FailoverState>; 2]| s[p].is_none() && s[q] != ONLINE;
+    let steady_alone = |during: Duration, what: &str| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < during {
+            assert!(alone(t.states()), "{what}: {:?}\n{}", t.states(), t.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    steady_alone(
+        Duration::from_secs(5),
+        "witness down, Online agent killed: no takeover",
+    );
+    force_online(&t, q, false);
+    steady_alone(
+        Duration::from_secs(3),
+        "force online with the witness down waits",
+    );
+    let waiting = t.status(q).and_then(|s| s.decision).expect("a decision");
+    assert!(
+        waiting.reason.text.contains("witness"),
+        "force online waits for the witness lease: {waiting:?}"
+    );
+    force_online(&t, q, true);
+    t.until(
+        Duration::from_secs(10),
+        "force online without the witness",
+        |s| s[q] == ONLINE,
+    );
+    let raised = t.events(q, "witness_overridden").unwrap_or_default();
+    assert!(
+        raised.contains("without the witness by alice"),
+        "the override raised with who: {raised}"
+    );
+    let log = std::fs::read_to_string(
+        t.dir
+            .path()
+            .join(format!("{}-failover.log", crate::netns::AGENTS[q])),
+    )
+    .expect("failover log");
+    assert!(
+        log.contains("forced online without the witness by alice"),
+        "{log}"
+    );
+
+    // The witness back: the override ends once the backup holds the lease (the killed agent's
+    // lease lapsed), and the pair is on the witness's rules again.
     for i in 0..3 {
         cluster.start_node(i);
     }
-    crate::support::eventually(Duration::from_secs(30), "the lease renewed", || {
-        witness_row(&t, p)
-            .filter(|r| r.value.starts_with("Available; held by") && r.value.contains("renewed"))
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "the backup holds the lease",
+        || {
+            witness_row(&t, q).filter(|r| {
+                r.value
+                    .starts_with(&format!("Available; held by {}", crate::netns::AGENTS[q]))
+                    && r.value.contains("renewed")
+            })
+        },
+    );
+    crate::support::eventually(Duration::from_secs(5), "the override ended", || {
+        t.events(q, "witness_override_ended")
+            .filter(|e| e.contains("holds the witness lease"))
     });
+    t.start(p);
+    t.until(
+        Duration::from_secs(20),
+        "the killed agent back, Offline",
+        |s| s == with(q),
+    );
 
     // kill -9 of the Online agent: its buddy is Online within detection + a lease (+ the
     // claim and a loaded machine's slack).
-    t.signal(p, "-KILL");
+    t.signal(q, "-KILL");
     let took = t.until(
         Duration::from_secs(15),
         "kill -9 with a witness: the buddy Online",
-        |s| s[q] == ONLINE,
+        |s| s[p] == ONLINE,
     );
     println!("kill -9 with a witness: the buddy Online after {took:?}");
     drop(t);

@@ -27,6 +27,7 @@ enum Cmd {
     CheckConfig(commands::check_config::Args),
     Status(commands::status::Args),
     Switch(commands::switch::Args),
+    ForceOnline(commands::switch::ForceOnlineArgs),
     Events(commands::events::Args),
     #[command(subcommand)]
     Token(commands::token::Args),
@@ -45,6 +46,7 @@ impl Cmd {
             Cmd::CheckConfig(args) => args.execute().await,
             Cmd::Status(args) => args.execute().await,
             Cmd::Switch(args) => args.execute().await,
+            Cmd::ForceOnline(args) => args.execute().await,
             Cmd::Events(args) => args.execute().await,
             Cmd::Token(args) => args.execute().await,
             Cmd::Plugin(args) => args.execute().await,
