@@ -326,6 +326,27 @@ fn witness_row(t: &crate::netns::Topology, i: usize) -> Option<duet_core::Row> {
         .find(|r| r.key == "witness")
 }
 
+/// The value of agent i's `/metrics` sample `name` (its only series), if served.
+fn metric(t: &crate::netns::Topology, i: usize, name: &str) -> Option<f64> {
+    let text = crate::vip::in_ns(&t.agent_ns(i), || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(crate::netns::API).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: duet\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    })?;
+    let prefix = format!("{name}{{");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// `duet force-online` (with `--without-witness`) on agent i, as alice.
 fn force_online(t: &crate::netns::Topology, i: usize, without_witness: bool) {
     let mut command = std::process::Command::new("ip");
@@ -425,6 +446,9 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
         raised.contains("without the witness by alice"),
         "the override raised with who: {raised}"
     );
+    assert_eq!(metric(&t, q, "duet_witness_override"), Some(1.0));
+    assert_eq!(metric(&t, q, "duet_witness_lease_held"), Some(0.0));
+    assert_eq!(metric(&t, q, "duet_witness_available"), Some(0.0));
     let log = std::fs::read_to_string(
         t.dir
             .path()
@@ -456,6 +480,14 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
         t.events(q, "witness_override_ended")
             .filter(|e| e.contains("holds the witness lease"))
     });
+    assert_eq!(metric(&t, q, "duet_witness_override"), Some(0.0));
+    assert_eq!(metric(&t, q, "duet_witness_lease_held"), Some(1.0));
+    assert!(metric(&t, q, "duet_witness_renewals_total").is_some_and(|n| n >= 1.0));
+    assert!(metric(&t, q, "duet_witness_revision").is_some_and(|r| r >= 1.0));
+    assert!(
+        metric(&t, q, "duet_witness_last_renewal_age_seconds").is_some_and(|a| a < 3.0),
+        "renewed within the lease"
+    );
     t.start(p);
     t.until(
         Duration::from_secs(20),

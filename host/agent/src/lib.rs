@@ -319,11 +319,19 @@ impl Agent {
             config: Arc::new(self.config.api.clone()),
             web: self.config.web,
             connections: Arc::default(),
-            more_metrics: vec![{
+            more_metrics: std::iter::once({
                 let (plugins, agent) =
                     (self.plugins.clone(), self.config.kernel.agent.name.clone());
-                Arc::new(move || plugins.metrics(&agent))
-            }],
+                Arc::new(move || plugins.metrics(&agent)) as Arc<dyn Fn() -> String + Send + Sync>
+            })
+            .chain(self.witness.as_ref().map(|(client, _)| {
+                let (client, kernel) = (client.clone(), self.kernel.clone());
+                let agent = self.config.kernel.agent.name.clone();
+                Arc::new(move || {
+                    witness::metrics(&client, kernel.witness_override().is_some(), &agent)
+                }) as Arc<dyn Fn() -> String + Send + Sync>
+            }))
+            .collect(),
         }
     }
 

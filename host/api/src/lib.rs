@@ -21,7 +21,7 @@ pub mod connections;
 mod events;
 pub mod tls;
 pub use events::EventPage;
-mod metrics;
+pub mod metrics;
 mod web;
 
 use std::convert::Infallible;
