@@ -839,7 +839,7 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_and_rules_use_only_served_met
     // With a witness configured (here one that never answers), so its families are served.
     let config = AgentSpec {
         extra: format!(
-            "[witness]\nservers = [\"nats://127.0.0.1:{}\"]\nkey = \"pair-a\"\n",
+            "[nats_connection]\nservers = [\"nats://127.0.0.1:{}\"]\n[witness]\nkey = \"pair-a\"\n",
             free_port()
         ),
         ..AgentSpec::new("agent-a", "agent-b", 100, port, free_port())

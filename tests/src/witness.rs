@@ -16,9 +16,12 @@ fn config(cluster: &Cluster, pair: usize, key: &str) -> WitnessConfig {
     let password = dir.join(format!("{}.password", PAIRS[pair].user));
     std::fs::write(&password, PAIRS[pair].password).expect("password file");
     WitnessConfig {
-        servers: cluster.servers(),
-        user: Some(PAIRS[pair].user.into()),
-        password_file: Some(password),
+        connection: duet_nats::Connection {
+            servers: cluster.servers(),
+            user: Some(PAIRS[pair].user.into()),
+            password_file: Some(password),
+            tls: None,
+        },
         bucket: BUCKET.into(),
         key: key.into(),
         lease: duet_witness::config::LEASE,
@@ -243,9 +246,12 @@ async fn a_nats_server_older_than_the_cas_fixes_makes_the_witness_invalid() {
     let stop = CancellationToken::new();
     let client = Client::new(
         WitnessConfig {
-            servers: vec![format!("nats://127.0.0.1:{port}")],
-            user: None,
-            password_file: None,
+            connection: duet_nats::Connection {
+                servers: vec![format!("nats://127.0.0.1:{port}")],
+                user: None,
+                password_file: None,
+                tls: None,
+            },
             bucket: BUCKET.into(),
             key: "pair-a".into(),
             lease: duet_witness::config::LEASE,
@@ -297,10 +303,11 @@ fn pair_with_witness(t: &mut crate::netns::Topology) -> Cluster {
         .join(", ");
     let section = format!(
         r#"
-[witness]
+[nats_connection]
 servers = [{servers}]
 user = "{}"
 password_file = "{}"
+[witness]
 key = "pair-1"
 lease = "3s"
 renew = "500ms"
@@ -345,6 +352,17 @@ fn metric(t: &crate::netns::Topology, i: usize, name: &str) -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// `duet status` of agent i, as text.
+fn status_text(t: &crate::netns::Topology, i: usize) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.agent_ns(i)])
+        .arg(crate::support::duet_bin())
+        .args(["status", "--api", crate::netns::API])
+        .output()
+        .expect("duet status");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `duet force-online` (with `--without-witness`) on agent i, as alice.
@@ -447,6 +465,14 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
         "the override raised with who: {raised}"
     );
     assert_eq!(metric(&t, q, "duet_witness_override"), Some(1.0));
+    let text = status_text(&t, q);
+    assert!(
+        text.contains("witness lease: held by ")
+            && text.contains(
+                "(the witness cannot be reached); forced online without the witness by alice"
+            ),
+        "{text}"
+    );
     assert_eq!(metric(&t, q, "duet_witness_lease_held"), Some(0.0));
     assert_eq!(metric(&t, q, "duet_witness_available"), Some(0.0));
     let log = std::fs::read_to_string(
@@ -481,6 +507,14 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
             .filter(|e| e.contains("holds the witness lease"))
     });
     assert_eq!(metric(&t, q, "duet_witness_override"), Some(0.0));
+    let text = status_text(&t, q);
+    assert!(
+        text.contains(&format!(
+            "witness lease: held by {}\n",
+            crate::netns::AGENTS[q]
+        )),
+        "{text}"
+    );
     assert_eq!(metric(&t, q, "duet_witness_lease_held"), Some(1.0));
     assert!(metric(&t, q, "duet_witness_renewals_total").is_some_and(|n| n >= 1.0));
     assert!(metric(&t, q, "duet_witness_revision").is_some_and(|r| r >= 1.0));

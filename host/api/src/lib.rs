@@ -189,6 +189,7 @@ fn overview(kernel: &Kernel, status: Status) -> Overview {
         cause: Overview::cause(&history).cloned(),
         status,
         buddy_report_age_ms,
+        witness: kernel.witness_lease(),
     }
 }
 

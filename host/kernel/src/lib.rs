@@ -341,6 +341,17 @@ impl Kernel {
         Ok(())
     }
 
+    /// The witness lease as this agent's client sees it now; none without a witness.
+    pub fn witness_lease(&self) -> Option<duet_core::api::WitnessLease> {
+        let view = self.witness.as_ref()?.view();
+        Some(duet_core::api::WitnessLease {
+            holder: view.holder,
+            held: view.held,
+            reachable: view.reachable,
+            overridden_by: self.witness_override(),
+        })
+    }
+
     /// The operator whose force online without the witness is in force, if any.
     pub fn witness_override(&self) -> Option<String> {
         lock(&self.witness_override).by.clone()
