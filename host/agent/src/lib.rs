@@ -50,7 +50,7 @@ pub use duet_base::Clock;
 /// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
 pub use duet_frame as frame;
 pub use duet_kernel::fence::bound as fence_bound;
-pub use duet_kernel::witness::wants as witness_wants;
+pub use duet_kernel::witness::{Witness, wants as witness_wants};
 pub use duet_kernel::{PeerReport, Requests, TickRecord, net, state_file};
 pub use duet_plugins as plugins;
 pub use duet_runtime as runtime;
@@ -86,6 +86,9 @@ pub struct RunOptions {
     /// fence (the simulation: many agents on one paused runtime, where the real clock says
     /// nothing about them).
     pub shared_runtime: bool,
+    /// The witness the kernel consults instead of `[witness]`'s NATS client (the simulation's
+    /// in-memory witness, on paused time); none: `[witness]` decides.
+    pub witness: Option<Arc<dyn duet_kernel::witness::Witness>>,
 }
 
 /// The capabilities of one agent, built before anything runs.
@@ -127,7 +130,14 @@ pub async fn run(
     } else {
         duet_kernel::fence::pulse(&config.kernel)
     };
-    let agent = assemble(config, runtime, clock, network, (decision, pulse.clone()))?;
+    let agent = assemble(
+        config,
+        runtime,
+        clock,
+        network,
+        (decision, pulse.clone()),
+        options.witness,
+    )?;
     if let Some(tx) = options.commands {
         let _ = tx.send(agent.kernel.commands());
     }
@@ -212,6 +222,7 @@ fn assemble(
     clock: Clock,
     network: Arc<dyn Network>,
     (decision, pulse): (tokio::runtime::Handle, Arc<Pulse>),
+    gate: Option<Arc<dyn duet_kernel::witness::Witness>>,
 ) -> anyhow::Result<Agent> {
     let changed = Arc::new(Notify::new());
     let wake: Wake = {
@@ -274,9 +285,11 @@ fn assemble(
         hooks: Hooks::start(config.hooks.clone(), name.clone()),
         decision: decision.clone(),
         pulse,
-        witness: witness
-            .clone()
-            .map(|w| Arc::new(witness::Gate(w)) as Arc<dyn duet_kernel::witness::Witness>),
+        witness: gate.or_else(|| {
+            witness
+                .clone()
+                .map(|w| Arc::new(witness::Gate(w)) as Arc<dyn duet_kernel::witness::Witness>)
+        }),
     })?;
     Ok(Agent {
         witness: witness.map(|w| (w, decision)),
