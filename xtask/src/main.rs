@@ -43,7 +43,12 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             lint(&root)
         }
-        Some("bench") if matches!(args.get(1).map(String::as_str), Some("failover" | "load")) => {
+        Some("bench")
+            if matches!(
+                args.get(1).map(String::as_str),
+                Some("failover" | "load" | "witness")
+            ) =>
+        {
             bench::section_only(&root, &args[1])
         }
         Some("bench") => bench::run(&root),
@@ -52,7 +57,7 @@ fn main() -> anyhow::Result<()> {
             _ => bail!("usage: cargo xtask plugin new NAME"),
         },
         _ => bail!(
-            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load] | dist [--debug] [--no-build] | plugin new NAME>"
+            "usage: cargo xtask <demo [--check] | test | lint | bench [failover | load | witness] | dist [--debug] [--no-build] | plugin new NAME>"
         ),
     }
 }
