@@ -205,7 +205,7 @@ pub async fn simulate(seed: u64, witness: bool) -> Result<(), Violation> {
             moves.clone(),
         );
         async move {
-            let gate = witness.then(|| client as Arc<dyn duet_host::Witness>);
+            let gate = witness.then_some(client as Arc<dyn duet_host::Witness>);
             let running = start(i, config, &net, clock, &states, &trace, &moves, gate).await;
             Agent {
                 running,
@@ -213,8 +213,8 @@ pub async fn simulate(seed: u64, witness: bool) -> Result<(), Violation> {
             }
         }
     };
-    for i in 0..2 {
-        agents[i] = Some(launch(i).await);
+    for (i, agent) in agents.iter_mut().enumerate() {
+        *agent = Some(launch(i).await);
     }
     let fail = |at: u64, what: String| Violation {
         seed,
