@@ -38,6 +38,40 @@ pub struct Overview {
     /// its cause, the operator's switch and who gave it); none before the first decision.
     #[cfg_attr(feature = "serde", serde(default))]
     pub cause: Option<HistoryEntry>,
+    /// The pair's witness lease as this agent sees it; none without `[witness]`.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub witness: Option<WitnessLease>,
+}
+
+/// The pair's witness lease as one agent sees it: who holds it, whether the witness answers,
+/// and an operator's force online without the witness while it is in force.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+pub struct WitnessLease {
+    /// Who holds the lease, by this agent's last read (none: nobody, or released).
+    pub holder: Option<String>,
+    /// This agent holds it (its deadline has not passed).
+    pub held: bool,
+    /// The witness answers this agent.
+    pub reachable: bool,
+    /// The operator (token name) whose force online without the witness is in force.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub overridden_by: Option<String>,
+}
+
+impl WitnessLease {
+    /// "held by agent-a", "held by nobody (the witness cannot be reached)", with the override
+    /// when one is in force: what `duet status` and the web UI show.
+    pub fn line(&self) -> String {
+        let mut line = format!("held by {}", self.holder.as_deref().unwrap_or("nobody"));
+        if !self.reachable {
+            line.push_str(" (the witness cannot be reached)");
+        }
+        if let Some(by) = &self.overridden_by {
+            line.push_str(&format!("; forced online without the witness by {by}"));
+        }
+        line
+    }
 }
 
 /// [`Overview`] as it is sent.
@@ -51,6 +85,8 @@ struct OverviewWire {
     buddy_report_age_ms: Option<u64>,
     #[serde(default)]
     cause: Option<HistoryEntry>,
+    #[serde(default)]
+    witness: Option<WitnessLease>,
 }
 
 #[cfg(feature = "serde")]
@@ -64,6 +100,7 @@ impl From<OverviewWire> for Overview {
             },
             buddy_report_age_ms: w.buddy_report_age_ms,
             cause: w.cause,
+            witness: w.witness,
         }
     }
 }
@@ -77,6 +114,7 @@ impl From<Overview> for OverviewWire {
             core: o.status.core,
             buddy_report_age_ms: o.buddy_report_age_ms,
             cause: o.cause,
+            witness: o.witness,
         }
     }
 }
@@ -334,6 +372,7 @@ mod tests {
             },
             cause: Some(cause.clone()),
             buddy_report_age_ms: None,
+            witness: None,
         };
         let (question, answer) = overview.why().expect("an answer");
         assert_eq!(question, "Why is this agent Online?");
@@ -345,6 +384,24 @@ mod tests {
         ];
         let cause = Overview::cause(&switched).expect("a cause");
         assert_eq!(cause.by.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn the_witness_line_names_the_holder_an_outage_and_an_override() {
+        let mut lease = WitnessLease {
+            holder: Some("agent-a".into()),
+            held: true,
+            reachable: true,
+            overridden_by: None,
+        };
+        assert_eq!(lease.line(), "held by agent-a");
+        lease.holder = None;
+        lease.reachable = false;
+        lease.overridden_by = Some("alice".into());
+        assert_eq!(
+            lease.line(),
+            "held by nobody (the witness cannot be reached); forced online without the witness by alice"
+        );
     }
 
     #[test]

@@ -208,6 +208,19 @@ async fn api_matches_its_openapi_document_tokens_guard_commands_and_events_arriv
     validate(&doc, "ApiError", &err);
     let (code, _, _) = post(&c, pa, "/api/v1/commands/switch", Some(VIEWER), "").await;
     assert_eq!(code, 403);
+    // Force online without the witness on a pair without one: refused (409), and a body that
+    // is not a force-online body is a 400 naming what it expected.
+    let force = "/api/v1/commands/force-online";
+    let (code, err, _) = post(&c, pa, force, Some(VIEWER), r#"{"without_witness":true}"#).await;
+    assert_eq!(code, 409, "{err}");
+    validate(&doc, "ApiError", &err);
+    assert!(
+        err.to_string().contains("no witness is configured"),
+        "{err}"
+    );
+    let (code, err, _) = post(&c, pa, force, Some(VIEWER), r#"{"without":true}"#).await;
+    assert_eq!(code, 400, "{err}");
+    assert!(err.to_string().contains("without_witness"), "{err}");
     tokio::time::sleep(Duration::from_millis(600)).await; // a few ticks
     let s = status_of(&c, pa).await;
     assert_eq!(

@@ -342,7 +342,7 @@ fn check_config_accepts_a_witness_and_names_its_bad_timings() {
     let dir = tempfile::tempdir().expect("dir");
     let witness = |timings: &str| {
         format!(
-            "{}\n[witness]\nservers = [\"nats://10.0.0.11:4222\", \"nats://10.0.0.12:4222\", \"nats://10.0.0.13:4222\"]\nkey = \"pair-a\"\n{timings}\n",
+            "{}\n[nats_connection]\nservers = [\"nats://10.0.0.11:4222\", \"nats://10.0.0.12:4222\", \"nats://10.0.0.13:4222\"]\n[witness]\nkey = \"pair-a\"\n{timings}\n",
             example()
         )
     };
@@ -371,4 +371,30 @@ fn check_config_accepts_a_witness_and_names_its_bad_timings() {
         "{err}"
     );
     assert!(err.contains("witness.margin"), "{err}");
+
+    // One NATS section for the probe and the witness; the probe's old url alone still works,
+    // beside [nats_connection] it is an error; mistakes name their key.
+    let (ok, err) = check(format!("{}\n[witness]\nkey = \"pair-a\"\n", example()));
+    assert!(!ok);
+    assert!(err.contains("witness: needs [nats_connection]"), "{err}");
+    let (ok, err) = check(format!(
+        "{}\n[nats]\nurl = \"nats://10.0.0.1:4222\"\n",
+        example()
+    ));
+    assert!(ok, "{err}");
+    let (ok, err) = check(witness("[nats]\nurl = \"nats://10.0.0.1:4222\""));
+    assert!(!ok);
+    assert!(err.contains("nats.url: is deprecated"), "{err}");
+    let (ok, err) = check(format!(
+        "{}\n[nats_connection]\nservers = [\"10.0.0.1:4222\"]\nuser = \"u\"\ntls_ca = \"missing.pem\"\n[nats]\n",
+        example()
+    ));
+    assert!(!ok);
+    for key in [
+        "nats_connection.servers[0]",
+        "nats_connection.user",
+        "nats_connection.tls_ca",
+    ] {
+        assert!(err.contains(key), "{key} not in {err}");
+    }
 }

@@ -63,8 +63,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["duet-base", "duet-runtime", "wasmtime", "wasmtime-wasi"],
     ),
     ("duet-events", &["duet-base", "duet-kernel", "sqlx"]),
-    ("duet-probes", &["duet-base", "async-nats"]),
-    ("duet-witness", &["duet-base", "async-nats"]),
+    ("duet-nats", &["duet-base", "async-nats"]),
+    ("duet-probes", &["duet-base", "duet-nats", "async-nats"]),
+    ("duet-witness", &["duet-base", "duet-nats", "async-nats"]),
     (
         "duet-api",
         &[
@@ -129,6 +130,8 @@ fn the_kernel_depends_on_no_plugin_event_log_api_nats_or_web_crate() {
         "duet-events",
         "duet-api",
         "duet-probes",
+        "duet-nats",
+        "duet-witness",
         "duet-host",
     ];
     for crate_name in forbidden.iter().chain(HEAVY) {

@@ -74,8 +74,9 @@ fn endpoints(extra: &str) -> String {
 fn nats_section(nats: u16, file: &Path) -> String {
     format!(
         r#"
+        [nats_connection]
+        servers = ["nats://127.0.0.1:{nats}"]
         [nats]
-        url = "nats://127.0.0.1:{nats}"
         endpoints_file = "{}"
         interval = "300ms"
         timeout = "250ms"
@@ -229,6 +230,7 @@ fn rte_count_follows_a_probe_that_hangs_on_a_silent_server() {
     let a = AgentSpec {
         extra: format!(
             r#"
+            # The probe's deprecated key, alone: still the server.
             [nats]
             url = "nats://127.0.0.1:{port}"
             interval = "300ms"

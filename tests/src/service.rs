@@ -843,7 +843,15 @@ fn the_alert_rules_pass_promtool_and_the_dashboard_and_rules_use_only_served_met
 
     let scratch = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let config = AgentSpec::new("agent-a", "agent-b", 100, port, free_port()).write(scratch.path());
+    // With a witness configured (here one that never answers), so its families are served.
+    let config = AgentSpec {
+        extra: format!(
+            "[nats_connection]\nservers = [\"nats://127.0.0.1:{}\"]\n[witness]\nkey = \"pair-a\"\n",
+            free_port()
+        ),
+        ..AgentSpec::new("agent-a", "agent-b", 100, port, free_port())
+    }
+    .write(scratch.path());
     let _agents = Agents(vec![crate::support::spawn(&config)]);
     let served = served_families(port);
     for name in used.iter().chain(&rule_metrics) {

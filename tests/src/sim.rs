@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{DT, Fault, Invariants, NAMES, Observed, Plan, Rng, Violation};
 
+pub mod witness;
+
 const LAN: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)];
 const SYNC: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 1, 0, 1), Ipv4Addr::new(10, 1, 0, 2)];
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
@@ -375,6 +377,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start(
     i: usize,
     config: duet_host::config::Config,
@@ -383,6 +386,7 @@ async fn start(
     states: &States,
     trace: &Arc<Mutex<String>>,
     moves: &Moves,
+    witness: Option<Arc<dyn duet_host::Witness>>,
 ) -> Running {
     let (ticks, mut tick_rx) = mpsc::unbounded_channel();
     let (commands, commands_rx) = tokio::sync::oneshot::channel();
@@ -399,6 +403,7 @@ async fn start(
         commands: Some(commands),
         // Paused time: the agents' decision paths run on this runtime, unfenced.
         shared_runtime: true,
+        witness,
         ..RunOptions::default()
     };
     lock(states)[i] = Some(MachineState::new(
@@ -504,8 +509,9 @@ pub async fn simulate(plan: &Plan, seed: u64) -> Result<(), Violation> {
                 Fault::Restart(i) => {
                     if agents[i].is_none() {
                         let config = configs[i].clone();
-                        agents[i] =
-                            Some(start(i, config, &net, clock, &states, &trace, &moves).await);
+                        agents[i] = Some(
+                            start(i, config, &net, clock, &states, &trace, &moves, None).await,
+                        );
                     }
                 }
                 Fault::Switch(i) => switch(&agents[i], "model"),
@@ -627,7 +633,7 @@ pub async fn takeover() -> Takeover {
         // Out of step with the tick (250 ms): a failure waiting for the next tick would show.
         let config = config(i, priority, dir.path(), 370);
         agents.push(Some(
-            start(i, config, &net, clock, &states, &trace, &moves).await,
+            start(i, config, &net, clock, &states, &trace, &moves, None).await,
         ));
     }
     let online = loop {

@@ -263,6 +263,38 @@ pub(crate) async fn status_of(port: u16) -> Option<Status> {
         .ok()
 }
 
+/// With `[witness]`, the Failover Config window says who holds the lease: here a witness that
+/// never answers, so nobody, and why (the text `duet status` prints too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_config_window_names_the_witness_lease_holder_in_chromium() {
+    let Some((chromium, chromedriver)) = chromium_and_driver() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = AgentSpec {
+        extra: format!(
+            "[nats_connection]\nservers = [\"nats://127.0.0.1:{}\"]\n[witness]\nkey = \"pair-a\"\n",
+            free_port()
+        ),
+        ..AgentSpec::new("agent-a", "agent-b", 100, port, free_port())
+    }
+    .write(dir.path());
+    let _agents = Agents(vec![spawn(&config)]);
+    let driver = start_driver(&chromedriver).await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let c = browser(&driver, &chromium, profile.path()).await;
+    open(&c, &format!("http://127.0.0.1:{port}/")).await;
+    let line = within!(Duration::from_secs(30), "the witness lease line", {
+        text(&c, "#witness-lease").await.filter(|t| !t.is_empty())
+    });
+    assert_eq!(
+        line,
+        "Witness lease: held by nobody (the witness cannot be reached)"
+    );
+    c.close().await.expect("close the browser");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_ui_shows_leds_pcap_status_and_switches_with_a_token_in_chromium() {
     let Some((chromium, chromedriver)) = chromium_and_driver() else {

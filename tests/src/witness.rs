@@ -18,9 +18,12 @@ fn config(cluster: &Cluster, pair: usize, key: &str) -> WitnessConfig {
     let password = dir.join(format!("{}.password", PAIRS[pair].user));
     std::fs::write(&password, PAIRS[pair].password).expect("password file");
     WitnessConfig {
-        servers: cluster.servers(),
-        user: Some(PAIRS[pair].user.into()),
-        password_file: Some(password),
+        connection: duet_nats::Connection {
+            servers: cluster.servers(),
+            user: Some(PAIRS[pair].user.into()),
+            password_file: Some(password),
+            tls: None,
+        },
         bucket: BUCKET.into(),
         key: key.into(),
         lease: duet_witness::config::LEASE,
@@ -75,8 +78,9 @@ async fn two_agents_racing_for_one_lease_have_exactly_one_winner_in_each_of_1000
         .create(user.key, "{\"holder\":null}".into())
         .await
         .expect("create the key");
-    let (mut wins_a, mut wins_b) = (0, 0);
-    for round in 0..1000 {
+    let (mut wins_a, mut wins_b, mut both_refused) = (0, 0, 0);
+    let mut round = 0;
+    while round < 1000 {
         let (ra, rb) = tokio::join!(
             a.update(user.key, "{\"holder\":\"a\"}".into(), revision),
             b.update(user.key, "{\"holder\":\"b\"}".into(), revision),
@@ -91,11 +95,30 @@ async fn two_agents_racing_for_one_lease_have_exactly_one_winner_in_each_of_1000
                 wins_b += 1;
                 *r
             }
+            // Both refused ("wrong last sequence" while the previous write is still in flight
+            // at the leader): nobody holds it, which is safe; the key must be unchanged, and
+            // the round is raced again (the client reads and tries again the same way).
+            _ if lost(&ra) && lost(&rb) => {
+                let entry = a.entry(user.key).await.expect("read").expect("the key");
+                assert_eq!(
+                    entry.revision, revision,
+                    "round {round}: both refused, yet written"
+                );
+                both_refused += 1;
+                assert!(
+                    both_refused <= 100,
+                    "too many rounds where both were refused"
+                );
+                continue;
+            }
             _ => panic!("round {round}: not exactly one winner: {ra:?} {rb:?}"),
         };
+        round += 1;
     }
     assert_eq!(wins_a + wins_b, 1000);
-    println!("1000 rounds: a won {wins_a}, b won {wins_b}");
+    println!(
+        "1000 rounds: a won {wins_a}, b won {wins_b}; both refused and raced again {both_refused} times"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,9 +268,12 @@ async fn a_nats_server_older_than_the_cas_fixes_makes_the_witness_invalid() {
     let stop = CancellationToken::new();
     let client = Client::new(
         WitnessConfig {
-            servers: vec![format!("nats://127.0.0.1:{port}")],
-            user: None,
-            password_file: None,
+            connection: duet_nats::Connection {
+                servers: vec![format!("nats://127.0.0.1:{port}")],
+                user: None,
+                password_file: None,
+                tls: None,
+            },
             bucket: BUCKET.into(),
             key: "pair-a".into(),
             lease: duet_witness::config::LEASE,
@@ -286,8 +312,13 @@ fn cut_between(t: &crate::netns::Topology, cut: bool) {
     }
 }
 
-/// A pair in namespaces with the witness cluster on the gateway's host (10.77.0.254).
-fn pair_with_witness(t: &mut crate::netns::Topology) -> Cluster {
+/// The witness timings of the namespaces test: lease 3 s, renewal 500 ms.
+const TEST_TIMINGS: &str =
+    "lease = \"3s\"\nrenew = \"500ms\"\nmargin = \"500ms\"\ntimeout = \"400ms\"\n";
+
+/// A pair in namespaces with the witness cluster on the gateway's host (10.77.0.254);
+/// `timings`: the `[witness]` lines beyond the key (empty: the defaults).
+fn pair_with_witness(t: &mut crate::netns::Topology, timings: &str) -> Cluster {
     let cluster = Cluster::start_at("10.77.0.254", Some(t.ns("gw")));
     let password = t.dir.path().join("witness.password");
     std::fs::write(&password, crate::cluster::ADMIN.1).expect("password file");
@@ -299,18 +330,17 @@ fn pair_with_witness(t: &mut crate::netns::Topology) -> Cluster {
         .join(", ");
     let section = format!(
         r#"
-[witness]
+[nats_connection]
 servers = [{servers}]
 user = "{}"
 password_file = "{}"
+[witness]
 key = "pair-1"
-lease = "3s"
-renew = "500ms"
-margin = "500ms"
-timeout = "400ms"
-"#,
+{timings}
+{}"#,
         crate::cluster::ADMIN.0,
-        password.display()
+        password.display(),
+        crate::api::tokens(),
     );
     t.extra = [section.clone(), section];
     cluster
@@ -327,6 +357,53 @@ fn witness_row(t: &crate::netns::Topology, i: usize) -> Option<duet_core::Row> {
         .find(|r| r.key == "witness")
 }
 
+/// The value of agent i's `/metrics` sample `name` (its only series), if served.
+fn metric(t: &crate::netns::Topology, i: usize, name: &str) -> Option<f64> {
+    let text = crate::vip::in_ns(&t.agent_ns(i), || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(crate::netns::API).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: duet\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    })?;
+    let prefix = format!("{name}{{");
+    text.lines()
+        .find(|l| l.starts_with(&prefix))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `duet status` of agent i, as text.
+fn status_text(t: &crate::netns::Topology, i: usize) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.agent_ns(i)])
+        .arg(crate::support::duet_bin())
+        .args(["status", "--api", crate::netns::API])
+        .output()
+        .expect("duet status");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `duet force-online` (with `--without-witness`) on agent i, as alice.
+fn force_online(t: &crate::netns::Topology, i: usize, without_witness: bool) {
+    let mut command = std::process::Command::new("ip");
+    command
+        .args(["netns", "exec", &t.agent_ns(i)])
+        .arg(crate::support::duet_bin())
+        .args(["force-online", "--api", crate::netns::API, "--token"])
+        .arg(crate::api::ALICE);
+    if without_witness {
+        command.arg("--without-witness");
+    }
+    let out = command.output().expect("duet force-online");
+    assert!(out.status.success(), "duet force-online: {out:?}");
+}
+
 #[test]
 fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without_it_two() {
     use crate::netns::{FAST, ONLINE, Topology, with};
@@ -335,7 +412,7 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
         return;
     }
     let mut t = Topology::new();
-    let mut cluster = pair_with_witness(&mut t);
+    let mut cluster = pair_with_witness(&mut t, TEST_TIMINGS);
     t.configure(FAST);
     let (p, q) = t.start_pair();
     let holder = crate::support::eventually(Duration::from_secs(20), "the lease held", || {
@@ -373,21 +450,116 @@ fn with_a_witness_a_cut_between_the_agents_leaves_exactly_one_online_and_without
     t.steady(Duration::from_secs(5), "witness down: no switch", with(p));
     let row = witness_row(&t, p).expect("the Witness row");
     assert!(row.value.starts_with("Not Available"), "{row:?}");
+
+    // The Online agent killed while the witness is down: no takeover; an operator's force
+    // online waits for the lease too; only force online *without the witness* brings the
+    // backup up, logged and raised with who gave it.
+    t.signal(p, "-KILL");
+    let alone = |s: [Option<duet_core::FailoverState>; 2]| s[p].is_none() && s[q] != ONLINE;
+    let steady_alone = |during: Duration, what: &str| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < during {
+            assert!(alone(t.states()), "{what}: {:?}\n{}", t.states(), t.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    steady_alone(
+        Duration::from_secs(5),
+        "witness down, Online agent killed: no takeover",
+    );
+    force_online(&t, q, false);
+    steady_alone(
+        Duration::from_secs(3),
+        "force online with the witness down waits",
+    );
+    let waiting = t.status(q).and_then(|s| s.decision).expect("a decision");
+    assert!(
+        waiting.reason.text.contains("witness"),
+        "force online waits for the witness lease: {waiting:?}"
+    );
+    force_online(&t, q, true);
+    t.until(
+        Duration::from_secs(10),
+        "force online without the witness",
+        |s| s[q] == ONLINE,
+    );
+    let raised = t.events(q, "witness_overridden").unwrap_or_default();
+    assert!(
+        raised.contains("without the witness by alice"),
+        "the override raised with who: {raised}"
+    );
+    assert_eq!(metric(&t, q, "duet_witness_override"), Some(1.0));
+    let text = status_text(&t, q);
+    assert!(
+        text.contains("witness lease: held by ")
+            && text.contains(
+                "(the witness cannot be reached); forced online without the witness by alice"
+            ),
+        "{text}"
+    );
+    assert_eq!(metric(&t, q, "duet_witness_lease_held"), Some(0.0));
+    assert_eq!(metric(&t, q, "duet_witness_available"), Some(0.0));
+    let log = std::fs::read_to_string(
+        t.dir
+            .path()
+            .join(format!("{}-failover.log", crate::netns::AGENTS[q])),
+    )
+    .expect("failover log");
+    assert!(
+        log.contains("forced online without the witness by alice"),
+        "{log}"
+    );
+
+    // The witness back: the override ends once the backup holds the lease (the killed agent's
+    // lease lapsed), and the pair is on the witness's rules again.
     for i in 0..3 {
         cluster.start_node(i);
     }
-    crate::support::eventually(Duration::from_secs(30), "the lease renewed", || {
-        witness_row(&t, p)
-            .filter(|r| r.value.starts_with("Available; held by") && r.value.contains("renewed"))
+    crate::support::eventually(
+        Duration::from_secs(30),
+        "the backup holds the lease",
+        || {
+            witness_row(&t, q).filter(|r| {
+                r.value
+                    .starts_with(&format!("Available; held by {}", crate::netns::AGENTS[q]))
+                    && r.value.contains("renewed")
+            })
+        },
+    );
+    crate::support::eventually(Duration::from_secs(5), "the override ended", || {
+        t.events(q, "witness_override_ended")
+            .filter(|e| e.contains("holds the witness lease"))
     });
+    assert_eq!(metric(&t, q, "duet_witness_override"), Some(0.0));
+    let text = status_text(&t, q);
+    assert!(
+        text.contains(&format!(
+            "witness lease: held by {}\n",
+            crate::netns::AGENTS[q]
+        )),
+        "{text}"
+    );
+    assert_eq!(metric(&t, q, "duet_witness_lease_held"), Some(1.0));
+    assert!(metric(&t, q, "duet_witness_renewals_total").is_some_and(|n| n >= 1.0));
+    assert!(metric(&t, q, "duet_witness_revision").is_some_and(|r| r >= 1.0));
+    assert!(
+        metric(&t, q, "duet_witness_last_renewal_age_seconds").is_some_and(|a| a < 3.0),
+        "renewed within the lease"
+    );
+    t.start(p);
+    t.until(
+        Duration::from_secs(20),
+        "the killed agent back, Offline",
+        |s| s == with(q),
+    );
 
     // kill -9 of the Online agent: its buddy is Online within detection + a lease (+ the
     // claim and a loaded machine's slack).
-    t.signal(p, "-KILL");
+    t.signal(q, "-KILL");
     let took = t.until(
         Duration::from_secs(15),
         "kill -9 with a witness: the buddy Online",
-        |s| s[q] == ONLINE,
+        |s| s[p] == ONLINE,
     );
     println!("kill -9 with a witness: the buddy Online after {took:?}");
     drop(t);

@@ -246,6 +246,7 @@ fn decision_line(ctx: Ctx) -> Option<impl IntoView + use<>> {
     let since = decision.state.since;
     let switched = decision.state.last_switch;
     let by = overview.cause.and_then(|c| c.by);
+    let lease = overview.witness.map(|w| w.line());
     let manual = decision.state.mode == Mode::Manual;
     Some(view! {
         {manual.then(|| view! {
@@ -265,6 +266,9 @@ fn decision_line(ctx: Ctx) -> Option<impl IntoView + use<>> {
                 </span>
             })}
         </p>
+        {lease.map(|line| view! {
+            <p class="muted" id="witness-lease">{format!("Witness lease: {line}")}</p>
+        })}
     })
 }
 

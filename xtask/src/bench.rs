@@ -321,7 +321,7 @@ other tests add network interfaces, or over 20 s) are repeated; there were {}.",
     Ok(md)
 }
 
-/// `cargo xtask bench failover` / `cargo xtask bench load`: only that bench; its section of
+/// `cargo xtask bench failover` / `load` / `witness`: only that bench; its section of
 /// `docs/benchmarks.md` is replaced (or appended), the rest left as the last full run wrote it.
 pub fn section_only(root: &Path, which: &str) -> anyhow::Result<()> {
     crate::setup()?;

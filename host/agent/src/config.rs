@@ -9,6 +9,7 @@
 //! | `[api]` `[web]` | [`duet_api::config`] |
 //! | `[plugins]` | [`duet_plugins::config`] |
 //! | `[nats]` | [`duet_probes::nats`] |
+//! | `[nats_connection]` | [`duet_nats`] (shared by `[nats]` and `[witness]`) |
 //! | `[witness]` | [`duet_witness::config`] |
 //! | `[watchdog]` | [`duet_base::watchdog`] |
 //! | `[[vip]]` `[hooks]` | [`duet_vip::config`] |
@@ -200,6 +201,7 @@ struct RawConfig {
     #[serde(default)]
     web: RawWeb,
     nats: Option<RawNats>,
+    nats_connection: Option<duet_nats::RawConnection>,
     #[serde(default)]
     watchdog: RawWatchdog,
     #[serde(default, rename = "vip")]
@@ -237,15 +239,19 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let vips = duet_vip::config::validate_vips(raw.vips, &mut errors);
     // The witness lease must outlast the longest VIP kernel lease plus a renewal.
     let vip_lease = vips.iter().map(|v| v.lease + v.renew).max();
+    // One place says where NATS is, for the probe and the witness.
+    let connection = raw
+        .nats_connection
+        .map(|c| duet_nats::validate(c, base, &mut errors));
     let config = Config {
         witness: raw
             .witness
-            .map(|w| duet_witness::config::validate(w, base, vip_lease, &mut errors)),
+            .map(|w| duet_witness::config::validate(w, connection.clone(), vip_lease, &mut errors)),
         web: duet_api::config::validate_web(&raw.web, &mut errors),
         plugins: duet_plugins::config::validate(raw.plugins, base, &mut errors),
         nats: raw
             .nats
-            .map(|n| duet_probes::nats::validate(n, base, &mut errors)),
+            .map(|n| duet_probes::nats::validate(n, connection.clone(), base, &mut errors)),
         watchdog: duet_base::watchdog::validate(raw.watchdog, &mut errors),
         vips,
         hooks: duet_vip::config::validate_hooks(raw.hooks, base, &mut errors),

@@ -53,7 +53,7 @@ pub use duet_base::Clock;
 /// The peer link's frame codec (its own crate, so the fuzz target builds without wasmtime).
 pub use duet_frame as frame;
 pub use duet_kernel::fence::bound as fence_bound;
-pub use duet_kernel::witness::wants as witness_wants;
+pub use duet_kernel::witness::{Witness, wants as witness_wants};
 pub use duet_kernel::{PeerReport, Requests, TickRecord, net, state_file};
 pub use duet_plugins as plugins;
 pub use duet_runtime as runtime;
@@ -91,6 +91,9 @@ pub struct RunOptions {
     pub shared_runtime: bool,
     /// The configuration file to reload on request (SIGHUP, the API); none: no reloads.
     pub reload: Option<reload::ReloadFrom>,
+    /// The witness the kernel consults instead of `[witness]`'s NATS client (the simulation's
+    /// in-memory witness, on paused time); none: `[witness]` decides.
+    pub witness: Option<Arc<dyn duet_kernel::witness::Witness>>,
 }
 
 /// The capabilities of one agent, built before anything runs.
@@ -132,7 +135,14 @@ pub async fn run(
     } else {
         duet_kernel::fence::pulse(&config.kernel)
     };
-    let agent = assemble(config, runtime, clock, network, (decision, pulse.clone()))?;
+    let agent = assemble(
+        config,
+        runtime,
+        clock,
+        network,
+        (decision, pulse.clone()),
+        options.witness,
+    )?;
     if let Some(tx) = options.commands {
         let _ = tx.send(agent.kernel.commands());
     }
@@ -223,6 +233,7 @@ fn assemble(
     clock: Clock,
     network: Arc<dyn Network>,
     (decision, pulse): (tokio::runtime::Handle, Arc<Pulse>),
+    gate: Option<Arc<dyn duet_kernel::witness::Witness>>,
 ) -> anyhow::Result<Agent> {
     let changed = Arc::new(Notify::new());
     let wake: Wake = {
@@ -285,9 +296,11 @@ fn assemble(
         hooks: Hooks::start(config.hooks.clone(), name.clone()),
         decision: decision.clone(),
         pulse,
-        witness: witness
-            .clone()
-            .map(|w| Arc::new(witness::Gate(w)) as Arc<dyn duet_kernel::witness::Witness>),
+        witness: gate.or_else(|| {
+            witness
+                .clone()
+                .map(|w| Arc::new(witness::Gate(w)) as Arc<dyn duet_kernel::witness::Witness>)
+        }),
     })?;
     Ok(Agent {
         witness: witness.map(|w| (w, decision)),
@@ -328,6 +341,12 @@ impl Agent {
             let (plugins, agent) = (self.plugins.clone(), agent.clone());
             Arc::new(move || plugins.metrics(&agent))
         }];
+        if let Some((client, _)) = self.witness.as_ref() {
+            let (client, kernel, agent) = (client.clone(), self.kernel.clone(), agent.clone());
+            more_metrics.push(Arc::new(move || {
+                witness::metrics(&client, kernel.witness_override().is_some(), &agent)
+            }));
+        }
         if let Some(reloader) = reloader.clone() {
             more_metrics.push(Arc::new(move || reloader.metrics(&agent)));
         }

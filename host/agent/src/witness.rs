@@ -102,3 +102,74 @@ pub(crate) async fn events(client: Arc<Client>, events: Arc<EventLog>, stop: Can
         trouble.get_or_insert(now);
     }
 }
+
+/// The witness's families in `/metrics`: whether this agent holds the lease, whether the
+/// witness answers, the key's revision, the age of this agent's last renewal (while it holds
+/// the lease), the writes that held it, the refused compare-and-swaps, the failed operations,
+/// and whether an operator's force online without the witness is in force.
+pub(crate) fn metrics(client: &Client, overridden: bool, agent: &str) -> String {
+    use duet_api::metrics::{escape, family};
+    use std::fmt::Write as _;
+    let agent = escape(agent);
+    let row = client.row();
+    let counters = client.counters();
+    let available = matches!(row.availability, Availability::Available);
+    let mut out = String::new();
+    let families: [(&str, &str, &str, Option<f64>); 8] = [
+        (
+            "duet_witness_lease_held",
+            "gauge",
+            "1 while this agent holds the witness lease (its deadline not passed).",
+            Some(f64::from(u8::from(client.view().held))),
+        ),
+        (
+            "duet_witness_available",
+            "gauge",
+            "1 while the witness answers (its last operation succeeded within a renewal period).",
+            Some(f64::from(u8::from(available))),
+        ),
+        (
+            "duet_witness_revision",
+            "gauge",
+            "The revision of the pair's lease key last seen (0: never written).",
+            row.revision.map(|r| r as f64),
+        ),
+        (
+            "duet_witness_last_renewal_age_seconds",
+            "gauge",
+            "Since the send time of this agent's last acknowledged renewal, while it holds the lease.",
+            row.renewed_ago.map(|d| d.as_secs_f64()),
+        ),
+        (
+            "duet_witness_renewals_total",
+            "counter",
+            "Acknowledged writes that took or renewed the lease.",
+            Some(counters.renewals as f64),
+        ),
+        (
+            "duet_witness_refusals_total",
+            "counter",
+            "Compare-and-swap writes refused because the lease's revision moved on.",
+            Some(counters.refused as f64),
+        ),
+        (
+            "duet_witness_failures_total",
+            "counter",
+            "Witness operations (reads, writes, renewals) that failed or timed out.",
+            Some(counters.failures as f64),
+        ),
+        (
+            "duet_witness_override",
+            "gauge",
+            "1 while an operator's force online without the witness is in force.",
+            Some(f64::from(u8::from(overridden))),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        family(&mut out, name, kind, help);
+        if let Some(v) = value {
+            let _ = writeln!(out, "{name}{{agent=\"{agent}\"}} {v}");
+        }
+    }
+    out
+}

@@ -24,7 +24,7 @@ pub mod connections;
 mod events;
 pub mod tls;
 pub use events::EventPage;
-mod metrics;
+pub mod metrics;
 mod web;
 
 use std::convert::Infallible;
@@ -208,6 +208,7 @@ fn overview(kernel: &Kernel, status: Status) -> Overview {
         cause: Overview::cause(&history).cloned(),
         status,
         buddy_report_age_ms,
+        witness: kernel.witness_lease(),
     }
 }
 
@@ -416,15 +417,41 @@ async fn metrics(State(api): State<Api>) -> Response {
 async fn switch(State(api): State<Api>, headers: HeaderMap) -> Response {
     crate::events::drain_before_switch(&api, &headers).await;
     command(&api, &headers, Right::Switch, "switch", |_| {
-        Ok(Command::Switch)
+        Ok(Order::Command(Command::Switch))
     })
     .await
 }
 
-async fn force_online(State(api): State<Api>, headers: HeaderMap) -> Response {
-    command(&api, &headers, Right::ForceOnline, "force_online", |_| {
-        Ok(Command::ForceOnline)
-    })
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceOnlineBody {
+    /// Go online without the witness lease (the operator vouches that the buddy is not Online).
+    #[serde(default)]
+    without_witness: bool,
+}
+
+async fn force_online(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    command(
+        &api,
+        &headers,
+        Right::ForceOnline,
+        "force_online",
+        move |()| {
+            // No body (or `{}`): the plain force online, which needs the witness lease.
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Order::Command(Command::ForceOnline));
+            }
+            match serde_json::from_slice::<ForceOnlineBody>(&body) {
+                Ok(ForceOnlineBody {
+                    without_witness: true,
+                }) => Ok(Order::WithoutWitness),
+                Ok(_) => Ok(Order::Command(Command::ForceOnline)),
+                Err(e) => Err(format!(
+                    "expected no body or {{\"without_witness\": true | false}}: {e}"
+                )),
+            }
+        },
+    )
     .await
 }
 
@@ -437,10 +464,17 @@ struct ModeBody {
 async fn mode(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     command(&api, &headers, Right::Mode, "mode", move |()| {
         serde_json::from_slice::<ModeBody>(&body)
-            .map(|b| Command::SetMode(b.mode))
+            .map(|b| Order::Command(Command::SetMode(b.mode)))
             .map_err(|e| format!("expected {{\"mode\": \"automatic\" | \"manual\"}}: {e}"))
     })
     .await
+}
+
+/// What an operator asks of the next tick.
+enum Order {
+    Command(Command),
+    /// Force online without the witness lease.
+    WithoutWitness,
 }
 
 /// Authorizes first (so nothing about the body is looked at without a valid token), then
@@ -450,20 +484,36 @@ async fn command(
     headers: &HeaderMap,
     right: Right,
     name: &str,
-    parse: impl FnOnce(()) -> Result<Command, String>,
+    parse: impl FnOnce(()) -> Result<Order, String>,
 ) -> Response {
     let by = match authorize(api, headers, right, name) {
         Ok(by) => by,
         Err(response) => return *response,
     };
-    let command = match parse(()) {
-        Ok(c) => c,
+    let (name, queued) = match parse(()) {
+        Ok(Order::Command(command)) => (
+            name,
+            api.kernel
+                .command(OperatorCommand {
+                    by: by.clone(),
+                    command,
+                })
+                .map_err(|_| {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many commands waiting for the next tick; try again",
+                    )
+                }),
+        ),
+        Ok(Order::WithoutWitness) => (
+            "force_online_without_witness",
+            api.kernel
+                .force_online_without_witness(by.clone())
+                .map_err(|why| (StatusCode::CONFLICT, why)),
+        ),
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    match api.kernel.command(OperatorCommand {
-        by: by.clone(),
-        command,
-    }) {
+    match queued {
         Ok(()) => {
             tracing::info!(command = name, by = %by, "command accepted");
             (
@@ -475,10 +525,7 @@ async fn command(
             )
                 .into_response()
         }
-        Err(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many commands waiting for the next tick; try again".into(),
-        ),
+        Err((status, why)) => error(status, why.into()),
     }
 }
 

@@ -290,12 +290,13 @@ fn decisions(out: &mut String, agent: &str, kernel: &Kernel) {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// A metric family's `# HELP` and `# TYPE` lines (for the agent's other capabilities too).
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A label value as the text format wants it.
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -28,6 +28,7 @@ enum Cmd {
     Status(commands::status::Args),
     Switch(commands::switch::Args),
     Reload(commands::reload::Args),
+    ForceOnline(commands::switch::ForceOnlineArgs),
     Events(commands::events::Args),
     #[command(subcommand)]
     Token(commands::token::Args),
@@ -47,6 +48,7 @@ impl Cmd {
             Cmd::Status(args) => args.execute().await,
             Cmd::Switch(args) => args.execute().await,
             Cmd::Reload(args) => args.execute().await,
+            Cmd::ForceOnline(args) => args.execute().await,
             Cmd::Events(args) => args.execute().await,
             Cmd::Token(args) => args.execute().await,
             Cmd::Plugin(args) => args.execute().await,

@@ -188,6 +188,8 @@ pub struct Kernel {
     /// Fenced, and the stall that fenced it: until the loop decided Offline.
     fenced: Mutex<Option<u64>>,
     witness: Option<Arc<dyn witness::Witness>>,
+    /// An operator's force online without the witness, asked or in force.
+    witness_override: Mutex<witness::Override>,
 }
 
 impl Kernel {
@@ -248,6 +250,7 @@ impl Kernel {
             pulse: parts.pulse,
             fenced: Mutex::new(None),
             witness: parts.witness,
+            witness_override: Mutex::new(witness::Override::default()),
             watchdog_config: parts.watchdog_config,
             config,
         }))
@@ -364,6 +367,34 @@ impl Kernel {
             mpsc::error::TrySendError::Full(_) => "too many commands are waiting",
             mpsc::error::TrySendError::Closed(_) => "the agent is stopping",
         })
+    }
+
+    /// An operator's force online without the witness, for the next tick: the agent goes
+    /// online as if no witness were configured, until it holds the lease or is Offline again
+    /// (see [`witness::Override`]). Refused when no witness is configured.
+    pub fn force_online_without_witness(&self, by: String) -> Result<(), &'static str> {
+        if self.witness.is_none() {
+            return Err("no witness is configured ([witness]): use force online");
+        }
+        lock(&self.witness_override).asked = Some(by);
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// The witness lease as this agent's client sees it now; none without a witness.
+    pub fn witness_lease(&self) -> Option<duet_core::api::WitnessLease> {
+        let view = self.witness.as_ref()?.view();
+        Some(duet_core::api::WitnessLease {
+            holder: view.holder,
+            held: view.held,
+            reachable: view.reachable,
+            overridden_by: self.witness_override(),
+        })
+    }
+
+    /// The operator whose force online without the witness is in force, if any.
+    pub fn witness_override(&self) -> Option<String> {
+        lock(&self.witness_override).by.clone()
     }
 
     /// A sender of operator commands, as the API gives them (for tests and tools).

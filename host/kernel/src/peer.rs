@@ -276,15 +276,8 @@ pub(crate) async fn path(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut early_spent = false;
     loop {
-        let hung_up = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            _ = interval.tick() => false,
-            () = hang_up(&mut conn), if !early_spent => true,
-        };
-        early_spent = hung_up;
-        if hung_up {
-            conn = None;
-            interval.reset();
+        if !next_attempt(&mut interval, &mut conn, &mut early_spent, &shutdown).await {
+            return Ok(());
         }
         retime(&kernel, slot, &mut spec, &mut interval);
         let keys = keys(&kernel);
@@ -375,6 +368,28 @@ pub(crate) async fn path(
         };
         record_attempt(&kernel, slot, outcome, now);
     }
+}
+
+/// Waits for a path's next attempt: its interval's tick or, once per interval, the kept
+/// connection hung up by the buddy's end (which drops it and restarts the interval). False
+/// once the agent stops.
+async fn next_attempt(
+    interval: &mut tokio::time::Interval,
+    conn: &mut Option<Conn>,
+    early_spent: &mut bool,
+    shutdown: &CancellationToken,
+) -> bool {
+    let hung_up = tokio::select! {
+        () = shutdown.cancelled() => return false,
+        _ = interval.tick() => false,
+        () = hang_up(conn), if !*early_spent => true,
+    };
+    *early_spent = hung_up;
+    if hung_up {
+        *conn = None;
+        interval.reset();
+    }
+    true
 }
 
 /// Resolves when the kept connection ends between attempts: closed or reset by the buddy's

@@ -80,6 +80,11 @@ struct Sighting {
     fenced: Option<u64>,
     /// The witness lease as its client sees it; none without a witness.
     witness: Option<duet_core::Witness>,
+    /// An operator asked to force online without the witness (the command above says so).
+    without_witness: Option<String>,
+    /// An operator's force online without the witness is in force: the core decides as if no
+    /// witness were configured.
+    overridden: bool,
 }
 
 impl Sighting {
@@ -149,11 +154,13 @@ impl Loop {
             // stopped) past the fence bound fences the agent before deciding anything.
             let fenced = crate::fence::check(&self.kernel);
             self.apply_reload();
-            let seen = self.gather(fenced);
+            let mut seen = self.gather(fenced);
             self.agree_on_bound(&seen);
+            self.take_override(&mut seen, log);
             let (decision, answered) = self.step(&seen, log).await?;
             self.carry_out(&decision, &seen, log);
             self.settle(&decision, &seen);
+            self.end_override(&seen, log);
             let observations = self.observe(&seen);
             let pair = self.evaluate(observations, &seen, log).await?;
             self.publish(pair, &decision, answered, &seen);
@@ -270,11 +277,18 @@ impl Loop {
     fn gather(&mut self, fenced: Option<u64>) -> Sighting {
         let kernel = &self.kernel;
         let now = kernel.clock.now();
+        let mut without_witness = None;
         let command = if self.handover.is_some() && !self.handover_asked {
             self.handover_asked = true;
             Some(OperatorCommand {
                 by: "shutdown".into(),
                 command: duet_core::Command::Switch,
+            })
+        } else if let Some(by) = lock(&kernel.witness_override).asked.take() {
+            without_witness = Some(by.clone());
+            Some(OperatorCommand {
+                by,
+                command: duet_core::Command::ForceOnline,
             })
         } else {
             self.commands.try_recv().ok()
@@ -302,6 +316,8 @@ impl Loop {
             exchange,
             fenced,
             witness: kernel.witness.as_ref().map(|w| w.view()),
+            without_witness,
+            overridden: false,
         };
         kernel.vips.set_buddy(
             seen.last_report.as_ref().map_or(&[][..], |(p, _)| &p.macs),
@@ -320,6 +336,56 @@ impl Loop {
             kernel.vips.look_ahead();
         }
         seen
+    }
+
+    /// An operator's force online without the witness: taken (logged and raised with who
+    /// gave it) when this agent is Offline or preparing; then the core sees no witness.
+    fn take_override(&self, seen: &mut Sighting, log: &mut FailoverLog) {
+        let kernel = &self.kernel;
+        let mut o = lock(&kernel.witness_override);
+        if let Some(by) = seen.without_witness.take() {
+            let agent = &kernel.config.agent.name;
+            if crate::witness::overridable(self.machine.state) {
+                let text = format!(
+                    "{agent} forced online without the witness by {by}: the witness lease is not \
+                     required until {agent} holds it (the operator vouches that {} is not Online)",
+                    kernel.config.buddy.name
+                );
+                log.write(seen.now, Severity::Warning, &text);
+                kernel
+                    .alarms
+                    .raise(Severity::Warning, "witness_overridden", text);
+                o.by = Some(by);
+            } else {
+                let text = format!(
+                    "Command force online without the witness by {by} ignored: this agent is {}",
+                    self.machine.state.label()
+                );
+                log.write(seen.now, Severity::Warning, &text);
+            }
+        }
+        seen.overridden = o.by.is_some();
+    }
+
+    /// Ends the override once the agent holds the lease or is Offline again.
+    fn end_override(&self, seen: &Sighting, log: &mut FailoverLog) {
+        let kernel = &self.kernel;
+        let held = kernel.witness.as_ref().is_some_and(|w| w.view().held);
+        let mut o = lock(&kernel.witness_override);
+        if o.by.is_some() && crate::witness::override_ends(self.machine.state, held) {
+            let by = o.by.take().unwrap_or_default();
+            let text = if held {
+                format!(
+                    "The force online without the witness by {by} ended: this agent holds the witness lease"
+                )
+            } else {
+                format!("The force online without the witness by {by} ended: this agent is Offline")
+            };
+            log.write(seen.now, Severity::Info, &text);
+            kernel
+                .alarms
+                .raise(Severity::Info, "witness_override_ended", text);
+        }
     }
 
     /// `failover.step`, timed by the watchdog; a loaded core that fails is logged and raised.
@@ -694,7 +760,7 @@ fn core_input(config: &KernelConfig, seen: &Sighting, vip_enabled: bool, extra: 
         vip: extra.vip,
         nics: extra.nics,
         fenced: seen.fenced,
-        witness: seen.witness.clone(),
+        witness: seen.witness.clone().filter(|_| !seen.overridden),
     }
 }
 
@@ -829,6 +895,8 @@ mod tests {
             },
             fenced: None,
             witness: None,
+            without_witness: None,
+            overridden: false,
         }
     }
 

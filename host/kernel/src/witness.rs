@@ -18,3 +18,30 @@ pub trait Witness: Send + Sync {
 pub fn wants(state: FailoverState) -> bool {
     state != FailoverState::Offline
 }
+
+/// An operator's force online without the witness: asked (waiting for the next tick), then in
+/// force from the tick that took it until the agent holds the lease or is Offline again.
+/// While in force the core decides as if no witness were configured (the operator vouches that
+/// the buddy is not Online); the client still takes the lease as soon as it can.
+#[derive(Debug, Default)]
+pub struct Override {
+    /// Asked by this operator; taken by the next tick.
+    pub asked: Option<String>,
+    /// In force, given by this operator.
+    pub by: Option<String>,
+}
+
+/// Whether an agent in `state` can take an operator's force online without the witness: it is
+/// Offline, or preparing (waiting for the lease). Online or in a transition it cannot.
+pub fn overridable(state: FailoverState) -> bool {
+    matches!(
+        state,
+        FailoverState::Offline | FailoverState::PreparingToGoOnline
+    )
+}
+
+/// Whether an override in force ends after a decision: the lease is held (the witness's rules
+/// apply again) or the agent is Offline (the attempt is over).
+pub fn override_ends(state: FailoverState, held: bool) -> bool {
+    held || state == FailoverState::Offline
+}

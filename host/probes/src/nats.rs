@@ -26,8 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The `[nats]` section, validated.
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
-    /// The nats-server both agents use, e.g. `nats://127.0.0.1:4222`.
-    pub url: String,
+    /// The nats-server both agents use (`[nats_connection]`, or the deprecated `nats.url`).
+    pub connection: duet_nats::Connection,
     /// The subject prefix of the pair's request/reply.
     pub subject: String,
     /// The cluster-endpoints file (JSON); none: only request/reply is checked.
@@ -40,31 +40,53 @@ pub struct NatsConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNats {
-    url: String,
+    /// Deprecated: `[nats_connection] servers = [url]` says it for the probe and the witness.
+    url: Option<String>,
     subject: Option<String>,
     endpoints_file: Option<PathBuf>,
     interval: Option<String>,
     timeout: Option<String>,
 }
 
-/// Validates `[nats]`, pushing every mistake onto `errors`.
-pub fn validate(raw: RawNats, base: &Path, errors: &mut Errors) -> NatsConfig {
+/// Validates `[nats]`, pushing every mistake onto `errors`. `connection` is the validated
+/// `[nats_connection]`; without it the deprecated `nats.url` names the server (with it,
+/// `nats.url` is an error: one place says where NATS is).
+pub fn validate(
+    raw: RawNats,
+    connection: Option<duet_nats::Connection>,
+    base: &Path,
+    errors: &mut Errors,
+) -> NatsConfig {
     let range = (Duration::from_millis(10), Duration::from_secs(600));
     let mut duration = |key: &str, value: Option<String>, default: Duration| {
         errors.duration(key, value.as_deref(), default, range)
     };
     let interval = duration("nats.interval", raw.interval, Duration::from_secs(2));
     let timeout = duration("nats.timeout", raw.timeout, Duration::from_secs(1));
+    let connection = match (connection, raw.url) {
+        (Some(c), None) => c,
+        (None, Some(url)) => {
+            tracing::warn!(
+                "nats.url is deprecated: say [nats_connection] servers = [\"{url}\"] (shared with the witness)"
+            );
+            duet_nats::Connection::from_url(url, "nats.url", errors)
+        }
+        (Some(c), Some(_)) => {
+            errors.error(
+                "nats.url",
+                "is deprecated and [nats_connection] is set: remove nats.url (the probe uses [nats_connection])",
+            );
+            c
+        }
+        (None, None) => {
+            errors.error(
+                "nats",
+                "the NATS probe needs a server: set [nats_connection] servers (or the deprecated nats.url)",
+            );
+            duet_nats::Connection::from_url("nats://127.0.0.1:4222".into(), "nats.url", errors)
+        }
+    };
     let mut err = |path: &str, message: String| errors.error(path, message);
-    if !(raw.url.starts_with("nats://") || raw.url.starts_with("tls://")) {
-        err(
-            "nats.url",
-            format!(
-                "\"{}\" is not a NATS URL such as \"nats://127.0.0.1:4222\"",
-                raw.url
-            ),
-        );
-    }
     let subject = raw.subject.unwrap_or_else(|| "duet".into());
     if subject.is_empty()
         || !subject.split('.').all(|t| {
@@ -87,7 +109,7 @@ pub fn validate(raw: RawNats, base: &Path, errors: &mut Errors) -> NatsConfig {
         );
     }
     NatsConfig {
-        url: raw.url,
+        connection,
         subject,
         endpoints_file: raw
             .endpoints_file
@@ -259,7 +281,10 @@ async fn attempt(
                     "no responders: {buddy}'s duet does not answer on {ask} (stopped, or on another NATS server)"
                 ),
                 _ if state != async_nats::connection::State::Connected => {
-                    format!("lost the connection to the NATS server {}", config.url)
+                    format!(
+                        "lost the connection to the NATS server {}",
+                        config.connection.describe()
+                    )
                 }
                 K::TimedOut => format!(
                     "{buddy}'s duet did not answer on {ask} within {}",
@@ -315,14 +340,16 @@ async fn connect(
     listen: &str,
     client: &mut Option<(async_nats::Client, tokio::task::JoinHandle<()>)>,
 ) -> Result<(), String> {
-    let nc = async_nats::ConnectOptions::new()
+    let nc = config
+        .connection
+        .options()?
         .name(format!("duet {agent}"))
         // async-nats's own bound on a connection attempt; a longer hang than
         // `watchdog.deadline` is a runtime error meanwhile (RTE Count).
         .connection_timeout(CONNECT_TIMEOUT)
         .request_timeout(Some(config.timeout))
         .ignore_discovered_servers()
-        .connect(config.url.as_str())
+        .connect(config.connection.addresses())
         .await
         .map_err(|e| {
             let why = std::error::Error::source(&e)
@@ -335,7 +362,10 @@ async fn connect(
                     .unwrap_or_default()
                     .to_lowercase(),
             };
-            format!("cannot connect to the NATS server {}: {why}", config.url)
+            format!(
+                "cannot connect to the NATS server {}: {why}",
+                config.connection.describe()
+            )
         })?;
     let mut sub = nc
         .subscribe(listen.to_string())

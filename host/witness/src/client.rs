@@ -178,7 +178,10 @@ impl Client {
         let not = |what: &str, e: &dyn std::fmt::Display| {
             Availability::NotAvailable(format!("{what}: {e}"))
         };
-        let mut options = async_nats::ConnectOptions::new()
+        let options = c
+            .connection
+            .options()
+            .map_err(Availability::Invalid)?
             .connection_timeout(c.timeout)
             .request_timeout(Some(c.timeout))
             .name(format!("duet-witness {}", self.me))
@@ -194,17 +197,7 @@ impl Client {
                     std::future::ready(())
                 }
             });
-        if let (Some(user), Some(file)) = (&c.user, &c.password_file) {
-            let password = std::fs::read_to_string(file).map_err(|e| {
-                Availability::Invalid(format!(
-                    "witness.password_file {}: cannot read it: {e}",
-                    file.display()
-                ))
-            })?;
-            options = options.user_and_password(user.clone(), password.trim_end().to_string());
-        }
-        let servers: Vec<async_nats::ServerAddr> =
-            c.servers.iter().filter_map(|s| s.parse().ok()).collect();
+        let servers = c.connection.addresses();
         let client = tokio::time::timeout(c.timeout * 2, options.connect(servers))
             .await
             .map_err(|_| Availability::NotAvailable("no server answered in time".into()))?

@@ -1,6 +1,6 @@
-//! The `[witness]` section: where the witness is and how the lease is kept.
+//! The `[witness]` section: which lease to hold and how it is kept. Where the witness is (the
+//! servers, the credentials, TLS) is the shared `[nats_connection]` (`duet-nats`).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use duet_base::config::Errors;
@@ -9,12 +9,9 @@ use serde::Deserialize;
 /// The `[witness]` section, validated.
 #[derive(Debug, Clone)]
 pub struct WitnessConfig {
-    /// The cluster's nodes, e.g. `nats://10.0.0.1:4222`: the client fails over between them.
-    pub servers: Vec<String>,
-    /// The pair's NATS user (per-pair permissions: see docs/witness.md).
-    pub user: Option<String>,
-    /// A file holding the user's password (read at start; never in the configuration).
-    pub password_file: Option<PathBuf>,
+    /// The cluster's nodes and how to connect (`[nats_connection]`): the pair's NATS user has
+    /// per-pair permissions (docs/witness.md).
+    pub connection: duet_nats::Connection,
     /// The key-value bucket (replicated over three nodes; created when missing and allowed).
     pub bucket: String,
     /// The pair's key in the bucket: both agents of a pair name the same key.
@@ -32,9 +29,6 @@ pub struct WitnessConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWitness {
-    servers: Vec<String>,
-    user: Option<String>,
-    password_file: Option<PathBuf>,
     bucket: Option<String>,
     key: String,
     lease: Option<String>,
@@ -57,12 +51,13 @@ fn token(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Validates `[witness]`, pushing every mistake onto `errors`. `vip_lease` is the longest
+/// Validates `[witness]`, pushing every mistake onto `errors`. `connection` is the validated
+/// `[nats_connection]` (none: the witness has no server, an error). `vip_lease` is the longest
 /// virtual IP kernel lease plus its renewal (none without a VIP): the witness lease must
 /// outlast it, or a killed holder's address could still answer when the buddy claims.
 pub fn validate(
     raw: RawWitness,
-    base: &Path,
+    connection: Option<duet_nats::Connection>,
     vip_lease: Option<Duration>,
     errors: &mut Errors,
 ) -> WitnessConfig {
@@ -74,20 +69,18 @@ pub fn validate(
     let renew = duration("renew", raw.renew, RENEW);
     let margin = duration("margin", raw.margin, MARGIN);
     let timeout = duration("timeout", raw.timeout, TIMEOUT);
-    if raw.servers.is_empty() {
+    let connection = connection.unwrap_or_else(|| {
         errors.error(
-            "witness.servers",
-            "lists no server: name the cluster's nodes",
+            "witness",
+            "needs [nats_connection] with the witness cluster's servers",
         );
-    }
-    for (i, s) in raw.servers.iter().enumerate() {
-        if !(s.starts_with("nats://") || s.starts_with("tls://")) {
-            errors.error(
-                format!("witness.servers[{i}]"),
-                format!("\"{s}\" is not a NATS URL such as \"nats://127.0.0.1:4222\""),
-            );
+        duet_nats::Connection {
+            servers: Vec::new(),
+            user: None,
+            password_file: None,
+            tls: None,
         }
-    }
+    });
     let bucket = raw.bucket.unwrap_or_else(|| "duet-witness".into());
     if !token(&bucket) {
         errors.error(
@@ -99,12 +92,6 @@ pub fn validate(
         errors.error(
             "witness.key",
             format!("\"{}\" is not a key: letters, digits, '-' or '_'", raw.key),
-        );
-    }
-    if raw.user.is_some() != raw.password_file.is_some() {
-        errors.error(
-            "witness.user",
-            "user and password_file go together: set both or neither",
         );
     }
     // Two renewals may fail before the deadline, and the margin leaves a renewal's worth.
@@ -143,11 +130,7 @@ pub fn validate(
         );
     }
     WitnessConfig {
-        servers: raw.servers,
-        user: raw.user,
-        password_file: raw
-            .password_file
-            .map(|p| if p.is_absolute() { p } else { base.join(p) }),
+        connection,
         bucket,
         key: raw.key,
         lease,
@@ -162,10 +145,16 @@ mod tests {
     use super::*;
 
     fn raw(extra: &str) -> RawWitness {
-        toml::from_str(&format!(
-            "servers = [\"nats://127.0.0.1:4222\"]\nkey = \"pair-a\"\n{extra}"
+        toml::from_str(&format!("key = \"pair-a\"\n{extra}")).expect("raw witness")
+    }
+
+    fn connection() -> Option<duet_nats::Connection> {
+        let mut errors = Errors::new();
+        Some(duet_nats::Connection::from_url(
+            "nats://127.0.0.1:4222".into(),
+            "nats_connection.servers",
+            &mut errors,
         ))
-        .expect("raw witness")
     }
 
     #[test]
@@ -173,7 +162,7 @@ mod tests {
         let mut errors = Errors::new();
         let c = validate(
             raw(""),
-            Path::new("/"),
+            connection(),
             Some(Duration::from_millis(1250)),
             &mut errors,
         );
@@ -185,7 +174,7 @@ mod tests {
         let mut errors = Errors::new();
         validate(
             raw("lease = \"2s\"\nrenew = \"1s\"\nbucket = \"a.b\""),
-            Path::new("/"),
+            None,
             Some(Duration::from_secs(2)),
             &mut errors,
         );
@@ -195,6 +184,7 @@ mod tests {
             "witness.margin",
             "witness.lease",
             "witness.bucket",
+            "witness\"",
         ] {
             assert!(text.contains(key), "{key} not in {text}");
         }

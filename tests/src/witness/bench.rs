@@ -17,19 +17,6 @@ use std::time::{Duration, Instant};
 use super::{cut_between, pair_with_witness, witness_row};
 use crate::netns::{AGENTS, FAST, ONLINE, Topology, with};
 
-/// The witness section of the pair, at the witness's defaults.
-fn at_defaults(section: &str) -> String {
-    section
-        .lines()
-        .filter(|l| {
-            !["lease", "renew", "margin", "timeout"]
-                .iter()
-                .any(|k| l.starts_with(k))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Waits until agent `online` holds a renewed lease and its buddy is Offline and sees it.
 fn settled(t: &Topology, online: usize) {
     t.until(Duration::from_secs(60), "settled", |s| s == with(online));
@@ -52,8 +39,8 @@ fn witness_bench() {
     };
     let (kills, cuts) = (env("DUET_WITNESS_KILLS", 10), env("DUET_WITNESS_CUTS", 20));
     let mut t = Topology::new();
-    let _cluster = pair_with_witness(&mut t);
-    t.extra = t.extra.clone().map(|s| at_defaults(&s));
+    // The witness at its defaults.
+    let _cluster = pair_with_witness(&mut t, "");
     t.configure(FAST);
     let (mut p, _) = t.start_pair();
     settled(&t, p);

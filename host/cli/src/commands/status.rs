@@ -156,6 +156,9 @@ pub fn render(overview: &Overview, colour: bool) -> String {
             printable(&status.core)
         ));
     }
+    if let Some(lease) = &overview.witness {
+        out.push_str(&format!("witness lease: {}\n", printable(&lease.line())));
+    }
     out
 }
 
