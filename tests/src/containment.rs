@@ -468,11 +468,22 @@ fn a_frozen_loop_fences_itself_before_the_buddy_takes_over() {
         None,
         "the frozen agent's MAC still answered when the buddy's did"
     );
-    // While its loop is still frozen, the fenced agent's API tells the truth: Offline.
+    // While its loop is still frozen, the fenced agent's API tells the truth: Offline, in its
+    // state and in its Failover Status row.
     eventually(
         Duration::from_secs(2),
         "the frozen agent's API says Offline",
-        || (t.states()[p] == OFFLINE).then_some(()),
+        || {
+            let status = t.status(p)?;
+            let row = status
+                .pair?
+                .local
+                .rows
+                .into_iter()
+                .find(|r| r.key == "failover-status")?;
+            let state = status.decision.map(|d| d.state.state);
+            (state == OFFLINE && row.value == "Offline").then_some(())
+        },
     );
     std::fs::remove_file(&files[p]).expect("thaw");
     t.until(TAKEOVER, "the fenced agent Offline", |s| s == with(q));

@@ -76,8 +76,8 @@ fn trip(kernel: &Kernel, stall: u64) {
 }
 
 /// A fenced agent's status, whatever the step that published it decided before the fence:
-/// Offline since `now` (in this agent's column and its last decision's state: the VIPs are
-/// gone), and its decision-loop row says why. The loop's first status after it took the fence
+/// Offline since `now` (in this agent's column, its Failover Status row and its last
+/// decision's state: the VIPs are gone), and its decision-loop row says why. The loop's first status after it took the fence
 /// says the same in its own words.
 pub(crate) fn overlay(status: &mut Status, stall: u64, now: TimestampMs) {
     if let Some(decision) = status.decision.as_mut()
@@ -88,13 +88,14 @@ pub(crate) fn overlay(status: &mut Status, stall: u64, now: TimestampMs) {
     }
     if let Some(pair) = status.pair.as_mut() {
         pair.local.state = Some(FailoverState::Offline);
-        for row in pair
-            .local
-            .rows
-            .iter_mut()
-            .filter(|r| r.key == "decision-loop")
-        {
-            row.reason = Some(format!("stalled for {stall} ms: this agent fenced itself"));
+        for row in pair.local.rows.iter_mut() {
+            match row.key.as_str() {
+                "failover-status" => row.value = FailoverState::Offline.label().into(),
+                "decision-loop" => {
+                    row.reason = Some(format!("stalled for {stall} ms: this agent fenced itself"));
+                }
+                _ => {}
+            }
         }
     }
 }
