@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use duet_core::FailoverState::{Offline, Online};
 use duet_core::api::Status;
 
+use crate::support::state;
 use crate::support::{
     AgentSpec, Agents, HELLO_PLUGIN, eventually, free_port, peer_port, spawn, status_json,
 };
@@ -123,10 +124,6 @@ fn pair(dir: &std::path::Path) -> (u16, u16, std::path::PathBuf, std::path::Path
     let a = spec("agent-a", "agent-b", 200, pa, pb).write(dir);
     let b = spec("agent-b", "agent-a", 100, pb, pa).write(dir);
     (pa, pb, a, b)
-}
-
-fn state(status: &Status) -> Option<duet_core::FailoverState> {
-    status.decision.as_ref().map(|d| d.state.state)
 }
 
 /// Whether both columns are fresh (the buddy's report arrived: no "Agent Status:

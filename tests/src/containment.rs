@@ -475,14 +475,8 @@ fn a_frozen_loop_fences_itself_before_the_buddy_takes_over() {
         "the frozen agent's API says Offline",
         || {
             let status = t.status(p)?;
-            let row = status
-                .pair?
-                .local
-                .rows
-                .into_iter()
-                .find(|r| r.key == "failover-status")?;
-            let state = status.decision.map(|d| d.state.state);
-            (state == OFFLINE && row.value == "Offline").then_some(())
+            let row = crate::support::row(&status, "failover-status")?;
+            (crate::support::state(&status) == OFFLINE && row.value == "Offline").then_some(())
         },
     );
     std::fs::remove_file(&files[p]).expect("thaw");

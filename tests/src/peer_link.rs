@@ -17,21 +17,7 @@ use tokio::net::TcpStream;
 use crate::support::{
     AgentSpec, Agents, PAIR_KEY, duet_bin, eventually, free_port, peer_port, spawn, status_json,
 };
-
-fn row(status: &Status, key: &str) -> Option<duet_core::Row> {
-    status
-        .pair
-        .as_ref()?
-        .local
-        .rows
-        .iter()
-        .find(|r| r.key == key)
-        .cloned()
-}
-
-fn state(status: &Status) -> Option<FailoverState> {
-    status.decision.as_ref().map(|d| d.state.state)
-}
+use crate::support::{row, state};
 
 #[test]
 fn mismatched_pair_keys_show_configuration_invalid_and_nobody_takes_over() {

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use duet_core::FailoverState;
-use duet_core::api::{Reloads, Status};
+use duet_core::api::Reloads;
 
 use duet_host::frame::{Hello, PairKey};
 
 use crate::support::{AgentSpec, Agents, duet_bin, eventually, free_port, spawn, status_json};
+use crate::support::{row, state};
 
 /// The token with the right `reload` both test agents accept.
 const TOKEN: &str = "reload-token";
@@ -55,21 +56,6 @@ fn metric(port: u16, family: &str, label: &str) -> u64 {
         .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-fn state(status: &Status) -> Option<FailoverState> {
-    status.decision.as_ref().map(|d| d.state.state)
-}
-
-fn row(status: &Status, key: &str) -> Option<duet_core::Row> {
-    status
-        .pair
-        .as_ref()?
-        .local
-        .rows
-        .iter()
-        .find(|r| r.key == key)
-        .cloned()
 }
 
 /// A pair: agent-a (priority 200) Online, agent-b Offline, both with the reload token.

@@ -13,21 +13,11 @@ use duet_core::Row;
 use duet_core::api::Status;
 use duet_host::frame::{Hello, PairKey, Session, read_frame, write_frame};
 
+use crate::support::row;
 use crate::support::{
     AgentSpec, Agents, PAIR_KEY, duet_bin, eventually, free_port, ip, is_root, peer_port, spawn,
     status_json,
 };
-
-fn row(status: &Status, key: &str) -> Option<Row> {
-    status
-        .pair
-        .as_ref()?
-        .local
-        .rows
-        .iter()
-        .find(|r| r.key == key)
-        .cloned()
-}
 
 /// The agent's row `key` once `pred` holds, within `within`.
 fn wait_row(port: u16, key: &str, what: &str, pred: impl Fn(&Row) -> bool) -> Row {

@@ -286,3 +286,20 @@ pub async fn history(port: u16) -> Vec<duet_core::api::HistoryEntry> {
         .expect("history JSON")
         .entries
 }
+
+/// The state of an agent's last decision, as its status says.
+pub fn state(status: &duet_core::api::Status) -> Option<duet_core::FailoverState> {
+    status.decision.as_ref().map(|d| d.state.state)
+}
+
+/// The row `key` of an agent's own column, as its status says.
+pub fn row(status: &duet_core::api::Status, key: &str) -> Option<duet_core::Row> {
+    status
+        .pair
+        .as_ref()?
+        .local
+        .rows
+        .iter()
+        .find(|r| r.key == key)
+        .cloned()
+}
