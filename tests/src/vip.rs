@@ -114,14 +114,7 @@ fn vip_by_hand(ns: &str, verb: &str) {
 }
 
 fn vip_row(status: &Status) -> Option<duet_core::Row> {
-    status
-        .pair
-        .as_ref()?
-        .local
-        .rows
-        .iter()
-        .find(|r| r.key == "vip:lan")
-        .cloned()
+    crate::support::row(status, "vip:lan")
 }
 
 /// The `[[vip]]` both agents get; `more` adds keys.
