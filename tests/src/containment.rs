@@ -79,6 +79,7 @@ fn metric(t: &Topology, i: usize, name: &str) -> Option<f64> {
 /// Asserts agent i's largest tick gap since start stayed under two ticks.
 fn assert_rhythm(t: &Topology, i: usize) {
     let max = metric(t, i, "duet_tick_gap_max_seconds").expect("the tick-gap metric");
+    eprintln!("{}: the largest tick gap since start: {max} s", AGENTS[i]);
     assert!(
         max < (TICK * 2).as_secs_f64(),
         "{}: the largest gap between ticks was {max} s, not under {:?}\n{}",

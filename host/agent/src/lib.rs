@@ -38,7 +38,7 @@ use duet_events::EventLog;
 use duet_kernel::decision::DecisionRuntime;
 use duet_kernel::net::{Network, Tcp};
 use duet_kernel::{Kernel, Parts};
-use duet_plugins::{PluginEngine, PluginTable};
+use duet_plugins::PluginTable;
 use duet_probes::nats::NatsState;
 use duet_probes::nic::NicWatcher;
 use duet_runtime::{CoreRuntime, Limits};
@@ -381,13 +381,8 @@ impl Agent {
             ));
         }
         if config.plugins.dir.is_some() {
-            let engine = PluginEngine::on(
-                self.kernel.runtime().engine(),
-                config.plugins.cache_dir.clone(),
-            )?;
-            tasks.spawn(duet_plugins::run(
-                Arc::new(engine),
-                self.kernel.clock(),
+            // In a process of their own: see duet_plugins::process.
+            tasks.spawn(duet_plugins::process::supervise(
                 config.plugins.clone(),
                 self.plugins.clone(),
                 self.wake.clone(),

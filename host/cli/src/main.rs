@@ -38,6 +38,9 @@ enum Cmd {
     Completions(commands::completions::Args),
     #[command(hide = true)]
     Man(commands::completions::ManArgs),
+    /// The agent's plugins process (started by `duet run`, not by hand).
+    #[command(hide = true, name = duet_plugins::process::SUBCOMMAND)]
+    PluginHost,
 }
 
 impl Cmd {
@@ -55,6 +58,7 @@ impl Cmd {
             Cmd::ReleaseVip(args) => args.execute().await,
             Cmd::Completions(args) => args.execute().await,
             Cmd::Man(args) => args.execute().await,
+            Cmd::PluginHost => duet_plugins::process::serve().await.map(|()| 0),
         }
     }
 }

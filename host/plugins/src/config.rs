@@ -7,12 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use duet_base::config::Errors;
 
-/// The validated `[plugins]` section.
-#[derive(Debug, Clone)]
+/// The validated `[plugins]` section (passed to the plugins' process as JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PluginsConfig {
     /// The folder scanned for `*.wasm` plugins; `None`: plugins are off.
     pub dir: Option<PathBuf>,
@@ -59,7 +59,7 @@ impl PluginsConfig {
 }
 
 /// One plugin's settings (`[plugins.plugin.<name>]`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginSettings {
     /// Time between checks; `None`: the plugin's own default interval.
     pub interval: Option<Duration>,

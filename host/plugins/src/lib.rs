@@ -12,6 +12,9 @@
 //!   one CPU budget for all plugins.
 //! - [`run`]: the folder watcher and the per-plugin threads, writing a [`PluginTable`] (also
 //!   rendered for `/metrics`).
+//! - [`process`]: the agent runs all that in a process of its own (`duet plugin-host`) and
+//!   mirrors its rows: the plugins share no address space, allocator or thread with the
+//!   decision path.
 
 #![warn(clippy::too_many_lines)]
 
@@ -20,6 +23,7 @@ mod budget;
 pub mod config;
 mod guard;
 mod loader;
+pub mod process;
 pub mod sandbox;
 
 /// A check's outcome as the plugin reports it.

@@ -21,7 +21,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// What a plugin's row shows, and what the tick loop reads from it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PluginStatus {
     /// The instance name (file stem); row key `plugin:<name>`.
     pub name: String,
@@ -58,7 +58,7 @@ pub const MAX_SERIES: usize = 1024;
 
 /// The rows of all plugins, shared by the loader, the runners and the tick loop.
 #[derive(Clone, Default)]
-pub struct PluginTable(Arc<Mutex<BTreeMap<String, PluginStatus>>>);
+pub struct PluginTable(pub(crate) Arc<Mutex<BTreeMap<String, PluginStatus>>>);
 
 impl PluginTable {
     /// The rows for the core's observations.
