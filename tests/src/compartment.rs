@@ -4,8 +4,9 @@
 //! slowed; a plugin creating sockets is stopped at its cap; a component with many memories is
 //! stopped by its one memory limit; an ungranted `disk_space_of` gives one answer for existing
 //! and missing paths; symbolic links are followed or refused in a row; 130 plugins opening a
-//! FIFO are refused before any open and the thread count stays bounded; a plugins folder that
-//! cannot be read unloads nothing.
+//! FIFO are refused before any open and the thread count stays bounded, in the plugins' own
+//! process (the agent's threads do not grow); a plugins folder that cannot be read unloads
+//! nothing; a killed plugins' process shows in every row and is restarted.
 //!
 //! Serial (`cargo xtask test` runs it with the containment tests): it loads both cores.
 
@@ -26,9 +27,27 @@ const BUSY: usize = 4;
 /// Plugins opening a FIFO.
 const FIFOS: usize = 130;
 
-/// The agent's CPU time so far (user + system), from /proc.
+/// The agent and its plugins' process (`duet plugin-host`, its child).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        all.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    all
+}
+
+/// The CPU time so far (user + system) of a process, from /proc.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the agent's stat");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a process's stat");
     // After the command name in parentheses: state is field 3, utime 14, stime 15.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -342,13 +361,20 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
         busy.value.contains(&format!("CPU budget ({BUDGET}%")),
         "{busy:?}"
     );
-    let (cpu0, at0) = (cpu_time(pid), Instant::now());
+    let family = with_children(pid);
+    assert_eq!(
+        family.len(),
+        2,
+        "the agent and its plugins' process: {family:?}"
+    );
+    let cpu = || family.iter().map(|&p| cpu_time(p)).sum::<Duration>();
+    let (cpu0, at0) = (cpu(), Instant::now());
     let until = at0 + Duration::from_secs(12);
     while Instant::now() < until {
         canary.rows(port);
         std::thread::sleep(Duration::from_millis(250));
     }
-    let used = (cpu_time(pid) - cpu0).as_secs_f64() / at0.elapsed().as_secs_f64();
+    let used = (cpu() - cpu0).as_secs_f64() / at0.elapsed().as_secs_f64();
     eprintln!(
         "the agent used {:.0}% of a core while {BUSY} plugins wanted {}% (budget {BUDGET}%)",
         used * 100.0,
@@ -371,12 +397,15 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
         metrics.contains("duet_plugin_fault{agent=\"a\",plugin=\"sockets\"} 1"),
         "{metrics}"
     );
-    let fds = open_fds(pid);
-    eprintln!("the agent holds {fds} descriptors");
+    let fds: usize = family.iter().map(|&p| open_fds(p)).sum();
+    eprintln!("the agent and its plugins' process hold {fds} descriptors");
     assert!(fds < 256, "the agent's descriptors stay bounded: {fds}");
 
-    // 130 plugins reading a FIFO: refused before the open; threads stay bounded.
-    let threads_before = status_field(pid, "Threads:");
+    // 130 plugins reading a FIFO: refused before the open; threads stay bounded, and none of
+    // them is the agent's own (the plugins run in their own process).
+    let plugins_pid = family[1];
+    let agent_threads = status_field(pid, "Threads:");
+    let threads_before = status_field(plugins_pid, "Threads:");
     for k in 0..FIFOS {
         std::fs::copy(HOSTILE_PLUGIN, plugins.join(format!("fifo{k}.wasm"))).expect("copy");
     }
@@ -393,12 +422,23 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
                 .then_some(())
         },
     );
-    let threads = status_field(pid, "Threads:");
-    eprintln!("threads: {threads_before} before the FIFO readers, {threads} with them");
+    let threads = status_field(plugins_pid, "Threads:");
+    eprintln!(
+        "the plugins' threads: {threads_before} before the FIFO readers, {threads} with them"
+    );
     // One thread per plugin, and at most its I/O threads (2 by default) beside it.
     assert!(
         threads <= threads_before + FIFOS as u64 * 3,
         "threads: {threads_before} → {threads}"
+    );
+    assert!(
+        threads >= threads_before + FIFOS as u64,
+        "one thread per plugin, in the plugins' process: {threads_before} → {threads}"
+    );
+    let agent_after = status_field(pid, "Threads:");
+    assert!(
+        agent_after <= agent_threads + 4,
+        "the agent's own threads: {agent_threads} → {agent_after}"
     );
 
     // The folder cannot be read: nothing is unloaded, the canary keeps running.
@@ -417,4 +457,33 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
     std::fs::rename(&moved, &plugins).expect("move the folder back");
     canary.assert_rhythm();
     assert!(rows(port).is_some_and(|r| r.len() == count));
+
+    // The plugins' process killed: every row says so, the agent runs on, a new process
+    // takes the plugins back.
+    // SAFETY: kill on a pid of this test's own agent's child.
+    assert_eq!(
+        unsafe { libc::kill(plugins_pid as i32, libc::SIGKILL) },
+        0,
+        "kill"
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the rows say the process ended",
+        || {
+            reason(&rows(port)?, "plugin:canary")?
+                .contains("the plugins' process ended")
+                .then_some(())
+        },
+    );
+    let before = rows(port).and_then(|r| r.get("plugin:canary")?.last_success);
+    eventually(Duration::from_secs(30), "the canary back", || {
+        let r = rows(port)?;
+        let canary = r.get("plugin:canary")?;
+        (canary.last_success > before && reason(&r, "plugin:canary").is_none()).then_some(())
+    });
+    let family = with_children(pid);
+    assert!(
+        family.len() == 2 && family[1] != plugins_pid,
+        "a new plugins' process: {family:?}"
+    );
 }

@@ -638,7 +638,12 @@ fn fresh_row(compiled: &Compiled, settings: &PluginSettings) -> PluginStatus {
     }
 }
 
-fn rejected_row(name: &str, path: &Path, why: &str, settings: &PluginSettings) -> PluginStatus {
+pub(crate) fn rejected_row(
+    name: &str,
+    path: &Path,
+    why: &str,
+    settings: &PluginSettings,
+) -> PluginStatus {
     PluginStatus {
         name: name.into(),
         kind: String::new(),

@@ -90,7 +90,8 @@ pub async fn supervise(
 
 /// The configuration as the child reads it: one JSON line.
 fn config_line(config: &PluginsConfig) -> anyhow::Result<Vec<u8>> {
-    let mut line = serde_json::to_vec(config).context("cannot encode the plugins' configuration")?;
+    let mut line =
+        serde_json::to_vec(config).context("cannot encode the plugins' configuration")?;
     line.push(b'\n');
     Ok(line)
 }
@@ -120,7 +121,10 @@ async fn serve_child(
         let mut limited = (&mut reader).take(MAX_REPORT + 1);
         let read = limited.read_until(b'\n', &mut buf);
         let why = match tokio::time::timeout(SILENT, read).await {
-            Err(_) => format!("sent no report for {}: stuck", humantime::format_duration(SILENT)),
+            Err(_) => format!(
+                "sent no report for {}: stuck",
+                humantime::format_duration(SILENT)
+            ),
             Ok(Err(e)) => format!("reading its reports failed: {e}"),
             Ok(Ok(0)) => return ended(&mut child, "it closed its output".into()).await,
             Ok(Ok(_)) if buf.last() != Some(&b'\n') => {
@@ -170,7 +174,13 @@ fn spawn(nice: i32) -> std::io::Result<Child> {
             libc::setpriority(libc::PRIO_PROCESS, 0, nice);
             // Ambient capabilities would survive the exec for a non-root agent; for root the
             // effective set stays (the agent's own tests run as root).
-            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            );
             Ok(())
         });
     }
@@ -239,7 +249,14 @@ impl PluginTable {
         let mut all = duet_base::lock(&self.0);
         let shown = |m: &std::collections::BTreeMap<String, PluginStatus>| {
             m.values()
-                .map(|r| (r.name.clone(), r.check.clone(), r.value.clone(), r.fault.clone()))
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        r.check.clone(),
+                        r.value.clone(),
+                        r.fault.clone(),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
         let changed = shown(&all) != shown(&rows);
@@ -257,5 +274,55 @@ impl PluginTable {
             row.fault = Some(why.to_string());
         }
         !all.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::PluginSettings;
+    use crate::loader::rejected_row;
+
+    fn row(name: &str, check: Check) -> PluginStatus {
+        PluginStatus {
+            check,
+            ..rejected_row(name, Path::new("x.wasm"), "", &PluginSettings::default())
+        }
+    }
+
+    #[test]
+    fn a_report_round_trips_and_only_shown_changes_wake_the_loop() {
+        let table = PluginTable::default();
+        let report = vec![row("a", Check::Ok), row("b", Check::Failing("down".into()))];
+        let line = serde_json::to_vec(&report).expect("encode");
+        let read: Vec<PluginStatus> = serde_json::from_slice(&line).expect("decode");
+        assert_eq!(read, report);
+        assert!(table.replace(read), "new rows are a change");
+        let mut counted = report.clone();
+        counted[0].checks += 1;
+        assert!(!table.replace(counted.clone()), "a counter is not shown");
+        assert_eq!(table.snapshot()[0].checks, 1, "but it is kept");
+        assert!(
+            table.replace(vec![counted[0].clone()]),
+            "a row gone is a change"
+        );
+    }
+
+    #[test]
+    fn a_process_gone_faults_every_row_without_counting_a_failure() {
+        let table = PluginTable::default();
+        assert!(!table.fault_all("gone"), "no rows: nothing changed");
+        table.replace(vec![row("a", Check::Ok)]);
+        assert!(table.fault_all("the plugins' process ended (killed)"));
+        let a = &table.snapshot()[0];
+        assert_eq!(
+            a.check,
+            Check::Failing("the plugins' process ended (killed)".into())
+        );
+        assert_eq!(a.failures, 0);
+        assert_eq!(table.faults(), 1);
+        assert!(table.triggers().is_empty());
     }
 }
