@@ -18,7 +18,9 @@ use duet_core::Row;
 
 use crate::admission::{http_get, open_fds};
 use crate::plugins::{agent_config, rows};
-use crate::support::{Agents, HELLO_PLUGIN, HOSTILE_PLUGIN, eventually, free_port, spawn};
+use crate::support::{
+    Agents, HELLO_PLUGIN, HOSTILE_PLUGIN, children_too, eventually, free_port, spawn,
+};
 
 /// The plugins' CPU budget in this test, in percent of one core.
 const BUDGET: u32 = 30;
@@ -26,24 +28,6 @@ const BUDGET: u32 = 30;
 const BUSY: usize = 4;
 /// Plugins opening a FIFO.
 const FIFOS: usize = 130;
-
-/// The agent and its plugins' process (`duet plugin-host`, its child).
-fn with_children(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        all.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
-    }
-    all
-}
 
 /// The CPU time so far (user + system) of a process, from /proc.
 fn cpu_time(pid: u32) -> Duration {
@@ -361,7 +345,7 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
         busy.value.contains(&format!("CPU budget ({BUDGET}%")),
         "{busy:?}"
     );
-    let family = with_children(pid);
+    let family = children_too(pid);
     assert_eq!(
         family.len(),
         2,
@@ -481,7 +465,7 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
         let canary = r.get("plugin:canary")?;
         (canary.last_success > before && reason(&r, "plugin:canary").is_none()).then_some(())
     });
-    let family = with_children(pid);
+    let family = children_too(pid);
     assert!(
         family.len() == 2 && family[1] != plugins_pid,
         "a new plugins' process: {family:?}"

@@ -61,11 +61,28 @@ fn non_root_pair_moves_the_vip_on_kill_9(bin: &Path) {
     give_folder(&t);
     t.bin = Some(bin.to_path_buf());
     t.launch = [0, 1].map(|_| as_user_with(",+net_admin,+net_raw"));
-    t.extra = [VIP_CONFIG.into(), VIP_CONFIG.into()];
+    let plugins = t.dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("the plugins folder");
+    std::fs::copy(crate::support::HELLO_PLUGIN, plugins.join("hello.wasm")).expect("copy");
+    let extra = format!("{VIP_CONFIG}\n[plugins]\ndir = \"{}\"\n", plugins.display());
+    t.extra = [extra.clone(), extra];
     t.configure(crate::netns::FAST);
     let (p, q) = t.start_pair();
     for i in [p, q] {
         let pid = t.pid(i).expect("the agent runs");
+        // Its plugins' process: the same user, no capability at all.
+        let plugins = crate::support::eventually(TAKEOVER, "the plugins' process", || {
+            crate::support::children_too(pid).get(1).copied()
+        });
+        let (uid, caps) = identity(plugins);
+        assert!(
+            uid.split_whitespace().all(|id| id == UID.to_string()),
+            "the plugins' process runs as {UID}: Uid {uid}"
+        );
+        assert_eq!(
+            caps, 0,
+            "the plugins' process holds no capability: {caps:#x}"
+        );
         let (uid, caps) = identity(pid);
         assert!(
             uid.split_whitespace().all(|id| id == UID.to_string()),

@@ -250,6 +250,23 @@ pub fn within<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 }
 
 /// Whether this process runs as root (network namespaces, raw ICMP).
+/// Process `pid` and its children (an agent and its plugins' process, `duet plugin-host`).
+pub fn children_too(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        all.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    all
+}
+
 pub fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")

@@ -165,10 +165,13 @@ fn spawn(nice: i32) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    // SAFETY: between fork and exec only async-signal-safe calls (two syscalls), touching no
-    // memory of the parent's.
+    // SAFETY: between fork and exec only async-signal-safe calls (three syscalls), touching
+    // no memory of the parent's.
     unsafe {
         command.pre_exec(move || {
+            // A group of its own: Ctrl-C in the agent's terminal is the agent's to handle (a
+            // handover first); the child ends when the agent does.
+            libc::setpgid(0, 0);
             // Threads inherit the nice value of the thread that starts them: the whole child
             // runs below the agent (its plugin threads set theirs again).
             libc::setpriority(libc::PRIO_PROCESS, 0, nice);
