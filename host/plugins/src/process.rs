@@ -160,6 +160,7 @@ async fn ended(child: &mut Child, why: String) -> String {
 fn spawn(nice: i32) -> std::io::Result<Child> {
     let mut command = Command::new("/proc/self/exe");
     command
+        .arg0("duet")
         .arg(SUBCOMMAND)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -193,6 +194,9 @@ fn spawn(nice: i32) -> std::io::Result<Child> {
 /// The child: reads the configuration from stdin, runs the plugins folder, writes the rows to
 /// stdout, and ends when stdin closes.
 pub async fn serve() -> anyhow::Result<()> {
+    // `ps` and `top` show "duet-plugins", not the "exe" of /proc/self/exe.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"duet-plugins".as_ptr(), 0, 0, 0) };
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     (&mut stdin)
