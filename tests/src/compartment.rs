@@ -6,7 +6,7 @@
 //! and missing paths; symbolic links are followed or refused in a row; 130 plugins opening a
 //! FIFO are refused before any open and the thread count stays bounded, in the plugins' own
 //! process (the agent's threads do not grow); a plugins folder that cannot be read unloads
-//! nothing; a killed plugins' process shows in every row and is restarted.
+//! nothing; a killed or stuck plugins' process shows in every row and is replaced.
 //!
 //! Serial (`cargo xtask test` runs it with the containment tests): it loads both cores.
 
@@ -470,4 +470,23 @@ fn plugins_stay_in_their_compartment_while_a_canary_keeps_its_rhythm() {
         family.len() == 2 && family[1] != plugins_pid,
         "a new plugins' process: {family:?}"
     );
+
+    // A stuck plugins' process (stopped): after 10 s of silence it is replaced.
+    let stuck = family[1];
+    // SAFETY: kill on a pid of this test's own agent's child.
+    assert_eq!(
+        unsafe { libc::kill(stuck as i32, libc::SIGSTOP) },
+        0,
+        "stop"
+    );
+    eventually(Duration::from_secs(20), "the stuck process named", || {
+        reason(&rows(port)?, "plugin:canary")?
+            .contains("sent no report for 10s: stuck")
+            .then_some(())
+    });
+    eventually(Duration::from_secs(30), "a new plugins' process", || {
+        let family = children_too(pid);
+        (family.len() == 2 && family[1] != stuck && reason(&rows(port)?, "plugin:canary").is_none())
+            .then_some(())
+    });
 }
