@@ -253,20 +253,12 @@ impl PluginTable {
     pub(crate) fn replace(&self, rows: Vec<PluginStatus>) -> bool {
         let rows: std::collections::BTreeMap<String, PluginStatus> =
             rows.into_iter().map(|r| (r.name.clone(), r)).collect();
+        // The tick loop takes this lock: compare in place, without copying.
+        fn shown(r: &PluginStatus) -> (&String, &Check, &String, &Option<String>) {
+            (&r.name, &r.check, &r.value, &r.fault)
+        }
         let mut all = duet_base::lock(&self.0);
-        let shown = |m: &std::collections::BTreeMap<String, PluginStatus>| {
-            m.values()
-                .map(|r| {
-                    (
-                        r.name.clone(),
-                        r.check.clone(),
-                        r.value.clone(),
-                        r.fault.clone(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        let changed = shown(&all) != shown(&rows);
+        let changed = !all.values().map(shown).eq(rows.values().map(shown));
         *all = rows;
         changed
     }
